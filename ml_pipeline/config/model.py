@@ -1,0 +1,176 @@
+"""Model configs: tower architectures, rating head, optimizer, retrieval settings.
+
+Each tower is its hidden layers followed by a linear projection to
+``output_dim``, so the buyer and product embeddings always have the same
+width. The rating head (ranking, multitask) reads the concatenated buyer and
+product embeddings, runs its hidden layers and ends in a single unit.
+
+:func:`parameter_counts` computes what Keras would report for the model the
+Trainer builds: embedding tables sized by the configured vocabulary limits
+(an upper bound; the trained model's tables are sized by the vocabulary it
+actually found), dense kernels and biases, and batch-norm statistics.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from ml_pipeline.config.dataset import StrictModel
+from ml_pipeline.config.features import FeatureConfig
+from ml_pipeline.errors import UNION_TAGS, ConfigError, Problem
+
+ACTIVATIONS = ("relu", "gelu", "selu", "swish", "tanh", "sigmoid", "linear")
+MODEL_TYPES = ("retrieval", "ranking", "multitask")
+
+
+class DenseLayer(StrictModel):
+    type: Literal["dense"] = "dense"
+    units: int = Field(ge=1, le=16_384)
+    activation: Literal["relu", "gelu", "selu", "swish", "tanh", "sigmoid", "linear"] = "relu"
+    l2: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class DropoutLayer(StrictModel):
+    type: Literal["dropout"] = "dropout"
+    rate: float = Field(gt=0.0, lt=1.0)
+
+
+class BatchNormLayer(StrictModel):
+    type: Literal["batch_norm"] = "batch_norm"
+
+
+Layer = Annotated[Union[DenseLayer, DropoutLayer, BatchNormLayer], Field(discriminator="type")]
+UNION_TAGS.update({"dense", "dropout", "batch_norm"})
+
+
+class LossWeights(StrictModel):
+    retrieval: float = Field(default=1.0, ge=0.0)
+    rating: float = Field(default=1.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _not_both_zero(self) -> "LossWeights":
+        if self.retrieval == 0 and self.rating == 0:
+            raise ValueError("retrieval: at least one loss weight must be positive")
+        return self
+
+
+class ModelConfig(StrictModel):
+    model_type: Literal["retrieval", "ranking", "multitask"]
+    buyer_tower: list[Layer] = []
+    product_tower: list[Layer] = []
+    output_dim: int = Field(default=32, ge=1, le=2048)
+    rating_head: list[Layer] = []
+    optimizer: Literal["adagrad", "adam", "sgd"] = "adagrad"
+    learning_rate: float = Field(default=0.1, gt=0.0, le=10.0)
+    clipnorm: float | None = Field(default=1.0, gt=0.0)
+    loss_weights: LossWeights | None = None
+    retrieval_k: list[int] = [5, 10, 50, 100]
+    retrieval_algorithm: Literal["brute_force", "scann"] = "brute_force"
+
+    @field_validator("retrieval_k")
+    @classmethod
+    def _k_list(cls, ks: list[int]) -> list[int]:
+        if not ks:
+            raise ValueError("give at least one K")
+        if any(k < 1 or k > 1000 for k in ks):
+            raise ValueError("each K must be between 1 and 1000")
+        if len(set(ks)) != len(ks):
+            raise ValueError("each K may appear once")
+        return sorted(ks)
+
+    @model_validator(mode="after")
+    def _type_specific_fields(self) -> "ModelConfig":
+        if self.model_type == "retrieval" and self.rating_head:
+            raise ValueError("rating_head: only ranking and multitask models have a rating head")
+        if self.model_type != "multitask" and self.loss_weights is not None:
+            raise ValueError("loss_weights: only multitask models combine losses")
+        if self.model_type == "multitask" and self.loss_weights is None:
+            self.loss_weights = LossWeights()
+        for tower in ("buyer_tower", "product_tower", "rating_head"):
+            layers = getattr(self, tower)
+            for index in range(1, len(layers)):
+                kind = layers[index].type
+                if kind != "dense" and kind == layers[index - 1].type:
+                    raise ValueError(f"{tower}[{index}]: two {kind} layers in a row")
+        return self
+
+    @property
+    def has_retrieval(self) -> bool:
+        return self.model_type in ("retrieval", "multitask")
+
+    @property
+    def has_rating_head(self) -> bool:
+        return self.model_type in ("ranking", "multitask")
+
+    def check_against(self, features: FeatureConfig) -> None:
+        """Problems that appear only when this model is paired with a feature config."""
+        if self.has_rating_head and features.target is None:
+            raise ConfigError(
+                Problem("feature_config.target", f"a {self.model_type} model needs a target column in the feature config")
+            )
+
+
+def _stack_counts(layers: list, input_dim: int, final_units: int) -> tuple[list[dict], int, int]:
+    """Per-layer parameter counts for hidden layers + the final dense projection."""
+    rows = []
+    width = input_dim
+    trainable = non_trainable = 0
+    for layer in [*layers, DenseLayer(units=final_units, activation="linear")]:
+        if layer.type == "dense":
+            params = width * layer.units + layer.units
+            trainable += params
+            rows.append({"layer": f"dense {layer.units}", "input": width, "output": layer.units, "params": params})
+            width = layer.units
+        elif layer.type == "batch_norm":
+            # gamma and beta are trained; the moving mean and variance are not.
+            trainable += 2 * width
+            non_trainable += 2 * width
+            rows.append({"layer": "batch_norm", "input": width, "output": width, "params": 4 * width})
+        else:
+            rows.append({"layer": f"dropout {layer.rate}", "input": width, "output": width, "params": 0})
+    rows[-1]["layer"] = f"output {final_units}"
+    return rows, trainable, non_trainable
+
+
+def parameter_counts(model: ModelConfig, features: FeatureConfig) -> dict:
+    """Parameter counts per tower and head, embedding tables included."""
+    towers = {}
+    for tower_name in ("buyer", "product"):
+        tower = features.tower(tower_name)
+        embeddings = [
+            {"name": f.column, "rows": f.table_rows(), "dim": f.width(), "params": f.table_rows() * f.width()}
+            for f in tower.features
+            if f.table_rows()
+        ] + [
+            {"name": c.name, "rows": c.hash_buckets, "dim": c.embedding_dim, "params": c.hash_buckets * c.embedding_dim}
+            for c in tower.crosses
+        ]
+        input_dim = sum(f.width() for f in tower.features) + sum(c.width() for c in tower.crosses)
+        layers, dense_trainable, non_trainable = _stack_counts(
+            getattr(model, f"{tower_name}_tower"), input_dim, model.output_dim
+        )
+        embedding_params = sum(e["params"] for e in embeddings)
+        towers[tower_name] = {
+            "input_dim": input_dim,
+            "embeddings": embeddings,
+            "layers": layers,
+            "embedding_params": embedding_params,
+            "dense_params": dense_trainable + non_trainable,
+            "trainable": embedding_params + dense_trainable,
+            "non_trainable": non_trainable,
+            "total": embedding_params + dense_trainable + non_trainable,
+        }
+    result = {"towers": towers}
+    if model.has_rating_head:
+        layers, trainable, non_trainable = _stack_counts(model.rating_head, 2 * model.output_dim, 1)
+        result["rating_head"] = {
+            "input_dim": 2 * model.output_dim,
+            "layers": layers,
+            "trainable": trainable,
+            "non_trainable": non_trainable,
+            "total": trainable + non_trainable,
+        }
+    result["total"] = sum(t["total"] for t in towers.values()) + result.get("rating_head", {}).get("total", 0)
+    return result

@@ -1,0 +1,38 @@
+"""Quoting helpers for the SQL we build for DuckDB.
+
+Values end up inside view definitions, where DuckDB cannot bind parameters,
+so they are rendered as literals here, in one place, with proper escaping.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+
+
+def ident(name: str) -> str:
+    """Quote an identifier: ``Quantity`` -> ``"Quantity"``, escaping embedded quotes."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value) -> str:
+    """Render a Python value as a DuckDB literal."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite number: {value}")
+        return repr(value)
+    if isinstance(value, datetime):
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, date):
+        return f"DATE '{value.isoformat()}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def literal_list(values) -> str:
+    return "(" + ", ".join(literal(v) for v in values) + ")"

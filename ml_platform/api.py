@@ -1,0 +1,90 @@
+"""The JSON API under /api/, with OpenAPI docs at /api/docs.
+
+Every endpoint requires a logged-in session (with CSRF, as for any form) or a
+personal token (``Authorization: Bearer mlp_...``). Every error answers the
+same shape: ``{"error": "...", "errors": [{"field": ..., "message": ...}]}``.
+"""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.security import HttpBearer, django_auth
+
+from ml_platform.accounts.api import router as tokens_router
+from ml_platform.accounts.models import ApiToken
+from ml_platform.core.errors import ApiError, error_body, problems_from_ninja
+from ml_platform.datasets.api import router as datasets_router
+from ml_platform.modeling.api import router as modeling_router
+from ml_platform.projects.api import router as projects_router
+from ml_pipeline.errors import ConfigError, DataError, Problem
+
+
+class TokenAuth(HttpBearer):
+    def authenticate(self, request, token):
+        user = ApiToken.objects.authenticate(token)
+        if user is not None:
+            request.user = user
+        return user
+
+
+api = NinjaAPI(
+    title="ML Platform API",
+    version="1",
+    description="Projects, datasets, feature configs and model configs of the ML Platform.",
+    auth=[TokenAuth(), django_auth],
+    docs_url="/docs",
+)
+
+
+@api.exception_handler(NinjaValidationError)
+def on_request_invalid(request, exc):
+    return api.create_response(request, error_body("Invalid input", problems_from_ninja(exc.errors)), status=422)
+
+
+@api.exception_handler(ConfigError)
+def on_config_invalid(request, exc):
+    return api.create_response(request, error_body("Invalid configuration", exc.problems), status=422)
+
+
+@api.exception_handler(DataError)
+def on_data_unusable(request, exc):
+    return api.create_response(request, error_body("The data cannot be used", exc.problems), status=422)
+
+
+@api.exception_handler(DjangoValidationError)
+def on_model_invalid(request, exc):
+    if hasattr(exc, "message_dict"):
+        problems = [Problem(f, m) for f, messages in exc.message_dict.items() for m in messages]
+    else:
+        problems = [Problem("", m) for m in exc.messages]
+    return api.create_response(request, error_body("Invalid input", problems), status=422)
+
+
+@api.exception_handler(ApiError)
+def on_api_error(request, exc):
+    return api.create_response(request, error_body(exc.message, exc.problems), status=exc.status)
+
+
+@api.exception_handler(Http404)
+def on_not_found(request, exc):
+    return api.create_response(request, error_body(str(exc) or "Not found"), status=404)
+
+
+@api.exception_handler(AuthenticationError)
+def on_unauthenticated(request, exc):
+    return api.create_response(
+        request, error_body("Authentication required: log in or send 'Authorization: Bearer <token>'"), status=401
+    )
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request, exc):
+    return api.create_response(request, error_body(str(exc)), status=exc.status_code)
+
+
+api.add_router("", tokens_router)
+api.add_router("", projects_router)
+api.add_router("", datasets_router)
+api.add_router("", modeling_router)

@@ -1,0 +1,98 @@
+from datetime import datetime
+
+from ninja import Router, Schema, Status
+from pydantic import Field
+
+from ml_platform.projects import services
+from ml_platform.projects.access import owned_project_for_user, project_for_user
+from ml_platform.projects.models import Membership, Project
+
+router = Router(tags=["projects"])
+
+
+class ProjectIn(Schema):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str = ""
+
+
+class ProjectPatch(Schema):
+    description: str | None = None
+
+
+class ProjectOut(Schema):
+    id: int
+    name: str
+    description: str
+    created_at: datetime
+    role: str
+    datasets: int
+    feature_configs: int
+    model_configs: int
+
+
+class MemberIn(Schema):
+    username: str
+    role: str = Field(default=Membership.MEMBER, pattern="^(owner|member)$")
+
+
+class MemberOut(Schema):
+    username: str
+    role: str
+
+
+def _project_out(project: Project, user) -> dict:
+    membership = project.memberships.filter(user=user).first()
+    return {
+        "id": project.id,
+        "name": project.name,
+        "description": project.description,
+        "created_at": project.created_at,
+        "role": membership.role if membership else "",
+        "datasets": project.datasets.count(),
+        "feature_configs": project.feature_configs.count(),
+        "model_configs": project.model_configs.count(),
+    }
+
+
+@router.get("/projects/", response=list[ProjectOut])
+def list_projects(request):
+    return [_project_out(p, request.user) for p in Project.objects.for_user(request.user)]
+
+
+@router.post("/projects/", response={201: ProjectOut})
+def create_project(request, payload: ProjectIn):
+    project = services.create_project(request.user, payload.name, payload.description)
+    return Status(201, _project_out(project, request.user))
+
+
+@router.get("/projects/{project_id}/", response=ProjectOut)
+def get_project(request, project_id: int):
+    return _project_out(project_for_user(request.user, project_id), request.user)
+
+
+@router.patch("/projects/{project_id}/", response=ProjectOut)
+def update_project(request, project_id: int, payload: ProjectPatch):
+    project = owned_project_for_user(request.user, project_id)
+    if payload.description is not None:
+        project.description = payload.description
+        project.save(update_fields=["description", "updated_at"])
+    return _project_out(project, request.user)
+
+
+@router.delete("/projects/{project_id}/", response={204: None})
+def delete_project(request, project_id: int):
+    owned_project_for_user(request.user, project_id).delete()
+    return Status(204, None)
+
+
+@router.get("/projects/{project_id}/members/", response=list[MemberOut])
+def list_members(request, project_id: int):
+    project = project_for_user(request.user, project_id)
+    return [{"username": m.user.username, "role": m.role} for m in project.memberships.select_related("user")]
+
+
+@router.post("/projects/{project_id}/members/", response={201: MemberOut})
+def add_member(request, project_id: int, payload: MemberIn):
+    project = owned_project_for_user(request.user, project_id)
+    membership = services.add_member(project, payload.username, payload.role)
+    return Status(201, {"username": membership.user.username, "role": membership.role})

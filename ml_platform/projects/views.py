@@ -1,0 +1,47 @@
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from ml_platform.core.errors import ApiError
+from ml_platform.modeling import services as modeling_services
+from ml_platform.projects import services
+from ml_platform.projects.access import project_for_user
+from ml_platform.projects.models import Project
+
+
+@require_http_methods(["GET", "POST"])
+def home(request):
+    """The user's projects, and a form to start a new one."""
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()
+        try:
+            project = services.create_project(request.user, name, request.POST.get("description", ""))
+        except ApiError as error:
+            messages.error(request, "; ".join(str(p) for p in error.problems) or error.message)
+        except Exception as error:  # django ValidationError from full_clean
+            messages.error(request, f"name: {'; '.join(getattr(error, 'messages', [str(error)]))}")
+        else:
+            return redirect("project", project_id=project.id)
+    projects = Project.objects.for_user(request.user).prefetch_related("datasets")
+    return render(request, "projects/home.html", {"projects": projects})
+
+
+def project_detail(request, project_id: int):
+    project = project_for_user(request.user, project_id)
+    model_configs = [
+        {"config": mc, "counts": modeling_services.parameter_counts(mc)}
+        for mc in project.model_configs.select_related("feature_config")
+    ]
+    return render(
+        request,
+        "projects/detail.html",
+        {
+            "project": project,
+            "datasets": project.datasets.all(),
+            "feature_configs": [
+                {"config": fc, "breakdown": modeling_services.breakdown(fc)}
+                for fc in project.feature_configs.select_related("dataset")
+            ],
+            "model_configs": model_configs,
+        },
+    )
