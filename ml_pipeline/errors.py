@@ -81,8 +81,16 @@ def problem_from_error_item(loc: tuple, message: str, prefix: str = "") -> Probl
     return Problem(path, message)
 
 
+def error_location(item: dict) -> tuple:
+    """A pydantic error's location; a bad union tag is blamed on the tag field itself."""
+    loc = tuple(item["loc"])
+    if item.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+        loc += (str(item.get("ctx", {}).get("discriminator", "")).strip("'"),)
+    return loc
+
+
 def problems_from_validation_error(error: ValidationError, prefix: str = "") -> list[Problem]:
-    return [problem_from_error_item(tuple(item["loc"]), item["msg"], prefix) for item in error.errors()]
+    return [problem_from_error_item(error_location(item), item["msg"], prefix) for item in error.errors()]
 
 
 def validate_model(model_cls, data, prefix: str = ""):

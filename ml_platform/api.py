@@ -5,7 +5,9 @@ personal token (``Authorization: Bearer mlp_...``). Every error answers the
 same shape: ``{"error": "...", "errors": [{"field": ..., "message": ...}]}``.
 """
 
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import ProtectedError
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
@@ -35,6 +37,8 @@ api = NinjaAPI(
     description="Projects, datasets, feature configs and model configs of the ML Platform.",
     auth=[TokenAuth(), django_auth],
     docs_url="/docs",
+    # The schema and docs pages are for logged-in users too (they name every endpoint).
+    docs_decorator=login_required,
 )
 
 
@@ -60,6 +64,12 @@ def on_model_invalid(request, exc):
     else:
         problems = [Problem("", m) for m in exc.messages]
     return api.create_response(request, error_body("Invalid input", problems), status=422)
+
+
+@api.exception_handler(ProtectedError)
+def on_still_referenced(request, exc):
+    users = sorted({f"{obj._meta.verbose_name} '{obj}'" for obj in exc.protected_objects})
+    return api.create_response(request, error_body(f"Still in use by {', '.join(users)}"), status=409)
 
 
 @api.exception_handler(ApiError)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ml_pipeline.errors import Problem, problem_from_error_item
+from ml_pipeline.errors import Problem, error_location, problem_from_error_item
 
 
 class ApiError(Exception):
@@ -26,7 +26,7 @@ def problems_from_ninja(errors: list[dict]) -> list[Problem]:
     """Ninja reports ``loc`` as ("body", "<param name>", "field", ...); keep the field part."""
     problems = []
     for item in errors:
-        loc = list(item.get("loc", ()))
+        loc = list(error_location(item))
         if loc and loc[0] in ("body", "query", "path", "form", "file"):
             source = loc.pop(0)
             if source == "body" and len(loc) > 1:
