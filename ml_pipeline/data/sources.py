@@ -79,8 +79,12 @@ def _sql_reader(source: SqlSource):
         yield cursor.fetch_record_batch()
 
 
-def register_source(con: duckdb.DuckDBPyConnection, source) -> None:
-    """Create the ``source_rows`` view for a source."""
+def register_source(con: duckdb.DuckDBPyConnection, source, schema_only: bool = False) -> None:
+    """Create the ``source_rows`` view for a source.
+
+    ``schema_only`` asks a SQL source for its columns without reading its rows
+    (files are only sniffed by DESCRIBE anyway).
+    """
     try:
         if source.kind == "file":
             con.execute(f"CREATE OR REPLACE VIEW source_rows AS SELECT * FROM {_file_scan(source)}")
@@ -97,6 +101,8 @@ def register_source(con: duckdb.DuckDBPyConnection, source) -> None:
                 # An Arrow stream can be scanned once; the preview and the
                 # pipeline read the rows several times, so copy them into a
                 # DuckDB table (compressed, spilling to disk past memory_limit).
+                if schema_only:
+                    source = source.model_copy(update={"query": f"SELECT * FROM ({source.query}) AS q LIMIT 0"})
                 with _sql_reader(source) as reader:
                     con.register("source_stream", reader)
                     con.execute("CREATE TABLE source_rows AS SELECT * FROM source_stream")

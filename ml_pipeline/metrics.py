@@ -1,0 +1,60 @@
+"""Retrieval and rating metrics shared by the Trainer (per epoch) and the Evaluator.
+
+Retrieval is evaluated per buyer against the full product catalog: the
+relevant set is the distinct products the buyer bought in the held-out
+split, and a model's answer is its top-K product ids.
+
+* Recall@K = |top-K ∩ relevant| / |relevant|
+* NDCG@K  = DCG of the hits in the top K / ideal DCG for min(|relevant|, K) hits
+* MRR     = 1 / rank of the first relevant product (0 if none in the list)
+* coverage = distinct products recommended in anyone's top K / catalog size
+
+All are averaged over buyers. The popularity baseline answers every buyer
+with the K most-bought training products.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def retrieval_metrics(
+    top_ids: np.ndarray, relevant: Sequence[set], ks: Sequence[int], catalog_size: int
+) -> dict[str, float]:
+    """Metrics from each buyer's ranked product ids (rows of ``top_ids``, at least max(ks) long)."""
+    top_ids = np.asarray(top_ids)
+    n_buyers = len(relevant)
+    if n_buyers == 0:
+        return {}
+    results: dict[str, float] = {}
+    max_k = max(ks)
+    hits = np.zeros((n_buyers, top_ids.shape[1]), dtype=bool)
+    for row, wanted in enumerate(relevant):
+        hits[row] = [item in wanted for item in top_ids[row]]
+    sizes = np.array([len(r) for r in relevant], dtype=np.float64)
+    discounts = 1.0 / np.log2(np.arange(2, max_k + 2))
+    for k in ks:
+        found = hits[:, :k].sum(axis=1)
+        results[f"recall_at_{k}"] = float(np.mean(found / sizes))
+        dcg = (hits[:, :k] * discounts[:k]).sum(axis=1)
+        ideal = np.array([discounts[: int(min(s, k))].sum() for s in sizes])
+        results[f"ndcg_at_{k}"] = float(np.mean(dcg / ideal))
+        results[f"coverage_at_{k}"] = float(len(np.unique(top_ids[:, :k])) / max(catalog_size, 1))
+    first = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0)
+    results["mrr"] = float(np.mean(np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0)))
+    results["coverage"] = results[f"coverage_at_{max_k}"]
+    return results
+
+
+def popularity_top_ids(product_ids: np.ndarray, counts: np.ndarray, k: int, n_buyers: int) -> np.ndarray:
+    """The K most-bought products (ties broken by id, for determinism), repeated for every buyer."""
+    order = np.lexsort((np.asarray(product_ids).astype(str), -np.asarray(counts)))
+    top = np.asarray(product_ids)[order[:k]]
+    return np.tile(top, (n_buyers, 1))
+
+
+def rating_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    errors = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
+    return {"rmse": float(np.sqrt(np.mean(errors**2))), "mae": float(np.mean(np.abs(errors)))}

@@ -1,0 +1,167 @@
+"""One reporter interface for everything a run tells the outside.
+
+The runner and the stages only ever call a :class:`Reporter`; where the
+events go (memory for tests, a JSON-lines file, the console, the platform's
+database or a signed webhook) is the implementation's business.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+
+class Reporter:
+    """Receives run events. Every method is optional to override; the base ignores events."""
+
+    def stage_started(self, stage: str, info: dict[str, Any]) -> None: ...
+
+    def stage_completed(self, stage: str, summary: str, properties: dict[str, Any], cached: bool) -> None: ...
+
+    def stage_failed(self, stage: str, message: str, traceback: str) -> None: ...
+
+    def stage_skipped(self, stage: str, reason: str) -> None: ...
+
+    def epoch_completed(self, epoch: int, total_epochs: int, metrics: dict[str, Any]) -> None: ...
+
+    def log(self, stage: str, level: str, message: str) -> None: ...
+
+    def run_finished(self, status: str, summary: dict[str, Any]) -> None: ...
+
+
+class EventReporter(Reporter, ABC):
+    """Turns every call into one event dict and hands it to :meth:`emit`."""
+
+    @abstractmethod
+    def emit(self, event: dict[str, Any]) -> None:
+        """Deliver one event (subclasses decide where to)."""
+
+    def _emit(self, kind: str, **fields) -> None:
+        self.emit({"event": kind, "time": time.time(), **fields})
+
+    def stage_started(self, stage, info):
+        self._emit("stage_started", stage=stage, info=info)
+
+    def stage_completed(self, stage, summary, properties, cached):
+        self._emit("stage_completed", stage=stage, summary=summary, properties=properties, cached=cached)
+
+    def stage_failed(self, stage, message, traceback):
+        self._emit("stage_failed", stage=stage, message=message, traceback=traceback)
+
+    def stage_skipped(self, stage, reason):
+        self._emit("stage_skipped", stage=stage, reason=reason)
+
+    def epoch_completed(self, epoch, total_epochs, metrics):
+        self._emit("epoch_completed", epoch=epoch, total_epochs=total_epochs, metrics=metrics)
+
+    def log(self, stage, level, message):
+        self._emit("log", stage=stage, level=level, message=message)
+
+    def run_finished(self, status, summary):
+        self._emit("run_finished", status=status, summary=summary)
+
+
+class InMemoryReporter(EventReporter):
+    """Keeps events in a list: the test double."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def emit(self, event):
+        with self._lock:
+            self.events.append(event)
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == kind]
+
+
+class JsonLinesReporter(EventReporter):
+    """Appends one JSON object per event to a file (flushed each time, so a crash loses nothing written)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def emit(self, event):
+        line = json.dumps(event, default=str)
+        with self._lock, open(self.path, "a") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+
+
+class ConsoleReporter(Reporter):
+    """Human progress for the CLI: stage by stage, epoch by epoch."""
+
+    def __init__(self, stream: TextIO = sys.stdout, verbose: bool = False) -> None:
+        self.stream = stream
+        self.verbose = verbose
+        self._started: dict[str, float] = {}
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def stage_started(self, stage, info):
+        self._started[stage] = time.monotonic()
+        self._print(f"▶ {stage} …")
+
+    def stage_completed(self, stage, summary, properties, cached):
+        took = time.monotonic() - self._started.pop(stage, time.monotonic())
+        label = "reused (cached)" if cached else f"done in {took:.1f}s"
+        self._print(f"✓ {stage}: {summary} — {label}")
+
+    def stage_failed(self, stage, message, traceback):
+        self._print(f"✗ {stage} failed: {message}")
+
+    def stage_skipped(self, stage, reason):
+        self._print(f"· {stage} skipped: {reason}")
+
+    def epoch_completed(self, epoch, total_epochs, metrics):
+        shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        text = "  ".join(f"{k}={v:.4g}" for k, v in sorted(shown.items()))
+        self._print(f"    epoch {epoch}/{total_epochs}  {text}")
+
+    def log(self, stage, level, message):
+        if self.verbose or level in ("WARNING", "ERROR"):
+            self._print(f"    [{stage}] {level}: {message}")
+
+    def run_finished(self, status, summary):
+        self._print(f"Run {status}.")
+
+
+class FanOutReporter(Reporter):
+    """Sends every event to several reporters, in order."""
+
+    def __init__(self, *reporters: Reporter) -> None:
+        self.reporters = [r for r in reporters if r is not None]
+
+    def _each(self, method: str, *args) -> None:
+        for reporter in self.reporters:
+            getattr(reporter, method)(*args)
+
+    def stage_started(self, stage, info):
+        self._each("stage_started", stage, info)
+
+    def stage_completed(self, stage, summary, properties, cached):
+        self._each("stage_completed", stage, summary, properties, cached)
+
+    def stage_failed(self, stage, message, traceback):
+        self._each("stage_failed", stage, message, traceback)
+
+    def stage_skipped(self, stage, reason):
+        self._each("stage_skipped", stage, reason)
+
+    def epoch_completed(self, epoch, total_epochs, metrics):
+        self._each("epoch_completed", epoch, total_epochs, metrics)
+
+    def log(self, stage, level, message):
+        self._each("log", stage, level, message)
+
+    def run_finished(self, status, summary):
+        self._each("run_finished", status, summary)

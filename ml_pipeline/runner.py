@@ -1,0 +1,223 @@
+"""Runs a pipeline's stages in order, with caching, resume and per-stage logs.
+
+Each stage's fingerprint covers its code version, its section of the spec,
+the fingerprints of the stages it reads, and (for ExampleGen) the source
+data itself. Before a stage runs the runner looks, in order, for:
+
+1. a complete output of this stage in this same run (a resumed run);
+2. a complete output anywhere in the pipeline with the same fingerprint
+   (the cache) whose files are all still there;
+
+and runs the stage only when neither exists, or when asked to recompute
+from that stage on (``from_stage``). :meth:`PipelineRunner.plan` answers the
+same questions without running anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback as tb
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ml_pipeline.artifacts import Artifact, ArtifactStore, fingerprint
+from ml_pipeline.errors import ConfigError, DataError
+from ml_pipeline.reporting import Reporter
+from ml_pipeline.spec import STAGES, PipelineSpec
+from ml_pipeline.stages.base import SkipStage, Stage, StageContext, StageFailure
+
+
+@dataclass
+class PlanStep:
+    stage: str
+    action: str  # "run", "reuse" or "skip"
+    reason: str
+    fingerprint: str
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str  # "completed", "failed"
+    artifacts: dict[str, Artifact]
+    stages: dict[str, dict[str, Any]]
+    error: dict[str, str] | None = None
+
+    @property
+    def blessed(self) -> bool | None:
+        evaluation = self.artifacts.get("Evaluator")
+        return None if evaluation is None else bool(evaluation.properties.get("blessed"))
+
+
+class _ReporterLogHandler(logging.Handler):
+    """Forwards a stage's log records to the reporter as log events."""
+
+    def __init__(self, reporter: Reporter, stage: str) -> None:
+        super().__init__(level=logging.INFO)
+        self.reporter, self.stage = reporter, stage
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.reporter.log(self.stage, record.levelname, record.getMessage())
+
+
+def default_stages() -> dict[str, Stage]:
+    from ml_pipeline.stages import registry
+
+    return registry()
+
+
+class PipelineRunner:
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        root: str | Path,
+        run_id: str | None = None,
+        reporter: Reporter | None = None,
+        stages: dict[str, Stage] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.store = ArtifactStore(root, spec.name)
+        self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        self.reporter = reporter or Reporter()
+        self.stages = stages or default_stages()
+        self._fingerprints: dict[str, str] | None = None
+
+    # -- fingerprints and plan -------------------------------------------------
+    def selected_stages(self) -> list[str]:
+        return [name for name in STAGES if name in self.spec.stages]
+
+    def fingerprints(self) -> dict[str, str]:
+        if self._fingerprints is None:
+            prints: dict[str, str] = {}
+            for name in self.selected_stages():
+                stage = self.stages[name]
+                prints[name] = fingerprint(
+                    name,
+                    stage.version,
+                    stage.config(self.spec),
+                    {dep: prints[dep] for dep in stage.inputs},
+                    stage.external_fingerprint(self.spec),
+                )
+            self._fingerprints = prints
+        return self._fingerprints
+
+    def _reusable(self, name: str, stage_fingerprint: str) -> tuple[Artifact | None, str]:
+        own = self.store.completed(self.run_id, name)
+        if own is not None and own.fingerprint == stage_fingerprint:
+            return own, "already completed in this run"
+        return self.store.cached(name, stage_fingerprint)
+
+    def plan(self, from_stage: str | None = None) -> list[PlanStep]:
+        """What :meth:`run` would do for each stage, and why, without running anything."""
+        steps = []
+        forcing = False
+        for name in self.selected_stages():
+            stage_fp = self.fingerprints()[name]
+            forcing = forcing or name == from_stage
+            if forcing:
+                steps.append(PlanStep(name, "run", f"recompute requested from {from_stage}", stage_fp))
+                continue
+            artifact, reason = self._reusable(name, stage_fp)
+            if artifact is None:
+                steps.append(PlanStep(name, "run", reason, stage_fp))
+            else:
+                steps.append(PlanStep(name, "reuse", reason, stage_fp))
+        return steps
+
+    # -- running ---------------------------------------------------------------
+    def run(self, from_stage: str | None = None) -> RunResult:
+        if from_stage is not None and from_stage not in self.selected_stages():
+            raise ValueError(f"from_stage: '{from_stage}' is not one of {self.selected_stages()}")
+        record: dict[str, dict[str, Any]] = {
+            name: {"status": "pending"} for name in self.selected_stages()
+        }
+        artifacts: dict[str, Artifact] = {}
+        plan = {step.stage: step for step in self.plan(from_stage)}
+        self.store.save_run_record(self.run_id, {"spec": self.spec.model_dump(mode="json"), "stages": record})
+        for name in self.selected_stages():
+            step = plan[name]
+            if step.action == "reuse":
+                artifact, reason = self._reusable(name, step.fingerprint)
+                if artifact is not None:
+                    artifacts[name] = artifact
+                    record[name] = {"status": "cached", "uri": artifact.uri, "reason": reason,
+                                    "fingerprint": artifact.fingerprint, "summary": artifact.summary}
+                    self.reporter.stage_started(name, {"cached": True})
+                    self.reporter.stage_completed(name, artifact.summary, artifact.properties, True)
+                    self._save(record)
+                    continue
+            outcome = self._run_stage(name, step.fingerprint, artifacts, record)
+            self._save(record)
+            if outcome == "failed":
+                error = {k: record[name][k] for k in ("message", "traceback")} | {"stage": name}
+                self.reporter.run_finished("failed", {"stage": name, "message": record[name]["message"]})
+                return RunResult(self.run_id, "failed", artifacts, record, error)
+        result = RunResult(self.run_id, "completed", artifacts, record)
+        self.reporter.run_finished("completed", {"blessed": result.blessed})
+        return result
+
+    def _save(self, record) -> None:
+        self.store.save_run_record(self.run_id, {"spec": self.spec.model_dump(mode="json"), "stages": record})
+
+    def _run_stage(self, name: str, stage_fp: str, artifacts: dict[str, Artifact], record: dict) -> str:
+        stage = self.stages[name]
+        partial = self.store.begin_stage(self.run_id, name)
+        stage_dir = partial.parent
+        work = stage_dir / "work"
+        work.mkdir(exist_ok=True)
+        log = logging.getLogger(f"ml_pipeline.stage.{name}.{self.run_id}")
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        file_handler = logging.FileHandler(stage_dir / "stage.log")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        reporter_handler = _ReporterLogHandler(self.reporter, name)
+        log.addHandler(file_handler)
+        log.addHandler(reporter_handler)
+        started = time.time()
+        record[name] = {"status": "running", "started_at": started, "fingerprint": stage_fp}
+        self._save(record)
+        self.reporter.stage_started(name, {"cached": False, "fingerprint": stage_fp})
+        ctx = StageContext(self.spec, self.run_id, partial, work, {d: artifacts[d] for d in stage.inputs},
+                           self.reporter, log)
+        try:
+            result = stage.run(ctx)
+        except SkipStage as skip:
+            self.store.abandon_stage(self.run_id, name)
+            log.info("skipped: %s", skip)
+            record[name] = {"status": "skipped", "reason": str(skip), "started_at": started, "ended_at": time.time()}
+            self.reporter.stage_skipped(name, str(skip))
+            return "skipped"
+        except (ConfigError, DataError, StageFailure) as error:
+            return self._fail(name, str(error), tb.format_exc(), started, record, log)
+        except Exception as error:  # anything else is a bug or an environment problem: keep the traceback
+            return self._fail(name, f"{type(error).__name__}: {error}", tb.format_exc(), started, record, log)
+        finally:
+            log.removeHandler(file_handler)
+            log.removeHandler(reporter_handler)
+            file_handler.close()
+        ended = time.time()
+        artifact = self.store.commit_stage(Artifact(
+            stage=name, type=stage.artifact_type, uri=str(stage_dir), fingerprint=stage_fp, run_id=self.run_id,
+            input_fingerprints={d: artifacts[d].fingerprint for d in stage.inputs},
+            properties=result.properties, summary=result.summary, duration_s=round(ended - started, 3),
+        ))
+        artifacts[name] = artifact
+        record[name] = {"status": "completed", "uri": artifact.uri, "summary": result.summary,
+                        "fingerprint": stage_fp, "started_at": started, "ended_at": ended}
+        self.reporter.stage_completed(name, result.summary, result.properties, False)
+        return "completed"
+
+    def _fail(self, name, message, traceback, started, record, log) -> str:
+        log.error("%s\n%s", message, traceback)
+        self.store.abandon_stage(self.run_id, name)
+        record[name] = {"status": "failed", "message": message, "traceback": traceback,
+                        "started_at": started, "ended_at": time.time()}
+        self.reporter.stage_failed(name, message, traceback)
+        return "failed"
+
+
+def plan_as_dicts(steps: list[PlanStep]) -> list[dict[str, str]]:
+    return [asdict(step) for step in steps]

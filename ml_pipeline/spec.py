@@ -1,0 +1,147 @@
+"""The pipeline spec: one JSON document that fully determines a pipeline run.
+
+It is a frozen snapshot of everything a run reads — the dataset (source,
+mapping, filters), sampling and split, the feature and model configs, the
+training parameters, the schema and evaluator policies, and where a blessed
+model is pushed — so a run can be repeated, cached, resumed, compiled for
+Vertex AI, or compared with another run by diffing two documents.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ml_pipeline.config.dataset import DatasetConfig, StrictModel
+from ml_pipeline.config.features import FeatureConfig
+from ml_pipeline.config.model import ModelConfig
+
+STAGES = (
+    "Compile",
+    "ExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "Transform",
+    "Trainer",
+    "Evaluator",
+    "Pusher",
+)
+
+
+class SplitConfig(StrictModel):
+    """Sampling and the train/eval/test split.
+
+    * ``random``: a deterministic hash of ``hash_key`` (default: the row's
+      buyer, product and timestamp) assigns each row by ``ratios``;
+    * ``time_holdout``: rows in the last ``holdout_days`` days are eval;
+    * ``strict_temporal``: train < ``train_end`` <= eval < ``eval_end`` <= test.
+    """
+
+    strategy: Literal["random", "time_holdout", "strict_temporal"] = "random"
+    sample_percent: float = Field(default=100.0, gt=0.0, le=100.0)
+    seed: int = 42
+    train_ratio: float = Field(default=0.8, gt=0.0, lt=1.0)
+    eval_ratio: float = Field(default=0.1, gt=0.0, lt=1.0)
+    test_ratio: float = Field(default=0.1, ge=0.0, lt=1.0)
+    hash_key: Literal["row", "buyer"] = "row"
+    holdout_days: int | None = Field(default=None, ge=1, le=3650)
+    train_end: datetime | None = None
+    eval_end: datetime | None = None
+
+    @model_validator(mode="after")
+    def _strategy_fields(self) -> "SplitConfig":
+        if self.strategy == "random":
+            total = self.train_ratio + self.eval_ratio + self.test_ratio
+            if abs(total - 1.0) > 1e-6:
+                raise ValueError(f"test_ratio: train, eval and test ratios must add up to 1 (they add up to {total:g})")
+        elif self.strategy == "time_holdout":
+            if self.holdout_days is None:
+                raise ValueError("holdout_days: required for the time_holdout strategy")
+        else:
+            if self.train_end is None or self.eval_end is None:
+                raise ValueError("train_end: strict_temporal needs train_end and eval_end")
+            if self.train_end >= self.eval_end:
+                raise ValueError("eval_end: must be after train_end")
+        return self
+
+
+class EarlyStopping(StrictModel):
+    enabled: bool = True
+    patience: int = Field(default=3, ge=1, le=1000)
+    min_delta: float = Field(default=0.0, ge=0.0)
+
+
+class HardwareConfig(StrictModel):
+    """GPUs the Trainer should use; 0 means CPU."""
+
+    gpu_count: int = Field(default=0, ge=0, le=16)
+    allow_cpu_fallback: bool = False
+
+
+class TrainingParams(StrictModel):
+    epochs: int = Field(default=10, ge=1, le=10_000)
+    batch_size: int = Field(default=1024, ge=8, le=1_048_576)
+    learning_rate: float | None = Field(default=None, gt=0.0, le=10.0, description="Overrides the model config's")
+    early_stopping: EarlyStopping = EarlyStopping()
+    hardware: HardwareConfig = HardwareConfig()
+    seed: int = 42
+    eval_max_buyers: int = Field(default=5000, ge=10, description="Buyers sampled for per-epoch Recall@K")
+
+
+class SchemaPolicy(StrictModel):
+    """What SchemaGen treats as an anomaly, and whether anomalies fail the run."""
+
+    fail_on_anomalies: bool = False
+    max_domain_size: int = Field(default=1000, ge=1, description="String features with fewer values get a domain")
+    unseen_category_share: float = Field(default=0.05, ge=0.0, le=1.0)
+    drift_l_infinity: float = Field(default=0.3, gt=0.0, le=1.0)
+
+
+class Threshold(StrictModel):
+    metric: str = Field(pattern=r"^(recall_at_\d+|ndcg_at_\d+|mrr|coverage|rmse|mae)$")
+    op: Literal[">=", "<="] | None = None  # default: >= for recall/ndcg/mrr/coverage, <= for errors
+
+    value: float
+
+    def direction(self) -> str:
+        if self.op:
+            return self.op
+        return "<=" if self.metric in ("rmse", "mae") else ">="
+
+
+class EvaluatorConfig(StrictModel):
+    """Blessing policy: thresholds, comparison with a baseline model, and the first-run policy."""
+
+    enabled: bool = True
+    thresholds: list[Threshold] = []
+    baseline_model_uri: str | None = None
+    baseline_label: str | None = None
+    tolerance: float = Field(default=0.01, ge=0.0, description="Allowed regression vs the baseline (absolute)")
+    compare_metric: str | None = None  # default: recall_at_<largest K>, or rmse for ranking
+    first_run_policy: Literal["bless_if_thresholds_pass", "never_bless"] = "bless_if_thresholds_pass"
+
+
+class PushConfig(StrictModel):
+    destination: str | None = Field(default=None, description="Folder or fsspec URL; default: under the run")
+
+
+class PipelineSpec(StrictModel):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    dataset: DatasetConfig
+    split: SplitConfig = SplitConfig()
+    features: FeatureConfig
+    model: ModelConfig
+    training: TrainingParams = TrainingParams()
+    schema_policy: SchemaPolicy = SchemaPolicy()
+    evaluator: EvaluatorConfig = EvaluatorConfig()
+    push: PushConfig = PushConfig()
+    stages: list[Literal["Compile", "ExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer",
+                         "Evaluator", "Pusher"]] = list(STAGES)
+
+    @model_validator(mode="after")
+    def _time_splits_need_timestamps(self) -> "PipelineSpec":
+        if self.split.strategy != "random" and not self.dataset.mapping.timestamp:
+            raise ValueError(f"split.strategy: '{self.split.strategy}' needs dataset.mapping.timestamp")
+        return self

@@ -1,0 +1,99 @@
+"""Compile: check the spec as a whole before any data is read, and freeze it.
+
+Each section was validated on its own when the spec was parsed; this stage
+checks how the sections fit together and with the source's real columns,
+and reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ml_pipeline.artifacts import fingerprint
+from ml_pipeline.data import sources
+from ml_pipeline.errors import ConfigError, DataError, Problem
+from ml_pipeline.spec import PipelineSpec
+from ml_pipeline.stages.base import Stage, StageContext, StageResult
+
+
+def _prefixed(error: ConfigError | DataError, prefix: str) -> list[Problem]:
+    return [Problem(f"{prefix}.{p.field}" if p.field else prefix, p.message) for p in error.problems]
+
+
+def _check_source(spec: PipelineSpec) -> list[Problem]:
+    if spec.dataset.source.kind == "bigquery":
+        return [Problem("dataset.source.kind", "BigQuery sources run on the Vertex AI runner, not locally")]
+    con = sources.connect()
+    try:
+        sources.register_source(con, spec.dataset.source, schema_only=True)
+        sources.check_mapping(sources.source_columns(con), spec.dataset.mapping, spec.dataset.filters)
+    except (ConfigError, DataError) as error:
+        return _prefixed(error, "dataset")
+    finally:
+        con.close()
+    return []
+
+
+def _check_thresholds(spec: PipelineSpec) -> list[Problem]:
+    problems = []
+    model = spec.model
+    for index, threshold in enumerate(spec.evaluator.thresholds):
+        field = f"evaluator.thresholds[{index}].metric"
+        metric = threshold.metric
+        if metric in ("rmse", "mae"):
+            if not model.has_rating_head:
+                problems.append(Problem(field, f"{metric} needs a rating head; this is a {model.model_type} model"))
+        elif not model.has_retrieval:
+            problems.append(Problem(field, f"{metric} needs retrieval; this is a ranking model"))
+        elif "_at_" in metric and int(metric.rsplit("_", 1)[1]) not in model.retrieval_k:
+            problems.append(Problem(field, f"{metric} is not computed: model.retrieval_k is {model.retrieval_k}"))
+    return problems
+
+
+def check_spec(spec: PipelineSpec) -> list[Problem]:
+    """Every problem with how the spec's parts fit together and with the source."""
+    problems: list[Problem] = []
+    try:
+        spec.features.check_columns(spec.dataset.mapping.output_columns())
+    except ConfigError as error:
+        problems += _prefixed(error, "features")
+    try:
+        spec.model.check_against(spec.features)
+    except ConfigError as error:
+        problems += [Problem(p.field.replace("feature_config", "features"), p.message) for p in error.problems]
+    if spec.model.has_rating_head and not spec.dataset.mapping.target:
+        problems.append(Problem("dataset.mapping.target", f"a {spec.model.model_type} model needs a target column"))
+    problems += _check_thresholds(spec)
+    if "Pusher" in spec.stages and "Evaluator" not in spec.stages:
+        problems.append(Problem("stages", "the Pusher needs the Evaluator's blessing"))
+    problems += _check_source(spec)
+    return problems
+
+
+def compiled(spec: PipelineSpec) -> dict:
+    """The spec with defaults resolved, as every later stage will read it."""
+    data = spec.model_dump(mode="json")
+    data["training"]["learning_rate"] = spec.training.learning_rate or spec.model.learning_rate
+    return data
+
+
+class Compile(Stage):
+    name = "Compile"
+    artifact_type = "CompiledSpec"
+
+    def config(self, spec: PipelineSpec):
+        return spec.model_dump(mode="json", exclude={"stages"})
+
+    def run(self, ctx: StageContext) -> StageResult:
+        problems = check_spec(ctx.spec)
+        if problems:
+            raise ConfigError(problems)
+        data = compiled(ctx.spec)
+        spec_fingerprint = fingerprint(data)
+        (ctx.output / "compiled_spec.json").write_text(json.dumps(data, indent=2, sort_keys=True))
+        (ctx.output / "fingerprint").write_text(spec_fingerprint)
+        ctx.log.info("spec %s compiled (fingerprint %s)", ctx.spec.name, spec_fingerprint[:12])
+        return StageResult(
+            f"spec valid: {ctx.spec.model.model_type} model, {len(ctx.spec.stages)} stages",
+            {"fingerprint": spec_fingerprint, "model_type": ctx.spec.model.model_type},
+        )
