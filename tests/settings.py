@@ -1,9 +1,14 @@
 """Settings for the test suite: the real settings, with a throwaway data folder per test process."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
-os.environ.setdefault("ML_PLATFORM_DATA_DIR", tempfile.mkdtemp(prefix="mlp-test-"))
+if "ML_PLATFORM_DATA_DIR" not in os.environ:
+    _data_dir = tempfile.mkdtemp(prefix="mlp-test-")
+    os.environ["ML_PLATFORM_DATA_DIR"] = _data_dir
+    atexit.register(shutil.rmtree, _data_dir, ignore_errors=True)
 # Playwright's sync API runs an event loop in the test thread; Django's
 # async-safety guard would otherwise refuse ORM calls made by the tests.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
