@@ -39,6 +39,7 @@ def connect(memory_limit: str | None = None, threads: int | None = None) -> duck
     # Spill to disk rather than fail when a sort or join is larger than memory.
     con.execute(f"SET temp_directory = {literal(os.environ.get('DUCKDB_TEMP_DIR', '/tmp/duckdb_spill'))}")
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")  # no progress bars in a worker's logs
     return con
 
 

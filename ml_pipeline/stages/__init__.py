@@ -9,15 +9,17 @@ ExampleGen        the source       ``train/``, ``eval/``, ``test/`` Parquet part
                                    product feature columns, ``train_count``)
 StatisticsGen     ExampleGen       ``stats.pb`` (TFDV DatasetFeatureStatisticsList, one dataset
                                    per split), ``summary.json`` for the UI
-SchemaGen         StatisticsGen    ``schema.pbtxt`` (TFDV Schema), ``anomalies.json``
+SchemaGen         ExampleGen,      ``schema.pbtxt`` (TFDV Schema), ``anomalies.json``,
+                  StatisticsGen    ``anomalies.pbtxt`` (TFDV Anomalies)
 Transform         ExampleGen,      ``transform.json`` + ``vocab/<input name>.txt``: vocabularies,
                   SchemaGen        normalisation, bucket boundaries, cross sizes, target stats
 Trainer           ExampleGen,      ``query_model.keras``, ``candidate_model.keras``,
                   Transform        ``rating_model.keras`` (ranking, multitask), ``history.json``
 Evaluator         ExampleGen,      ``evaluation.json`` (candidate vs popularity baseline vs
                   Trainer          baseline model), ``blessing.json`` (verdict + reasons)
-Pusher            Trainer,         ``serving_model/`` (SavedModel with query, candidate, top-K
-                  Evaluator        and rating signatures) and a copy at the push destination
+Pusher            ExampleGen,      ``serving_model/`` (SavedModel with query, candidate, top-K
+                  Trainer,         and rating signatures, catalog embedded) and a copy at the
+                  Evaluator        push destination
 ================  ===============  ==========================================================
 """
 

@@ -1,0 +1,319 @@
+"""ExampleGen: read the mapped, filtered rows once and write the train/eval/test splits as Parquet.
+
+DuckDB does all the work in one streaming ``COPY ... PARTITION_BY``: rows are
+never pulled into Python, and memory stays within DuckDB's ``memory_limit``
+whatever the size of the data.
+
+Sampling and the ``random`` split are decided by an MD5 of the row's key and
+the seed (``hash_key`` "row": buyer, product and timestamp; "buyer": the
+buyer alone, so all of a buyer's rows land in the same split). MD5 rather
+than DuckDB's ``hash()``: the same spec gives the same splits on every
+machine and every DuckDB version. The split reads the digest's last six
+decimal digits and the sample the six before them, so a row's split does not
+depend on the sample size, and a smaller sample is a subset of a larger one.
+
+Output (under ``output/``):
+
+* ``train/``, ``eval/``, ``test/``: Parquet parts (``part-<i>.parquet``) with
+  the columns of the mapped rows (``buyer_id``, ``product_id``,
+  ``timestamp``, ``target``, features under their source names). An empty
+  split (``test`` with ``time_holdout`` or ``test_ratio`` 0) holds one
+  Parquet file with the schema and no rows, so every split reads the same way.
+* ``catalog.parquet``: one row per product seen in any split, sorted by
+  ``product_id``: ``product_id``, the mapping's product feature columns
+  (latest non-null value by timestamp; the largest value without a
+  timestamp) and ``train_count`` (rows in train, 0 if none).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from contextlib import ExitStack
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ml_pipeline.data import sources
+from ml_pipeline.data.sql import ident, literal
+from ml_pipeline.errors import ConfigError, DataError, Problem
+from ml_pipeline.spec import PipelineSpec
+from ml_pipeline.stages.base import Stage, StageContext, StageFailure, StageResult
+
+SPLITS = ("train", "eval", "test")
+HASH_BUCKETS = 1_000_000
+LARGE_FILE_BYTES = 1 << 30  # larger files are fingerprinted by size and mtime, not content
+_SPLIT_COLUMN = "__split"
+
+
+def split_glob(examples: Path, split: str) -> str:
+    """The glob of one split's Parquet parts in an ExampleGen output folder."""
+    return str(Path(examples) / split / "*.parquet")
+
+
+def catalog_path(examples: Path) -> Path:
+    return Path(examples) / "catalog.parquet"
+
+
+# -- the source fingerprint ----------------------------------------------------
+def _file_fingerprint(source) -> str:
+    path = Path(source.path).expanduser()
+    if path.is_dir():
+        pattern = "**/*.parquet" if source.resolved_format() == "parquet" else "**/*.csv"
+        files = sorted((p.relative_to(path).as_posix(), p) for p in path.glob(pattern) if p.is_file())
+    elif path.is_file():
+        files = [(path.name, path)]
+    else:
+        files = []
+    if not files:
+        # Compile (or ExampleGen) reports the missing source; a fingerprint that
+        # never matches keeps anything from being reused for it meanwhile.
+        return f"unavailable:{uuid.uuid4().hex}"
+    digest = hashlib.sha256()
+    for relative, file in files:
+        stat = file.stat()
+        digest.update(f"{relative}\0{stat.st_size}\0".encode())
+        if stat.st_size > LARGE_FILE_BYTES:
+            digest.update(f"mtime:{stat.st_mtime_ns}\0".encode())
+        else:
+            digest.update(_content_digest(file, stat))
+    return f"sha256:{digest.hexdigest()}"
+
+
+_DIGESTS: dict[tuple, bytes] = {}  # (path, inode, size, mtime_ns) -> sha256, for this process
+
+
+def _content_digest(file: Path, stat: os.stat_result) -> bytes:
+    """sha256 of a file's bytes, streamed; remembered while the file's size and mtime stay the same.
+
+    Every plan of a run fingerprints the source; the memo keeps a worker that
+    plans the same pipeline repeatedly from reading the same files each time.
+    """
+    key = (str(file.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        with open(file, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").digest()
+        if len(_DIGESTS) > 10_000:
+            _DIGESTS.clear()
+        _DIGESTS[key] = digest
+    return digest
+
+
+def _sql_fingerprint(source) -> str:
+    """Row count and an order-independent sum of row hashes of the query's result.
+
+    DuckDB files are queried in place; SQLite and PostgreSQL results are read
+    once more (the price of knowing whether the data changed).
+    """
+    con = sources.connect()
+    try:
+        sources.register_source(con, source)
+        count, total = con.execute(
+            "SELECT count(*), coalesce(sum(hash(r)::HUGEINT), 0) FROM source_rows AS r"
+        ).fetchone()
+    except DataError:
+        return f"unavailable:{uuid.uuid4().hex}"
+    finally:
+        con.close()
+    return f"rows:{count}:{total}"
+
+
+def source_fingerprint(spec: PipelineSpec) -> str:
+    source = spec.dataset.source
+    if source.kind == "file":
+        return _file_fingerprint(source)
+    if source.kind == "sql":
+        return _sql_fingerprint(source)
+    # BigQuery is read on the scale path; locally Compile reports it, so the
+    # fingerprint must not raise before Compile runs. It never matches a cache entry.
+    return f"unavailable:{uuid.uuid4().hex}"
+
+
+# -- SQL pieces ------------------------------------------------------------------
+def _naive_utc(value: datetime) -> datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _hash_key(spec: PipelineSpec) -> str:
+    if spec.split.hash_key == "buyer":
+        parts = ["buyer_id"]
+    else:
+        parts = ["buyer_id", "product_id"]
+        if spec.dataset.mapping.timestamp:
+            parts.append('CAST("timestamp" AS VARCHAR)')
+    # The lower 64 bits of the MD5 as a UBIGINT (UHUGEINT arithmetic is several times slower).
+    return f"md5_number_lower(concat_ws('|', {literal(str(spec.split.seed))}, {', '.join(parts)}))"
+
+
+def _split_expr(spec: PipelineSpec, max_timestamp: datetime | None) -> str:
+    split = spec.split
+    if split.strategy == "random":
+        train_cut = round(split.train_ratio * HASH_BUCKETS)
+        eval_cut = round((split.train_ratio + split.eval_ratio) * HASH_BUCKETS)
+        bucket = f"(__h % {HASH_BUCKETS})"
+        return (f"CASE WHEN {bucket} < {train_cut} THEN 'train' "
+                f"WHEN {bucket} < {eval_cut} THEN 'eval' ELSE 'test' END")
+    if split.strategy == "time_holdout":
+        # Same convention as filters.last_days: "the last N days" is
+        # (max - N days, max], relative to the newest row.
+        return (f"CASE WHEN \"timestamp\" > {literal(max_timestamp)} - INTERVAL {int(split.holdout_days)} DAY "
+                f"THEN 'eval' ELSE 'train' END")
+    train_end, eval_end = literal(_naive_utc(split.train_end)), literal(_naive_utc(split.eval_end))
+    return (f"CASE WHEN \"timestamp\" < {train_end} THEN 'train' "
+            f"WHEN \"timestamp\" < {eval_end} THEN 'eval' ELSE 'test' END")
+
+
+def examples_sql(spec: PipelineSpec, max_timestamp: datetime | None = None) -> str:
+    """The sampled rows of the ``rows`` view with their split in ``__split``."""
+    split = spec.split
+    sampling = split.sample_percent < 100.0
+    needs_hash = sampling or split.strategy == "random"
+    inner = f"SELECT *, {_hash_key(spec)} AS __h FROM rows" if needs_hash else "SELECT * FROM rows"
+    where = ""
+    if sampling:
+        where = (f" WHERE ((__h // {HASH_BUCKETS}) % {HASH_BUCKETS}) < "
+                 f"{round(split.sample_percent * HASH_BUCKETS / 100)}")
+    exclude = " EXCLUDE (__h)" if needs_hash else ""
+    return (f"SELECT *{exclude}, {_split_expr(spec, max_timestamp)} AS {_SPLIT_COLUMN} "
+            f"FROM ({inner}) AS keyed{where}")
+
+
+def _prefixed(error: ConfigError | DataError) -> Exception:
+    problems = [Problem(f"dataset.{p.field}" if p.field else "dataset", p.message) for p in error.problems]
+    if isinstance(error, DataError):
+        return DataError(problems[0].message, field=problems[0].field)
+    return ConfigError(problems)
+
+
+def _fmt_time(value) -> str:
+    return value.isoformat(sep=" ") if value is not None else "?"
+
+
+class ExampleGen(Stage):
+    name = "ExampleGen"
+    artifact_type = "Examples"
+    inputs = ()
+
+    def config(self, spec: PipelineSpec):
+        return {"dataset": spec.dataset.model_dump(mode="json"), "split": spec.split.model_dump(mode="json")}
+
+    def external_fingerprint(self, spec: PipelineSpec) -> str | None:
+        return source_fingerprint(spec)
+
+    def run(self, ctx: StageContext) -> StageResult:
+        spec = ctx.spec
+        if spec.dataset.source.kind == "bigquery":
+            raise DataError("BigQuery sources are read by the Vertex AI runner, not locally",
+                            field="dataset.source.kind")
+        stack = ExitStack()
+        try:
+            con = stack.enter_context(sources.open_rows(spec.dataset))
+        except (ConfigError, DataError) as error:
+            stack.close()
+            raise _prefixed(error) from None
+        with stack:
+            con.execute("SET enable_progress_bar = false")  # no progress bars in the worker's output
+            return self._run(ctx, con)
+
+    def _run(self, ctx: StageContext, con) -> StageResult:
+        spec, out = ctx.spec, ctx.output
+        has_time = spec.dataset.mapping.timestamp is not None
+        if con.execute("SELECT 1 FROM rows LIMIT 1").fetchone() is None:
+            source_rows = con.execute("SELECT count(*) FROM source_rows").fetchone()[0]
+            needs = "a buyer, a product" + (" and a timestamp" if has_time else "")
+            raise DataError(f"no rows left after filters ({source_rows:,} source rows; a row also needs {needs})",
+                            field="dataset.filters")
+        max_timestamp = None
+        if spec.split.strategy == "time_holdout":
+            max_timestamp = con.execute('SELECT max("timestamp") FROM rows').fetchone()[0]
+        con.execute(f"CREATE OR REPLACE TEMP VIEW examples AS {examples_sql(spec, max_timestamp)}")
+
+        staging = out / "_partitioned"
+        ctx.log.info("writing splits (%s, sample %s%%)", spec.split.strategy, spec.split.sample_percent)
+        con.execute(
+            f"COPY examples TO {literal(str(staging))} (FORMAT parquet, COMPRESSION zstd, "
+            f"PARTITION_BY ({_SPLIT_COLUMN}), FILENAME_PATTERN 'part-{{i}}', FILE_SIZE_BYTES '256MB', "
+            f"OVERWRITE_OR_IGNORE)"
+        )
+        for split in SPLITS:
+            written = staging / f"{_SPLIT_COLUMN}={split}"
+            if written.is_dir():
+                os.replace(written, out / split)
+            else:
+                (out / split).mkdir()
+                con.execute(f"COPY (SELECT * EXCLUDE ({_SPLIT_COLUMN}) FROM examples LIMIT 0) "
+                            f"TO {literal(str(out / split / 'part-0.parquet'))} (FORMAT parquet)")
+        shutil.rmtree(staging, ignore_errors=True)
+
+        counts = {s: con.execute(f"SELECT count(*) FROM read_parquet({literal(split_glob(out, s))})").fetchone()[0]
+                  for s in SPLITS}
+        self._check_splits(con, spec, counts, max_timestamp)
+
+        all_parts = "[" + ", ".join(literal(split_glob(out, s)) for s in SPLITS) + "]"
+        buyers = con.execute(f"SELECT count(DISTINCT buyer_id) FROM read_parquet({all_parts})").fetchone()[0]
+        products = self._write_catalog(con, spec, out)
+        total = sum(counts.values())
+        parts = [f"{name} {counts[name]:,}" for name in SPLITS if counts[name] or name != "test"]
+        summary = f"{total:,} examples ({' · '.join(parts)})"
+        ctx.log.info("%s; %s buyers, %s products", summary, f"{buyers:,}", f"{products:,}")
+        return StageResult(summary, {"splits": counts, "rows": total, "products": products, "buyers": buyers})
+
+    def _check_splits(self, con, spec: PipelineSpec, counts: dict[str, int], max_timestamp) -> None:
+        split = spec.split
+        total = sum(counts.values())
+        if total == 0:
+            kept = con.execute("SELECT count(*) FROM rows").fetchone()[0]
+            raise StageFailure(f"split.sample_percent: no rows left after sampling {split.sample_percent:g}% "
+                               f"of {kept:,} rows; raise sample_percent")
+        for name in ("train", "eval"):
+            if counts[name]:
+                continue
+            if split.strategy == "random":
+                ratio = split.train_ratio if name == "train" else split.eval_ratio
+                raise StageFailure(
+                    f"split.{name}_ratio: the {name} split is empty ({total:,} rows, {name}_ratio {ratio:g}); "
+                    f"use more data or a larger {name}_ratio")
+            first, last = con.execute('SELECT min("timestamp"), max("timestamp") FROM rows').fetchone()
+            span = f"the data runs from {_fmt_time(first)} to {_fmt_time(last)}"
+            if split.strategy == "time_holdout":
+                if name == "train":
+                    raise StageFailure(
+                        f"split.holdout_days: the train split is empty: every row is in the last "
+                        f"{split.holdout_days} days before {_fmt_time(max_timestamp)} ({span}); use fewer holdout_days")
+                # The newest row is eval, unless the sample left it out.
+                raise StageFailure(
+                    f"split.holdout_days: the eval split is empty: the sample kept no rows from the last "
+                    f"{split.holdout_days} days before {_fmt_time(max_timestamp)}; use more holdout_days or a larger "
+                    f"split.sample_percent")
+            if name == "train":
+                raise StageFailure(f"split.train_end: the train split is empty: no rows before "
+                                   f"{_fmt_time(_naive_utc(split.train_end))} ({span})")
+            raise StageFailure(
+                f"split.eval_end: the eval split is empty: no rows from {_fmt_time(_naive_utc(split.train_end))} "
+                f"to before {_fmt_time(_naive_utc(split.eval_end))} ({span})")
+
+    def _write_catalog(self, con, spec: PipelineSpec, out: Path) -> int:
+        has_time = spec.dataset.mapping.timestamp is not None
+        columns = []
+        for feature in spec.dataset.mapping.product_features:
+            col = ident(feature.column)
+            if has_time:
+                pick = f'arg_max({col}, ("timestamp", {col})) FILTER (WHERE {col} IS NOT NULL)'
+            else:
+                pick = f"max({col})"
+            columns.append(f"{pick} AS {col}")
+        union = " UNION ALL ".join(
+            f"SELECT *, {literal(s)} AS {_SPLIT_COLUMN} FROM read_parquet({literal(split_glob(out, s))})"
+            for s in SPLITS
+        )
+        train_count = f"count(*) FILTER (WHERE {_SPLIT_COLUMN} = 'train') AS train_count"
+        select = ", ".join(["product_id", *columns, train_count])
+        con.execute(
+            f"COPY (SELECT {select} FROM ({union}) AS examples GROUP BY product_id ORDER BY product_id) "
+            f"TO {literal(str(catalog_path(out)))} (FORMAT parquet, COMPRESSION zstd)"
+        )
+        return con.execute(f"SELECT count(*) FROM read_parquet({literal(str(catalog_path(out)))})").fetchone()[0]

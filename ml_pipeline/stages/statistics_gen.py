@@ -1,0 +1,336 @@
+"""StatisticsGen: per-split feature statistics, as TFDV computes them, from DuckDB queries.
+
+Every number comes from aggregate queries over ExampleGen's Parquet (two
+scans per split plus one grouped query per string column); rows are never
+pulled into Python, and memory stays bounded for any data size: quantiles
+and medians are approximate (t-digest, as TFDV's are), counts, means,
+standard deviations (population), minima, maxima and distinct counts exact.
+
+Output (under ``output/``):
+
+* ``stats.pb``: a binary ``tensorflow_metadata`` ``DatasetFeatureStatisticsList``
+  with one ``DatasetFeatureStatistics`` per split (``name`` = split,
+  ``num_examples``); each feature has ``path.step = [column]`` and a
+  ``type``: INT (integer columns, and timestamps as Unix seconds), FLOAT or
+  STRING. Numeric features carry ``num_stats`` (common stats, mean, std_dev,
+  num_zeros, min, median, max, a 10-bucket STANDARD histogram and a
+  10-bucket QUANTILES histogram); string features ``string_stats``
+  (common stats, unique, top 20 ``top_values``, a rank histogram of the top
+  100 values, avg_length). TFDV's tools (``tfdv.visualize_statistics``,
+  ``tfdv.infer_schema``) read it as their own.
+* ``summary.json``: the compact version the UI shows::
+
+    {"features": ["buyer_id", ...],                 # every column, in order
+     "splits": {"train": {"num_examples": 1960098,
+                          "columns": {
+        "buyer_id": {"type": "string", "count": 1960098, "missing": 0, "missing_pct": 0.0,
+                     "unique": 4312, "avg_length": 5.0, "top": [{"value": "c17", "count": 90}, ...]},
+        "target": {"type": "float", "count": ..., "missing": ..., "missing_pct": ...,
+                   "mean": ..., "std": ..., "min": ..., "median": ..., "max": ..., "zeros": ...},
+        "timestamp": {"type": "timestamp", "count": ..., "missing": ..., "missing_pct": ...,
+                      "min": "2024-01-01 00:00:00", "median": "...", "max": "..."}}},
+                "eval": {...}, "test": {...}}}
+
+  ``type`` is "string", "int", "float" or "timestamp"; ``top`` holds the 5
+  most frequent values; numbers that cannot be computed (an all-missing
+  column) are left out; ``non_finite`` counts NaN/inf floats (left out of the
+  other numbers, as TFDV does).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tensorflow_metadata.proto.v0 import statistics_pb2
+
+from ml_pipeline.data import sources
+from ml_pipeline.data.sql import ident, literal
+from ml_pipeline.spec import PipelineSpec
+from ml_pipeline.stages.base import Stage, StageContext, StageFailure, StageResult
+from ml_pipeline.stages.example_gen import SPLITS, split_glob
+
+STATS_FILE = "stats.pb"
+SUMMARY_FILE = "summary.json"
+HISTOGRAM_BUCKETS = 10
+TOP_VALUES = 20
+RANK_HISTOGRAM_VALUES = 100
+SUMMARY_TOP_VALUES = 5
+
+INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+             "BOOLEAN"}
+FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL", "DECIMAL"}
+
+Type = statistics_pb2.FeatureNameStatistics.Type
+
+
+def column_kind(duck_type: str) -> str:
+    """How a Parquet column is described: "int", "float", "timestamp" or "string"."""
+    base = duck_type.split("(")[0].upper()
+    if base in INT_TYPES:
+        return "int"
+    if base in FLOAT_TYPES:
+        return "float"
+    if base.startswith(("TIMESTAMP", "DATE")):
+        return "timestamp"
+    return "string"
+
+
+PROTO_TYPE = {"int": Type.INT, "timestamp": Type.INT, "float": Type.FLOAT, "string": Type.STRING}
+
+
+def _value_expr(column: str, kind: str) -> str:
+    """The value statistics are computed over: finite doubles, Unix seconds, or text."""
+    col = ident(column)
+    if kind == "float":
+        return f"CASE WHEN isfinite(CAST({col} AS DOUBLE)) THEN CAST({col} AS DOUBLE) END"
+    if kind == "int":
+        return f"CAST({col} AS DOUBLE)"
+    if kind == "timestamp":
+        return f"CAST(floor(epoch(CAST({col} AS TIMESTAMP))) AS DOUBLE)"
+    return f"CAST({col} AS VARCHAR)"
+
+
+def _number(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(round(seconds), tz=timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+
+
+class _SplitStatistics:
+    """Statistics of one split's Parquet parts, computed by a few DuckDB queries."""
+
+    def __init__(self, con, glob: str, name: str) -> None:
+        self.con, self.name = con, name
+        self.source = f"read_parquet({literal(glob)})"
+        self.columns = [(row[0], column_kind(row[1]))
+                        for row in con.execute(f"DESCRIBE SELECT * FROM {self.source}").fetchall()]
+
+    def compute(self) -> tuple[statistics_pb2.DatasetFeatureStatistics, dict]:
+        dataset = statistics_pb2.DatasetFeatureStatistics(name=self.name)
+        summary: dict = {"num_examples": 0, "columns": {}}
+        aggregates = ["count(*)"]
+        for column, kind in self.columns:
+            value = _value_expr(column, kind)
+            aggregates.append(f"count({ident(column)})")
+            if kind == "string":
+                aggregates.append(f"avg(length({value}))")
+            else:
+                quantiles = [round(i / HISTOGRAM_BUCKETS, 6) for i in range(1, HISTOGRAM_BUCKETS)]
+                aggregates += [
+                    f"count({value})", f"avg({value})", f"stddev_pop({value})", f"count_if({value} = 0)",
+                    f"min({value})", f"max({value})", f"approx_quantile({value}, {quantiles})",
+                ]
+        row = list(self.con.execute(f"SELECT {', '.join(aggregates)} FROM {self.source}").fetchone())
+        num_examples = row.pop(0)
+        dataset.num_examples = num_examples
+        summary["num_examples"] = num_examples
+        if num_examples == 0:
+            return dataset, summary
+
+        numeric = {}
+        for column, kind in self.columns:
+            present = row.pop(0)
+            if kind == "string":
+                numeric[column] = {"present": present, "avg_length": row.pop(0)}
+            else:
+                finite, mean, std, zeros, low, high, quantiles = (row.pop(0) for _ in range(7))
+                numeric[column] = {"present": present, "finite": finite, "mean": mean, "std": std, "zeros": zeros,
+                                   "min": low, "max": high, "quantiles": quantiles}
+        histograms = self._standard_histograms(numeric)
+
+        for column, kind in self.columns:
+            values = numeric[column]
+            feature = dataset.features.add()
+            feature.path.step.append(column)
+            feature.type = PROTO_TYPE[kind]
+            if kind == "string":
+                entry = self._string_feature(feature, column, kind, values, num_examples)
+            else:
+                entry = self._numeric_feature(feature, kind, values, histograms.get(column), num_examples)
+            summary["columns"][column] = entry
+        return dataset, summary
+
+    # -- numeric -------------------------------------------------------------
+    def _standard_histograms(self, numeric: dict) -> dict[str, dict[int, int]]:
+        """Counts per equal-width bucket between each column's min and max, in one scan."""
+        aggregates, names = [], []
+        for column, kind in self.columns:
+            values = numeric[column]
+            if kind == "string" or values["finite"] == 0 or values["min"] == values["max"]:
+                continue
+            width = (values["max"] - values["min"]) / HISTOGRAM_BUCKETS
+            value = _value_expr(column, kind)
+            # (least() skips NULLs in DuckDB, hence the CASE: missing values are in no bucket.)
+            bucket = (f"CASE WHEN {value} IS NOT NULL THEN least(CAST(floor(({value} - {values['min']!r}) / "
+                      f"{width!r}) AS INTEGER), {HISTOGRAM_BUCKETS - 1}) END")
+            aggregates.append(f"histogram({bucket})")
+            names.append(column)
+        if not aggregates:
+            return {}
+        row = self.con.execute(f"SELECT {', '.join(aggregates)} FROM {self.source}").fetchone()
+        return {name: {int(k): int(v) for k, v in (counts or {}).items() if k is not None}
+                for name, counts in zip(names, row)}
+
+    def _numeric_feature(self, feature, kind: str, values: dict, counts: dict[int, int] | None, num_examples: int):
+        stats = feature.num_stats
+        present = values["present"]
+        _common_stats(stats.common_stats, present, num_examples)
+        entry = _summary_common(kind, present, num_examples)
+        if not values["finite"]:
+            return entry
+        low, high = float(values["min"]), float(values["max"])
+        quantiles = [float(q) for q in values["quantiles"]]
+        median = quantiles[(HISTOGRAM_BUCKETS // 2) - 1]
+        stats.mean = float(values["mean"])
+        stats.std_dev = float(values["std"] or 0.0)
+        stats.num_zeros = int(values["zeros"])
+        stats.min, stats.max, stats.median = low, high, median
+
+        standard = stats.histograms.add(type=statistics_pb2.Histogram.STANDARD)
+        standard.num_nan = present - values["finite"]
+        if counts is None:  # a single value
+            standard.buckets.add(low_value=low, high_value=high, sample_count=float(values["finite"]))
+        else:
+            width = (high - low) / HISTOGRAM_BUCKETS
+            for index in range(HISTOGRAM_BUCKETS):
+                bucket_high = high if index == HISTOGRAM_BUCKETS - 1 else low + (index + 1) * width
+                standard.buckets.add(low_value=low + index * width, high_value=bucket_high,
+                                     sample_count=float(counts.get(index, 0)))
+        quantile_hist = stats.histograms.add(type=statistics_pb2.Histogram.QUANTILES)
+        quantile_hist.num_nan = present - values["finite"]
+        bounds = [low, *quantiles, high]
+        share = values["finite"] / HISTOGRAM_BUCKETS
+        for index in range(HISTOGRAM_BUCKETS):
+            quantile_hist.buckets.add(low_value=bounds[index], high_value=bounds[index + 1], sample_count=share)
+
+        if kind == "timestamp":
+            entry.update(min=_iso(low), median=_iso(median), max=_iso(high))
+        else:
+            entry.update(mean=_number(stats.mean), std=_number(stats.std_dev), min=low, median=median, max=high,
+                         zeros=stats.num_zeros)
+            if present > values["finite"]:
+                entry["non_finite"] = present - values["finite"]
+        return entry
+
+    # -- strings -------------------------------------------------------------
+    def _string_feature(self, feature, column: str, kind: str, values: dict, num_examples: int):
+        stats = feature.string_stats
+        present = values["present"]
+        _common_stats(stats.common_stats, present, num_examples)
+        entry = _summary_common(kind, present, num_examples)
+        if not present:
+            stats.unique = 0
+            entry.update(unique=0, top=[])
+            return entry
+        value = _value_expr(column, kind)
+        rows = self.con.execute(
+            f"SELECT value, n, count(*) OVER () FROM (SELECT {value} AS value, count(*) AS n FROM {self.source} "
+            f"WHERE {ident(column)} IS NOT NULL GROUP BY ALL) ORDER BY n DESC, value LIMIT {RANK_HISTOGRAM_VALUES}"
+        ).fetchall()
+        stats.unique = int(rows[0][2])
+        stats.avg_length = float(values["avg_length"] or 0.0)
+        for value_text, count, _ in rows[:TOP_VALUES]:
+            stats.top_values.add(value=value_text, frequency=float(count))
+        for rank, (value_text, count, _) in enumerate(rows):
+            stats.rank_histogram.buckets.add(low_rank=rank, high_rank=rank, label=value_text,
+                                             sample_count=float(count))
+        entry.update(unique=stats.unique, avg_length=round(stats.avg_length, 3),
+                     top=[{"value": v, "count": int(n)} for v, n, _ in rows[:SUMMARY_TOP_VALUES]])
+        return entry
+
+
+def _common_stats(common, present: int, num_examples: int) -> None:
+    common.num_non_missing = present
+    common.num_missing = num_examples - present
+    if present:
+        common.min_num_values = 1
+        common.max_num_values = 1
+        common.avg_num_values = 1.0
+        common.tot_num_values = present
+        histogram = common.num_values_histogram
+        histogram.type = statistics_pb2.Histogram.QUANTILES
+        for _ in range(HISTOGRAM_BUCKETS):
+            histogram.buckets.add(low_value=1.0, high_value=1.0, sample_count=present / HISTOGRAM_BUCKETS)
+
+
+def _summary_common(kind: str, present: int, num_examples: int) -> dict:
+    missing = num_examples - present
+    return {"type": kind, "count": present, "missing": missing,
+            "missing_pct": round(100.0 * missing / num_examples, 3) if num_examples else 0.0}
+
+
+def load_statistics(path: Path) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """Parse a StatisticsGen ``stats.pb`` (``path``: the file or the artifact's output folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / STATS_FILE
+    stats = statistics_pb2.DatasetFeatureStatisticsList()
+    stats.ParseFromString(path.read_bytes())
+    return stats
+
+
+def dataset_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList, split: str):
+    for dataset in stats.datasets:
+        if dataset.name == split:
+            return dataset
+    return None
+
+
+def feature_name(feature: statistics_pb2.FeatureNameStatistics) -> str:
+    return ".".join(feature.path.step) or feature.name
+
+
+def compute_statistics(examples: Path, splits=SPLITS) -> tuple[statistics_pb2.DatasetFeatureStatisticsList, dict]:
+    """Statistics of every split in an ExampleGen output folder that has one."""
+    stats = statistics_pb2.DatasetFeatureStatisticsList()
+    summary: dict = {"splits": {}}
+    con = sources.connect()
+    con.execute("SET enable_progress_bar = false")
+    try:
+        for split in splits:
+            if not (Path(examples) / split).is_dir():
+                continue
+            dataset, split_summary = _SplitStatistics(con, split_glob(examples, split), split).compute()
+            stats.datasets.append(dataset)
+            summary["splits"][split] = split_summary
+    finally:
+        con.close()
+    names: list[str] = []
+    for split_summary in summary["splits"].values():
+        names += [name for name in split_summary["columns"] if name not in names]
+    summary["features"] = names
+    return stats, summary
+
+
+class StatisticsGen(Stage):
+    name = "StatisticsGen"
+    artifact_type = "ExampleStatistics"
+    inputs = ("ExampleGen",)
+
+    def config(self, spec: PipelineSpec):
+        return {"histogram_buckets": HISTOGRAM_BUCKETS, "top_values": TOP_VALUES,
+                "rank_histogram_values": RANK_HISTOGRAM_VALUES}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        examples = ctx.input_path("ExampleGen")
+        stats, summary = compute_statistics(examples)
+        if not stats.datasets:
+            raise StageFailure(f"ExampleGen's output at {examples} holds no splits")
+        (ctx.output / STATS_FILE).write_bytes(stats.SerializeToString())
+        (ctx.output / SUMMARY_FILE).write_text(json.dumps(summary, separators=(",", ":"), allow_nan=False))
+        splits = {d.name: d.num_examples for d in stats.datasets}
+        non_empty = sum(1 for n in splits.values() if n)
+        features = len(summary["features"])
+        text = f"statistics for {features} features × {non_empty} split{'s' if non_empty != 1 else ''}"
+        ctx.log.info(text)
+        return StageResult(text, {"features": features, "splits": splits})
