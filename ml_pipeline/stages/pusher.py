@@ -1,0 +1,142 @@
+"""Pusher: export a blessed model for serving and copy it to the push destination.
+
+Only a blessed model is pushed: when the Evaluator did not bless it the stage
+stops with :class:`SkipStage` (status "skipped", no artifact). Otherwise it
+writes ``output/serving_model/`` — a SavedModel with ``serving_default``
+(top-K over the whole catalog), ``query_embedding``, ``candidate_embedding``
+and, with a rating head, ``predict_rating`` (see :mod:`ml_pipeline.serving`)
+— and copies it to ``push.destination`` when one is set: a local folder or an
+fsspec URL, copied under a temporary name first and renamed into place, so
+a reader never sees half a model.
+
+The catalog to serve comes from ExampleGen's ``catalog.parquet`` (its
+product features are embedded with the candidate model at export time), so
+the Pusher reads ExampleGen as well as the Trainer and the Evaluator.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ml_pipeline.model.inputs import tower_batch
+from ml_pipeline.spec import PipelineSpec
+from ml_pipeline.stages.base import SkipStage, Stage, StageContext, StageFailure, StageResult
+from ml_pipeline.stages.evaluator import FAIL, load_trained_models
+from ml_pipeline.stages.example_gen import catalog_path
+
+SERVING_DIR = "serving_model"
+
+
+def _is_url(destination: str) -> bool:
+    return "://" in destination and not destination.startswith("file://")
+
+
+def push_folder(source: Path, destination: str) -> str:
+    """Copy ``source`` (a folder) to ``destination`` via a temporary name and a rename; returns where it went.
+
+    An earlier model at the destination is replaced.
+    """
+    if _is_url(destination):
+        return _push_fsspec(source, destination)
+    target = Path(destination.removeprefix("file://")).expanduser().resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    staging = target.parent / f".{target.name}.tmp-{tag}"
+    shutil.copytree(source, staging)
+    if target.exists():
+        retired = target.parent / f".{target.name}.old-{tag}"
+        os.replace(target, retired)
+        os.replace(staging, target)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+    return str(target)
+
+
+def _push_fsspec(source: Path, destination: str) -> str:
+    try:
+        import fsspec
+    except ImportError:  # pragma: no cover - fsspec is a dependency of the project
+        raise StageFailure(f"push.destination: '{destination}' is a URL; install fsspec to push there") from None
+    fs, root = fsspec.core.url_to_fs(destination)
+    root = root.rstrip("/")
+    tag = uuid.uuid4().hex[:8]
+    parent = root.rsplit("/", 1)[0] if "/" in root else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    staging = f"{root}.tmp-{tag}"
+    fs.put(str(source), staging, recursive=True)
+    if fs.exists(root):
+        retired = f"{root}.old-{tag}"
+        fs.mv(root, retired, recursive=True)
+        fs.mv(staging, root, recursive=True)
+        fs.rm(retired, recursive=True)
+    else:
+        fs.mv(staging, root, recursive=True)
+    return destination
+
+
+def not_blessed_reasons(properties: dict) -> str:
+    reasons = [str(r) for r in properties.get("reasons") or []]
+    failed = [r for r in reasons if FAIL in r]
+    return "; ".join(failed or reasons) or "no blessing recorded"
+
+
+class Pusher(Stage):
+    name = "Pusher"
+    artifact_type = "PushedModel"
+    inputs = ("ExampleGen", "Trainer", "Evaluator")
+    version = 1
+
+    def config(self, spec: PipelineSpec):
+        return {"push": spec.push.model_dump(mode="json"), "retrieval_algorithm": spec.model.retrieval_algorithm,
+                "retrieval_k": spec.model.retrieval_k}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        from ml_pipeline.serving import export_serving_model
+
+        spec = ctx.spec
+        evaluation = ctx.inputs["Evaluator"].properties
+        if not evaluation.get("blessed"):
+            raise SkipStage(f"model not blessed: {not_blessed_reasons(evaluation)}")
+
+        trained = load_trained_models(ctx.input_path("Trainer"))
+        catalog = pq.read_table(catalog_path(ctx.input_path("ExampleGen")))
+        catalog_ids = np.asarray(catalog.column("product_id").cast(pa.string()).to_pylist(), dtype=object)
+        catalog_inputs = tower_batch(catalog, spec.features, "product")
+        k = max(spec.model.retrieval_k)
+        serving_path = ctx.output / SERVING_DIR
+        ctx.log.info("exporting the serving model: %s products, top %s by %s", f"{len(catalog_ids):,}",
+                     min(k, len(catalog_ids)), spec.model.retrieval_algorithm)
+        try:
+            config = export_serving_model(trained, catalog_ids, catalog_inputs, serving_path, k,
+                                          spec.model.retrieval_algorithm, spec.model.model_type)
+        except (KeyError, ValueError) as error:
+            raise StageFailure(f"the serving model cannot be exported: {error}") from None
+
+        # the runner renames output.partial to output once the stage succeeds: record the final place
+        output = Path(ctx.output)
+        final_path = (output.parent / "output" if output.name == "output.partial" else output) / SERVING_DIR
+        pushed_to = str(final_path)
+        if spec.push.destination:
+            ctx.log.info("copying the serving model to %s", spec.push.destination)
+            pushed_to = push_folder(serving_path, spec.push.destination)
+        signatures = sorted(config["signatures"])
+        where = pushed_to if spec.push.destination else "the run's output"
+        summary = (f"pushed to {where}: top-{config['k']} over {config['catalog_size']:,} products "
+                   f"({config['retrieval']}), signatures {', '.join(signatures)}")
+        return StageResult(summary, {
+            "serving_model": str(final_path),
+            "pushed_to": pushed_to,
+            "signatures": signatures,
+            "retrieval": config["retrieval"],
+            "k": config["k"],
+            "catalog_size": config["catalog_size"],
+        })
