@@ -11,8 +11,8 @@ StatisticsGen     ExampleGen       ``stats.pb`` (TFDV DatasetFeatureStatisticsLi
                                    per split), ``summary.json`` for the UI
 SchemaGen         ExampleGen,      ``schema.pbtxt`` (TFDV Schema), ``anomalies.json``,
                   StatisticsGen    ``anomalies.pbtxt`` (TFDV Anomalies)
-Transform         ExampleGen,      ``transform.json`` + ``vocab/<input name>.txt``: vocabularies,
-                  SchemaGen        normalisation, bucket boundaries, cross sizes, target stats
+Transform         ExampleGen       ``transform.json`` + ``vocab/<input name>.txt``: vocabularies,
+                                   normalisation, bucket boundaries, cross sizes, target stats
 Trainer           ExampleGen,      ``query_model.keras``, ``candidate_model.keras``,
                   Transform        ``rating_model.keras`` (ranking, multitask), ``history.json``
 Evaluator         ExampleGen,      ``evaluation.json`` (candidate vs popularity baseline vs

@@ -1,0 +1,605 @@
+"""Trainer: build the models from the Transform artifact, train them, report every epoch, export them.
+
+The models (:mod:`ml_pipeline.model.build`) take raw feature values, so
+the exported ``.keras`` files carry the transform. Training is a custom
+loop (:mod:`ml_pipeline.model.training`) under a ``tf.distribute``
+strategy chosen from the visible devices:
+
+* ``training.hardware.gpu_count`` 0: the CPU;
+* 1 GPU (or 1 requested): ``OneDeviceStrategy`` on it; more: ``MirroredStrategy``
+  over the first ``gpu_count`` GPUs (the global batch is ``batch_size``);
+* GPUs requested but none visible: a failure naming
+  ``training.hardware.gpu_count``, unless ``allow_cpu_fallback``.
+
+After every epoch: the train and validation (eval split) losses, Recall@K
+of the query/candidate models for every K of ``model.retrieval_k`` over
+the FULL catalog for up to ``training.eval_max_buyers`` eval buyers (a
+deterministic sample; each buyer's query from their latest eval row, the
+relevant set their distinct eval products, as the Evaluator does),
+RMSE/MAE of the rating model on the eval split in the target's units, and
+per part (buyer tower, product tower, rating head) weight statistics (L1,
+L2 norm, mean, std, min, max), the gradient norm on a fixed training batch
+and 20-bin weight and gradient histograms (under ``"histograms"``). They go
+to ``ctx.reporter.epoch_completed`` and ``history.json``.
+
+Early stopping watches the validation loss (``min_delta``, ``patience``)
+and restores the best epoch's weights before export.
+
+Resume: after every epoch the weights, the optimizer state, the epoch, the
+history and the early-stopping state are checkpointed to ``ctx.work``
+(before the epoch is reported). A later attempt of the same run (after a
+crash or a kill) continues from the next epoch; a checkpoint written for a
+different config or different inputs is ignored. A successful run removes
+its checkpoint.
+
+Output (``output/``): ``query_model.keras``, ``candidate_model.keras``,
+``rating_model.keras`` (ranking, multitask), ``history.json`` (one entry per
+epoch), ``trainer_summary.json`` (devices, strategy, epochs, early stop,
+best epoch, parameter counts as built, examples/s).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ml_pipeline import metrics as metric_fns
+from ml_pipeline.artifacts import fingerprint, write_json_atomic
+from ml_pipeline.config.features import FeatureConfig
+from ml_pipeline.config.model import parameter_counts
+from ml_pipeline.data import sources
+from ml_pipeline.data.sql import literal
+from ml_pipeline.model import CANDIDATE_MODEL, QUERY_MODEL, RATING_MODEL
+from ml_pipeline.model.inputs import target_values, tower_batch, tower_inputs
+from ml_pipeline.spec import HardwareConfig, PipelineSpec
+from ml_pipeline.stages.base import Stage, StageContext, StageFailure, StageResult
+from ml_pipeline.stages.example_gen import catalog_path, split_glob
+
+HISTORY_FILE = "history.json"
+SUMMARY_FILE = "trainer_summary.json"
+CHECKPOINT_DIR = "checkpoint"
+MAX_RATING_EVAL_ROWS = 100_000
+GRADIENT_BATCH_ROWS = 1024
+MAX_SCORES_PER_BATCH = 16_000_000  # buyers x catalog scores held at once for per-epoch Recall@K
+
+
+# -- devices ------------------------------------------------------------------------------
+@dataclass
+class Placement:
+    strategy: Any  # tf.distribute.Strategy
+    name: str
+    devices: list[str]
+    note: str = ""
+
+
+def choose_strategy(hardware: HardwareConfig, log, visible_gpus: list[str] | None = None) -> Placement:
+    """The tf.distribute strategy for the requested GPUs and what is visible."""
+    import tensorflow as tf
+
+    gpus = visible_gpus if visible_gpus is not None else [d.name for d in tf.config.list_logical_devices("GPU")]
+    wanted = hardware.gpu_count
+    if wanted == 0:
+        if gpus:
+            return Placement(tf.distribute.OneDeviceStrategy("/cpu:0"), "OneDeviceStrategy", ["/cpu:0"],
+                             f"{len(gpus)} GPU(s) visible but training.hardware.gpu_count is 0")
+        return Placement(tf.distribute.get_strategy(), "default (CPU)", ["/cpu:0"])
+    if not gpus:
+        if not hardware.allow_cpu_fallback:
+            raise StageFailure(
+                f"training.hardware.gpu_count: {wanted} GPU(s) requested but TensorFlow sees no GPU on this "
+                "worker; run it on a GPU worker, set gpu_count to 0, or set "
+                "training.hardware.allow_cpu_fallback to train on the CPU")
+        return Placement(tf.distribute.get_strategy(), "default (CPU)", ["/cpu:0"],
+                         f"{wanted} GPU(s) requested, none visible: training on the CPU (allow_cpu_fallback)")
+    use = gpus[:wanted]
+    note = f"{wanted} GPUs requested, only {len(gpus)} visible" if len(gpus) < wanted else ""
+    if len(use) == 1:
+        return Placement(tf.distribute.OneDeviceStrategy(use[0]), "OneDeviceStrategy", use, note)
+    return Placement(tf.distribute.MirroredStrategy(use), "MirroredStrategy", use, note)
+
+
+# -- data ---------------------------------------------------------------------------------
+@dataclass
+class TrainingData:
+    train: dict[str, np.ndarray]
+    eval: dict[str, np.ndarray]
+    catalog_ids: np.ndarray
+    catalog_inputs: dict[str, np.ndarray]
+    eval_buyers: dict[str, np.ndarray] = field(default_factory=dict)
+    eval_relevant: list[set] = field(default_factory=list)
+    rating_inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    rating_actual: np.ndarray | None = None
+
+    @property
+    def train_rows(self) -> int:
+        return len(next(iter(self.train.values())))
+
+    @property
+    def eval_rows(self) -> int:
+        return len(next(iter(self.eval.values()))) if self.eval else 0
+
+
+def _read_split(examples: Path, split: str) -> pa.Table:
+    return pq.read_table(examples / split)
+
+
+def _inputs(table: pa.Table, features: FeatureConfig, what: str) -> dict[str, np.ndarray]:
+    arrays = {}
+    for tower in ("buyer", "product"):
+        for index, feature in enumerate(features.tower(tower).features):
+            if feature.column not in table.column_names:
+                raise StageFailure(f"features.{tower}_tower.features[{index}].column: '{feature.column}' is not a "
+                                   f"column of {what}")
+        arrays.update(tower_batch(table, features, tower))
+    return arrays
+
+
+def load_training_data(spec: PipelineSpec, examples: Path, transform_target: dict | None, log) -> TrainingData:
+    from ml_pipeline.model.transform import apply_target_transforms
+    from ml_pipeline.model.training import CANDIDATE_INDEX, SAMPLING_PROBABILITY, TARGET
+
+    features, model = spec.features, spec.model
+    catalog = pq.read_table(catalog_path(examples))
+    for index, feature in enumerate(features.product_tower.features):
+        if feature.column not in catalog.column_names:
+            raise StageFailure(
+                f"features.product_tower.features[{index}].column: '{feature.column}' is not a product column of "
+                "the catalog (map it under dataset.mapping.product_features), so products cannot be embedded")
+    catalog_ids = catalog.column("product_id").cast(pa.string())
+    train_counts = np.asarray(catalog.column("train_count").to_numpy(zero_copy_only=False), dtype=np.float64)
+    probability = (train_counts / max(train_counts.sum(), 1.0)).astype(np.float32)
+
+    def arrays_for(table: pa.Table, what: str) -> dict[str, np.ndarray]:
+        arrays = _inputs(table, features, what)
+        index = pc.index_in(table.column("product_id").cast(pa.string()), value_set=catalog_ids)
+        index = np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        arrays[CANDIDATE_INDEX] = index
+        arrays[SAMPLING_PROBABILITY] = probability[np.maximum(index, 0)]
+        if model.has_rating_head:
+            arrays[TARGET] = apply_target_transforms(target_values(table), transform_target["transforms"])
+        return arrays
+
+    train_table = _read_split(examples, "train")
+    if train_table.num_rows == 0:
+        raise StageFailure("split: the train split is empty; nothing to train on")
+    eval_table = _read_split(examples, "eval")
+    data = TrainingData(
+        train=arrays_for(train_table, "the train split"),
+        eval=arrays_for(eval_table, "the eval split") if eval_table.num_rows else {},
+        catalog_ids=np.asarray(catalog_ids.to_pylist(), dtype=object),
+        catalog_inputs=tower_batch(catalog, features, "product"),
+    )
+    if eval_table.num_rows == 0:
+        log.warning("the eval split is empty: no validation loss, no per-epoch quality metrics, no early stopping")
+        return data
+    if model.has_retrieval:
+        data.eval_buyers, data.eval_relevant = _eval_buyers(spec, examples, data.catalog_ids)
+    if model.has_rating_head:
+        rows = eval_table
+        if rows.num_rows > MAX_RATING_EVAL_ROWS:
+            pick = np.sort(np.random.default_rng(spec.training.seed).choice(rows.num_rows, MAX_RATING_EVAL_ROWS,
+                                                                             replace=False))
+            rows = rows.take(pa.array(pick))
+        data.rating_inputs = _inputs(rows, features, "the eval split")
+        data.rating_actual = target_values(rows)
+    return data
+
+
+def _eval_buyers(spec: PipelineSpec, examples: Path, catalog_ids: np.ndarray) -> tuple[dict, list[set]]:
+    """Up to ``eval_max_buyers`` eval buyers (by a seeded hash of their id): their latest eval row's buyer
+    inputs and the catalog rows of the products they bought in eval."""
+    glob = split_glob(examples, "eval")
+    con = sources.connect()
+    try:
+        columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({literal(glob)})").fetchall()]
+        order = '"timestamp" DESC NULLS LAST, product_id DESC' if "timestamp" in columns else "product_id DESC"
+        seed = literal(str(spec.training.seed))
+        table = con.sql(f"""
+            WITH held AS (SELECT * FROM read_parquet({literal(glob)})),
+            sampled AS (SELECT DISTINCT buyer_id FROM held
+                        ORDER BY md5(concat({seed}, '|', buyer_id)) LIMIT {int(spec.training.eval_max_buyers)}),
+            bought AS (SELECT buyer_id AS __buyer, list(DISTINCT CAST(product_id AS VARCHAR)) AS __relevant
+                       FROM held WHERE buyer_id IN (SELECT buyer_id FROM sampled) GROUP BY buyer_id),
+            latest AS (SELECT * FROM held WHERE buyer_id IN (SELECT buyer_id FROM sampled)
+                       QUALIFY row_number() OVER (PARTITION BY buyer_id ORDER BY {order}) = 1)
+            SELECT latest.*, bought.__relevant FROM latest JOIN bought ON latest.buyer_id = bought.__buyer
+            ORDER BY latest.buyer_id
+        """)
+        table = _arrow_table(table)
+    finally:
+        con.close()
+    row_of = {pid: row for row, pid in enumerate(catalog_ids)}
+    relevant = [{row_of.get(pid, -2) for pid in products} for products in table.column("__relevant").to_pylist()]
+    return tower_batch(table, spec.features, "buyer"), relevant
+
+
+def _arrow_table(result) -> pa.Table:
+    """A DuckDB relation as an Arrow table (``to_arrow_table`` in DuckDB 2, ``arrow`` before)."""
+    for method in ("to_arrow_table", "fetch_arrow_table"):
+        if hasattr(result, method):
+            return getattr(result, method)()
+    return result.arrow()
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+class Checkpoint:
+    """Weights, optimizer state and loop state of the last finished epoch, in the stage's work folder."""
+
+    def __init__(self, folder: Path, key: str):
+        self.folder, self.key = folder / CHECKPOINT_DIR, key
+        self.state_file = self.folder / "state.json"
+        self._best: str | None = None  # file of the best epoch's weights
+
+    def load(self, log) -> dict | None:
+        if not self.state_file.is_file():
+            return None
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            log.warning("ignoring an unreadable checkpoint in %s", self.folder)
+            return None
+        if state.get("key") != self.key:
+            log.info("ignoring a checkpoint written for a different config or inputs")
+            return None
+        for name in (state["weights"], state["optimizer"], state.get("best_weights")):
+            if name and not (self.folder / name).is_file():
+                log.warning("ignoring an incomplete checkpoint (%s is missing)", name)
+                return None
+        self._best = state.get("best_weights")
+        return state
+
+    def arrays(self, name: str) -> list[np.ndarray]:
+        with np.load(self.folder / name) as data:
+            return [data[f"a{i}"] for i in range(len(data.files))]
+
+    def save(self, state: dict, weights: list[np.ndarray], optimizer: list[np.ndarray],
+             best: list[np.ndarray] | None) -> None:
+        """Write the arrays, then ``state.json`` pointing at them (atomically), then drop older arrays.
+
+        ``best`` (the weights of a new best epoch) is written when given; otherwise
+        the previous best file is kept.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        epoch = state["epoch"]
+        names = {"weights": f"weights-{epoch}.npz", "optimizer": f"optimizer-{epoch}.npz"}
+        self._write(names["weights"], weights)
+        self._write(names["optimizer"], optimizer)
+        if best is not None:
+            names["best_weights"] = f"weights-{epoch}.npz"  # the same arrays: one file
+        elif self._best:
+            names["best_weights"] = self._best
+        write_json_atomic(self.state_file, {**state, **names, "key": self.key})
+        self._best = names.get("best_weights")
+        keep = set(names.values())
+        for path in self.folder.glob("*.npz"):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+
+    def best_weights_file(self) -> str:
+        if not self._best:
+            raise StageFailure("no best weights were checkpointed")
+        return self._best
+
+    def _write(self, name: str, arrays: list[np.ndarray]) -> None:
+        tmp = self.folder / f"{name}.tmp-{os.getpid()}.npz"
+        np.savez(tmp, **{f"a{i}": a for i, a in enumerate(arrays)})
+        os.replace(tmp, self.folder / name)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# -- the stage ------------------------------------------------------------------------------
+def _scalar(value) -> float:
+    value = float(value)
+    return value if math.isfinite(value) else float("nan")
+
+
+@dataclass
+class LoopState:
+    """What survives between epochs and attempts (it is checkpointed with the weights)."""
+
+    epoch: int = 0  # epochs finished
+    best_val_loss: float | None = None
+    best_epoch: int | None = None
+    wait: int = 0  # epochs since the best one
+    stopped_at: int | None = None  # the epoch early stopping ended training at
+    train_seconds: float = 0.0
+    examples: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def record(self, epoch: int, metrics: dict, min_delta: float, patience: int | None) -> bool:
+        """Add an epoch's metrics; True when its val_loss is the best so far (``patience`` None: never stop)."""
+        self.epoch = epoch
+        self.history.append({"epoch": epoch, **metrics})
+        val_loss = metrics.get("val_loss")
+        if val_loss is None:
+            return False
+        if self.best_val_loss is None or (math.isfinite(val_loss) and val_loss < self.best_val_loss - min_delta):
+            self.best_val_loss, self.best_epoch, self.wait = val_loss, epoch, 0
+            return True
+        self.wait += 1
+        if patience is not None and self.wait >= patience:
+            self.stopped_at = epoch
+        return False
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class Trainer(Stage):
+    name = "Trainer"
+    artifact_type = "Model"
+    inputs = ("ExampleGen", "Transform")
+    version = 1
+
+    def config(self, spec: PipelineSpec):
+        return {"model": spec.model.model_dump(mode="json"), "training": spec.training.model_dump(mode="json"),
+                "features": spec.features.model_dump(mode="json")}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        spec = ctx.spec
+        placement = choose_strategy(spec.training.hardware, ctx.log)  # fails early on a missing GPU
+        import keras
+
+        from ml_pipeline.model.build import build_models
+        from ml_pipeline.model.training import Objective, Steps, make_optimizer
+        from ml_pipeline.model.transform import TransformArtifact
+
+        if placement.note:
+            ctx.log.warning("%s", placement.note)
+        ctx.log.info("training with %s on %s", placement.name, ", ".join(placement.devices))
+        training, model_config = spec.training, spec.model
+        keras.utils.set_random_seed(training.seed)
+
+        transform = TransformArtifact.load(ctx.input_path("Transform"))
+        if model_config.has_rating_head and transform.target is None:
+            raise StageFailure("features.target: a ranking or multitask model needs a target; the Transform "
+                               "artifact has no target statistics")
+        data = load_training_data(spec, ctx.input_path("ExampleGen"), transform.target, ctx.log)
+        ctx.log.info("%s train rows, %s eval rows, %s catalog products", f"{data.train_rows:,}",
+                     f"{data.eval_rows:,}", f"{len(data.catalog_ids):,}")
+
+        learning_rate = training.learning_rate or model_config.learning_rate
+        weights = model_config.loss_weights
+        with placement.strategy.scope():
+            built = build_models(transform, model_config)
+            objective = Objective(built, model_config.model_type,
+                                  weights.retrieval if weights else 1.0, weights.rating if weights else 1.0)
+            optimizer = make_optimizer(model_config, learning_rate)
+            optimizer.build(objective.trainable_variables)
+        steps = Steps(objective, optimizer, placement.strategy)
+
+        key = fingerprint(self.config(spec), {name: artifact.fingerprint for name, artifact in ctx.inputs.items()},
+                          self.version)
+        checkpoint = Checkpoint(ctx.work, key)
+        loop = self._restore(ctx, checkpoint, objective, optimizer)
+        resumed_from = loop.epoch or None
+        watching = self._train(ctx, data, objective, optimizer, steps, checkpoint, loop)
+
+        restored = False
+        if watching and loop.best_epoch is not None and loop.best_epoch != loop.epoch:
+            self._assign(objective.all_weights, checkpoint.arrays(checkpoint.best_weights_file()))
+            restored = True
+            ctx.log.info("restored the weights of the best epoch (%d)", loop.best_epoch)
+        exported_epoch = loop.best_epoch if restored else loop.epoch
+        final = next((h for h in loop.history if h["epoch"] == exported_epoch), {})
+        final = {k: v for k, v in final.items() if isinstance(v, (int, float)) and k != "epoch"}
+
+        self._export(ctx, built, loop, placement, data, learning_rate, restored, exported_epoch, resumed_from, final)
+        checkpoint.clear()
+        examples_per_second = round(loop.examples / loop.train_seconds, 1) if loop.train_seconds else None
+        properties = {
+            **{k: v for k, v in final.items() if k in ("loss", "val_loss", "rmse", "mae") or k.startswith("recall_at_")},
+            "epochs_run": loop.epoch,
+            "best_epoch": loop.best_epoch,
+            "early_stopped_epoch": loop.stopped_at,
+            "examples_per_second": examples_per_second,
+            "devices": placement.devices,
+            "strategy": placement.name,
+        }
+        return StageResult(self._summary(loop, restored, final, model_config), properties)
+
+    # -- parts ---------------------------------------------------------------------------------
+    def _restore(self, ctx, checkpoint: Checkpoint, objective, optimizer):
+        """The loop state of an earlier attempt's checkpoint (its weights and optimizer state restored), if any."""
+        state = checkpoint.load(ctx.log)
+        if state is None:
+            return LoopState()
+        self._assign(objective.all_weights, checkpoint.arrays(state["weights"]))
+        self._assign(optimizer.variables, checkpoint.arrays(state["optimizer"]))
+        loop = LoopState(**{k: state[k] for k in LoopState.__dataclass_fields__})
+        ctx.log.info("resuming from the checkpoint of epoch %d of %d: continuing at epoch %d", loop.epoch,
+                     ctx.spec.training.epochs, loop.epoch + 1)
+        return loop
+
+    def _train(self, ctx, data: TrainingData, objective, optimizer, steps, checkpoint: Checkpoint,
+               loop: LoopState) -> bool:
+        """Run the remaining epochs; True when early stopping watched the validation loss."""
+        import tensorflow as tf
+
+        from ml_pipeline.model.training import batches
+
+        training = ctx.spec.training
+        early = training.early_stopping
+        current = {"epoch": loop.epoch + 1}
+        train_ds = steps.distribute(batches(data.train, training.batch_size, seed=training.seed,
+                                            epoch=lambda: current["epoch"],
+                                            drop_remainder=data.train_rows >= 2 * training.batch_size))
+        eval_ds = steps.distribute(batches(data.eval, training.batch_size)) if data.eval else None
+        watching = early.enabled and eval_ds is not None
+        gradient_batch = {name: tf.constant(values[:GRADIENT_BATCH_ROWS],
+                                            dtype=tf.string if values.dtype == object else None)
+                          for name, values in data.train.items()}
+        quality = _Quality(objective.built, data, ctx.spec.model)
+
+        for epoch in range(loop.epoch + 1, training.epochs + 1):
+            if loop.stopped_at is not None:
+                break
+            current["epoch"] = epoch
+            started = time.perf_counter()
+            metrics: dict[str, Any] = {k: _scalar(v) for k, v in steps.run_epoch(train_ds, steps.train_step).items()}
+            seconds = time.perf_counter() - started
+            loop.train_seconds += seconds
+            loop.examples += data.train_rows
+            if eval_ds is not None:
+                val = steps.run_epoch(eval_ds, steps.eval_step)
+                metrics.update({f"val_{name}": _scalar(value) for name, value in val.items()})
+            metrics.update(quality.metrics())
+            metrics["epoch_seconds"] = round(seconds, 4)
+            metrics["examples_per_second"] = round(data.train_rows / max(seconds, 1e-9), 1)
+            metrics.update(self._weight_report(objective, steps, gradient_batch))
+
+            improved = loop.record(epoch, metrics, early.min_delta, early.patience if watching else None)
+            current_weights = [np.asarray(v.numpy()) for v in objective.all_weights]
+            # checkpoint first: whatever happens after this, the epoch is not lost
+            checkpoint.save(loop.to_dict(), current_weights, [np.asarray(v.numpy()) for v in optimizer.variables],
+                            current_weights if improved else None)
+            ctx.log.info("epoch %d/%d: %s", epoch, training.epochs, _brief(metrics))
+            ctx.reporter.epoch_completed(epoch, training.epochs, metrics)
+            if loop.stopped_at is not None:
+                ctx.log.info("early stop at epoch %d: val_loss did not improve by more than %g for %d epochs "
+                             "(best %.4g at epoch %d)", epoch, early.min_delta, early.patience,
+                             loop.best_val_loss, loop.best_epoch)
+        return watching
+
+    def _export(self, ctx, built, loop: LoopState, placement: Placement, data: TrainingData, learning_rate: float,
+                restored: bool, exported_epoch: int, resumed_from: int | None, final: dict) -> None:
+        from ml_pipeline.model.build import built_parameter_counts
+
+        spec, out = ctx.spec, ctx.output
+        built.query.save(out / QUERY_MODEL)
+        built.candidate.save(out / CANDIDATE_MODEL)
+        if built.rating is not None:
+            built.rating.save(out / RATING_MODEL)
+        write_json_atomic(out / HISTORY_FILE, loop.history)
+        configured = parameter_counts(spec.model, spec.features)
+        write_json_atomic(out / SUMMARY_FILE, {
+            "model_type": spec.model.model_type,
+            "devices": placement.devices,
+            "strategy": placement.name,
+            "replicas": placement.strategy.num_replicas_in_sync,
+            "placement_note": placement.note or None,
+            "epochs_requested": spec.training.epochs,
+            "epochs_run": loop.epoch,
+            "early_stopped_epoch": loop.stopped_at,
+            "best_epoch": loop.best_epoch,
+            "best_val_loss": loop.best_val_loss,
+            "restored_best_weights": restored,
+            "exported_epoch": exported_epoch,
+            "resumed_from_epoch": resumed_from,
+            "train_rows": data.train_rows,
+            "eval_rows": data.eval_rows,
+            "catalog_size": len(data.catalog_ids),
+            "batch_size": spec.training.batch_size,
+            "learning_rate": learning_rate,
+            "optimizer": spec.model.optimizer,
+            "train_seconds": round(loop.train_seconds, 3),
+            "examples_per_second": round(loop.examples / loop.train_seconds, 1) if loop.train_seconds else None,
+            "parameters": built_parameter_counts(built),
+            "configured_parameters": {
+                "towers": {t: {k: configured["towers"][t][k] for k in ("embedding_params", "dense_params", "total")}
+                           for t in ("buyer", "product")},
+                "rating_head": configured.get("rating_head", {}).get("total"),
+                "total": configured["total"],
+            },
+            "inputs": {"query": sorted(tower_inputs(spec.features, "buyer")),
+                       "candidate": sorted(tower_inputs(spec.features, "product"))},
+            "final_metrics": final,
+        })
+
+    @staticmethod
+    def _assign(variables, values) -> None:
+        if len(variables) != len(values):
+            raise StageFailure(f"the checkpoint holds {len(values)} arrays for {len(variables)} variables")
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+
+    @staticmethod
+    def _weight_report(objective, steps, gradient_batch) -> dict[str, Any]:
+        from ml_pipeline.model.training import value_statistics
+
+        gradients = steps.gradients(gradient_batch)
+        by_variable = {id(v): g for v, g in zip(objective.trainable_variables, gradients)}
+        scalars: dict[str, Any] = {}
+        histograms: dict[str, dict] = {"weights": {}, "gradients": {}}
+        for part, model in objective.parts.items():
+            stats, histogram = value_statistics(model.weights)
+            scalars.update({f"{part}_weight_{name}": value for name, value in stats.items()})
+            histograms["weights"][part] = histogram
+            grad_stats, grad_histogram = value_statistics([by_variable.get(id(v)) for v in model.trainable_variables])
+            if grad_stats:
+                scalars[f"{part}_grad_norm"] = grad_stats["l2"]
+                histograms["gradients"][part] = grad_histogram
+        scalars["histograms"] = histograms
+        return scalars
+
+    @staticmethod
+    def _summary(loop: LoopState, restored: bool, final: dict, model_config) -> str:
+        text = f"{loop.epoch} epoch{'s' if loop.epoch != 1 else ''}"
+        if loop.stopped_at is not None:
+            text += f" (early stop at {loop.stopped_at}, best {loop.best_epoch})"
+        elif restored:
+            text += f" (best {loop.best_epoch})"
+        parts = []
+        if model_config.has_retrieval:
+            k = max(model_config.retrieval_k)
+            if f"recall_at_{k}" in final:
+                parts.append(f"Recall@{k} {final[f'recall_at_{k}']:.3g}")
+        if model_config.has_rating_head and "rmse" in final:
+            parts.append(f"RMSE {final['rmse']:.3g}")
+        if not parts and "val_loss" in final:
+            parts.append(f"val_loss {final['val_loss']:.4g}")
+        return ", ".join([text, *parts])
+
+
+def _brief(metrics: dict) -> str:
+    keys = [k for k in metrics if k in ("loss", "val_loss", "rmse", "mae") or k.startswith("recall_at_")]
+    return "  ".join(f"{k}={metrics[k]:.4g}" for k in keys)
+
+
+class _Quality:
+    """Per-epoch Recall@K over the full catalog and RMSE/MAE on eval, in the target's units."""
+
+    def __init__(self, built, data: TrainingData, model_config):
+        from ml_pipeline.model.training import Predictor
+
+        self.data, self.ks = data, list(model_config.retrieval_k)
+        self.retrieval = model_config.has_retrieval and bool(data.eval_relevant)
+        self.rating = built.rating is not None and data.rating_actual is not None and len(data.rating_actual) > 0
+        self.query = Predictor(built.query) if self.retrieval else None
+        self.candidate = Predictor(built.candidate) if self.retrieval else None
+        self.rating_model = Predictor(built.rating) if self.rating else None
+
+    def metrics(self) -> dict[str, float]:
+        import tensorflow as tf
+
+        out: dict[str, float] = {}
+        if self.retrieval:
+            catalog = tf.constant(self.candidate(self.data.catalog_inputs))
+            queries = self.query(self.data.eval_buyers)
+            k = min(max(self.ks), int(catalog.shape[0]))
+            chunk = max(1, MAX_SCORES_PER_BATCH // max(int(catalog.shape[0]), 1))
+            top = np.concatenate([
+                tf.math.top_k(tf.matmul(queries[start:start + chunk], catalog, transpose_b=True), k=k).indices.numpy()
+                for start in range(0, len(queries), chunk)
+            ])
+            if top.shape[1] < max(self.ks):  # a catalog smaller than K: pad with a row that is never relevant
+                top = np.pad(top, ((0, 0), (0, max(self.ks) - top.shape[1])), constant_values=-1)
+            scores = metric_fns.retrieval_metrics(top, self.data.eval_relevant, self.ks, int(catalog.shape[0]))
+            out.update({f"recall_at_{k}": scores[f"recall_at_{k}"] for k in self.ks})
+        if self.rating:
+            predicted = self.rating_model(self.data.rating_inputs).reshape(-1)
+            out.update(metric_fns.rating_metrics(predicted, self.data.rating_actual))
+        return out
