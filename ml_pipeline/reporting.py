@@ -99,6 +99,8 @@ class JsonLinesReporter(EventReporter):
 class ConsoleReporter(Reporter):
     """Human progress for the CLI: stage by stage, epoch by epoch."""
 
+    HEADLINE = ("loss", "val_loss", "recall_at_", "rmse", "mae", "examples_per_second")
+
     def __init__(self, stream: TextIO = sys.stdout, verbose: bool = False) -> None:
         self.stream = stream
         self.verbose = verbose
@@ -123,7 +125,8 @@ class ConsoleReporter(Reporter):
         self._print(f"· {stage} skipped: {reason}")
 
     def epoch_completed(self, epoch, total_epochs, metrics):
-        shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        # The weight statistics are for charts; people watch losses and quality.
+        shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k.startswith(self.HEADLINE)}
         text = "  ".join(f"{k}={v:.4g}" for k, v in sorted(shown.items()))
         self._print(f"    epoch {epoch}/{total_epochs}  {text}")
 
