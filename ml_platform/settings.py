@@ -68,13 +68,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
-    "django_tasks",
-    "django_tasks_db",
     "ml_platform.core",
     "ml_platform.accounts",
     "ml_platform.projects",
     "ml_platform.datasets",
     "ml_platform.modeling",
+    "ml_platform.registry",
+    "ml_platform.training",
 ]
 
 MIDDLEWARE = [
@@ -168,12 +168,6 @@ CSRF_COOKIE_HTTPONLY = False  # the page's JS reads it to send X-CSRFToken
 SESSION_COOKIE_SECURE = _env_bool("ML_PLATFORM_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
-TASKS = {
-    "default": {
-        "BACKEND": "django_tasks_db.DatabaseBackend",
-        "QUEUES": ["default", "pipelines"],
-    }
-}
 
 LOGGING = {
     "version": 1,
@@ -185,3 +179,10 @@ LOGGING = {
 }
 
 NINJA_PAGINATION_PER_PAGE = 50
+
+# Training runs: the worker's limits, and the GPU price table for cost (USD per GPU-hour).
+MAX_CONCURRENT_RUNS = int(os.environ.get("MAX_CONCURRENT_RUNS", "1"))
+RUN_HEARTBEAT_SECONDS = float(os.environ.get("RUN_HEARTBEAT_SECONDS", "5"))
+RUN_STALE_AFTER_SECONDS = float(os.environ.get("RUN_STALE_AFTER_SECONDS", "60"))
+RUN_MAX_ATTEMPTS = int(os.environ.get("RUN_MAX_ATTEMPTS", "2"))
+GPU_PRICES_PER_HOUR = {"T4": 0.35, "L4": 0.71, "V100": 2.48, "A100": 2.93, "H100": 9.80}

@@ -16,3 +16,8 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 from ml_platform.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins; tests only
+
+# A file, not SQLite's in-memory test database, so the worker's child
+# processes (which run the pipelines) see the same database as the tests.
+DATABASES["default"]["NAME"] = str(DATA_DIR / "test-db.sqlite3")
+DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}

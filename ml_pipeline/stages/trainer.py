@@ -422,6 +422,12 @@ class Trainer(Stage):
         loop = LoopState(**{k: state[k] for k in LoopState.__dataclass_fields__})
         ctx.log.info("resuming from the checkpoint of epoch %d of %d: continuing at epoch %d", loop.epoch,
                      ctx.spec.training.epochs, loop.epoch + 1)
+        # The checkpoint is written before an epoch is reported, so a crash in
+        # between would lose that epoch's report: report the restored history
+        # again (reporters treat a repeated epoch as an update).
+        for entry in loop.history:
+            metrics = {k: v for k, v in entry.items() if k != "epoch"}
+            ctx.reporter.epoch_completed(entry["epoch"], ctx.spec.training.epochs, metrics)
         return loop
 
     def _train(self, ctx, data: TrainingData, objective, optimizer, steps, checkpoint: Checkpoint,

@@ -29,7 +29,7 @@ class Command(BaseCommand):
                 "--bind", f"{host}:{port}", "--workers", str(web_workers), "--threads", "4",
                 "--access-logfile", "-", "--log-level", "warning",
             ]),
-            "worker": subprocess.Popen([sys.executable, manage, "db_worker", "--queue-name", "*", "--verbosity", "1"]),
+            "worker": subprocess.Popen([sys.executable, manage, "run_worker"]),
         }
         stopping = False
 

@@ -1,0 +1,19 @@
+from django.contrib import admin
+
+from ml_platform.training.models import TrainingMetricsHistory, TrainingRun
+
+
+class MetricsInline(admin.TabularInline):
+    model = TrainingMetricsHistory
+    extra = 0
+    fields = ("epoch", "loss", "val_loss", "recall_at_100", "rmse")
+    readonly_fields = fields
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "project", "model_type", "status", "current_stage", "created_at")
+    list_filter = ("project", "status", "model_type")
+    search_fields = ("name", "description")
+    readonly_fields = ("webhook_secret",)
+    inlines = [MetricsInline]

@@ -1,0 +1,65 @@
+"""Executing one run's pipeline (in the worker's child process) and recording its outcome."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from django.conf import settings
+
+from ml_platform.training.models import InvalidTransition, TrainingRun
+from ml_platform.training.reporter import DatabaseReporter
+from ml_pipeline.reporting import FanOutReporter, JsonLinesReporter
+from ml_pipeline.runner import PipelineRunner, RunResult
+from ml_pipeline.spec import PipelineSpec
+
+logger = logging.getLogger(__name__)
+
+
+def lineage(result: RunResult) -> dict:
+    """Each artifact's manifest essentials: type, URI, producing stage, the fingerprints it was made from."""
+    return {
+        stage: {"type": a.type, "uri": a.uri, "producer": a.stage, "run": a.run_id, "fingerprint": a.fingerprint,
+                "inputs": a.input_fingerprints, "summary": a.summary}
+        for stage, a in result.artifacts.items()
+    }
+
+
+def final_status(result: RunResult) -> str:
+    if result.status != "completed":
+        return TrainingRun.FAILED
+    return TrainingRun.NOT_BLESSED if result.blessed is False else TrainingRun.COMPLETED
+
+
+def execute(run_id: int) -> str:
+    """Run the pipeline for a run the worker has marked running; return the final status."""
+    from ml_platform.training.services import cost_usd
+
+    run = TrainingRun.objects.get(pk=run_id)
+    spec = PipelineSpec.model_validate(run.spec)
+    runner = PipelineRunner(spec, settings.PIPELINE_ROOT, run_id=run.pipeline_run_id)
+    events = runner.store.run_dir(run.pipeline_run_id) / "events.jsonl"
+    runner.reporter = FanOutReporter(DatabaseReporter(run), JsonLinesReporter(events))
+    result = runner.run()
+
+    evaluation = result.artifacts.get("Evaluator")
+    trainer = result.artifacts.get("Trainer")
+    outcome = {
+        "artifacts": lineage(result),
+        "final_metrics": {**(trainer.properties if trainer else {}), **(evaluation.properties if evaluation else {})},
+        "blessed": result.blessed,
+        "blessing_reasons": evaluation.properties.get("reasons", []) if evaluation else [],
+    }
+    status = final_status(result)
+    if status == TrainingRun.FAILED and result.error:
+        outcome.update(error_stage=result.error["stage"], error_message=result.error["message"],
+                       error_traceback=result.error["traceback"])
+    run.refresh_from_db()
+    outcome["cost_usd"] = cost_usd(run) if run.started_at else Decimal("0")
+    try:
+        run.transition(status, **outcome)
+    except InvalidTransition as refused:  # cancelled meanwhile: keep what was recorded, not the status
+        logger.info("run %s finished as %s but is already %s", run.pk, status, refused.current)
+        TrainingRun.objects.filter(pk=run.pk).update(**{k: v for k, v in outcome.items() if k.startswith("art")})
+        return refused.current
+    return status

@@ -1,0 +1,78 @@
+"""The database reporter: pipeline events become the run's stage table, metrics rows and results.
+
+It runs in the process that executes the pipeline (the worker's child), so
+progress is readable through the API as soon as a stage or an epoch ends.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timezone as dt_timezone
+
+from django.db import transaction
+
+from ml_platform.training import resources
+from ml_platform.training.models import TrainingMetricsHistory, TrainingRun
+from ml_pipeline.reporting import Reporter
+
+HEADLINE_METRICS = ("loss", "val_loss", "recall_at_5", "recall_at_10", "recall_at_50", "recall_at_100", "rmse", "mae")
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=dt_timezone.utc).isoformat()
+
+
+def _finite(value):
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def record_epoch(run: TrainingRun, epoch: int, total_epochs: int, metrics: dict, resource_sample: dict) -> None:
+    """Upsert the epoch's row (a repeated report replaces it) and the run's progress."""
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    from ml_platform.training.services import cost_usd
+
+    with transaction.atomic():
+        TrainingMetricsHistory.objects.update_or_create(
+            training_run=run, epoch=epoch,
+            defaults={**{name: _finite(scalars.get(name)) for name in HEADLINE_METRICS},
+                      "metrics": scalars, "histograms": metrics.get("histograms", {}),
+                      "resources": resource_sample},
+        )
+        current = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        resources_now = {**resource_sample, "cost_so_far_usd": float(cost_usd(current))}
+        TrainingRun.objects.filter(pk=run.pk).update(
+            current_epoch=max(epoch, current.current_epoch or 0), total_epochs=total_epochs,
+            resources=resources_now,
+        )
+
+
+class DatabaseReporter(Reporter):
+    def __init__(self, run: TrainingRun) -> None:
+        self.run = run
+
+    def _update_stage(self, stage: str, **fields) -> None:
+        with transaction.atomic():
+            run = TrainingRun.objects.select_for_update().get(pk=self.run.pk)
+            stages = dict(run.stages)
+            stages[stage] = {**stages.get(stage, {}), **fields}
+            extra = {"current_stage": stage} if fields.get("status") == "running" else {}
+            TrainingRun.objects.filter(pk=run.pk).update(stages=stages, **extra)
+
+    def stage_started(self, stage, info):
+        self._update_stage(stage, status="running", started_at=_iso(time.time()), ended_at=None)
+
+    def stage_completed(self, stage, summary, properties, cached):
+        self._update_stage(stage, status="cached" if cached else "completed", summary=summary,
+                           ended_at=_iso(time.time()))
+
+    def stage_failed(self, stage, message, traceback):
+        self._update_stage(stage, status="failed", summary=message, ended_at=_iso(time.time()))
+        TrainingRun.objects.filter(pk=self.run.pk).update(
+            error_stage=stage, error_message=message, error_traceback=traceback)
+
+    def stage_skipped(self, stage, reason):
+        self._update_stage(stage, status="skipped", summary=reason, ended_at=_iso(time.time()))
+
+    def epoch_completed(self, epoch, total_epochs, metrics):
+        record_epoch(self.run, epoch, total_epochs, metrics, resources.sample())

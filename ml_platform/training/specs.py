@@ -1,0 +1,79 @@
+"""From catalog objects to the pipeline spec a run executes.
+
+A run freezes snapshots of its dataset, feature config and model config when
+it is created; the spec is rebuilt from those snapshots and the run's own
+parameters, so editing a catalog object later never changes a run.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from django.conf import settings
+
+from ml_platform.datasets.services import resolve_config
+from ml_pipeline.errors import ConfigError, Problem, validate_model
+from ml_pipeline.spec import PipelineSpec
+
+# Pipeline-spec sections and the run fields (API names) they come from, so a
+# problem found in the spec is reported against the field the user sent.
+SPEC_TO_RUN_FIELD = {
+    "split": "split_config",
+    "training.hardware": "gpu_config",
+    "training": "training_params",
+    "evaluator": "evaluator_config",
+    "features": "feature_config",
+    "model": "model_config",
+    "dataset": "dataset",
+}
+
+
+def run_field(spec_field: str) -> str:
+    for prefix, field in SPEC_TO_RUN_FIELD.items():
+        if spec_field == prefix or spec_field.startswith(prefix + "."):
+            return field + spec_field[len(prefix):]
+    return spec_field
+
+
+def as_run_problems(error: ConfigError) -> ConfigError:
+    return ConfigError([Problem(run_field(p.field), p.message) for p in error.problems])
+
+
+def pipeline_name(project_name: str, run_name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{project_name}.{run_name}")
+
+
+def push_destination(project_name: str, run_name: str, run_number: int) -> str:
+    return str(Path(settings.PIPELINE_ROOT) / "pushed" / pipeline_name(project_name, run_name) / str(run_number))
+
+
+def training_section(training_params: dict, gpu_config: dict) -> dict:
+    hardware = {"gpu_count": gpu_config.get("gpu_count", 0),
+                "allow_cpu_fallback": gpu_config.get("allow_cpu_fallback", False)}
+    return {**training_params, "hardware": hardware}
+
+
+def build_spec(*, project, name: str, run_number: int, dataset_snapshot: dict, feature_config: dict,
+               model_config: dict, split_config: dict, training_params: dict, gpu_config: dict,
+               evaluator_config: dict, with_pusher: bool = True) -> PipelineSpec:
+    """The validated pipeline spec; problems name the run's fields (training_params.epochs, ...)."""
+    try:
+        dataset = resolve_config(project, dataset_snapshot["source"], dataset_snapshot["mapping"],
+                                 dataset_snapshot.get("filters"))
+        data = {
+            "name": pipeline_name(project.name, name),
+            "dataset": dataset.model_dump(mode="json"),
+            "split": split_config,
+            "features": feature_config,
+            "model": model_config,
+            "training": training_section(training_params, gpu_config),
+            "evaluator": {k: v for k, v in evaluator_config.items()},
+            "push": {"destination": push_destination(project.name, name, run_number)},
+        }
+        if not with_pusher:
+            data["stages"] = ["Compile", "ExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer",
+                              "Evaluator"]
+        return validate_model(PipelineSpec, data)
+    except ConfigError as error:
+        raise as_run_problems(error) from None

@@ -1,0 +1,182 @@
+"""The worker: takes queued runs, executes each in a child process it can stop, and keeps runs honest.
+
+Each :meth:`Worker.step` does a little of everything and is what tests call;
+``manage.py run_worker`` just loops over it. Runs are claimed with a guarded
+UPDATE (pending -> running), so several workers never take the same run.
+While a child runs, the worker writes the run's heartbeat; a run whose
+heartbeat goes stale (its worker died) is put back in the queue to resume
+from its last complete stage, or failed with "worker lost" after
+RUN_MAX_ATTEMPTS, so no run stays "running" forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.db.models import Q
+from django.utils import timezone
+
+from ml_platform.training.models import InvalidTransition, TrainingRun
+from ml_platform.training.services import run_folder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Child:
+    run_id: int
+    process: subprocess.Popen
+    log_file: object
+
+
+class Worker:
+    def __init__(self, worker_id: str | None = None, max_concurrent: int | None = None) -> None:
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.max_concurrent = max_concurrent or settings.MAX_CONCURRENT_RUNS
+        self.children: dict[int, Child] = {}
+        self.stopping = False
+
+    # -- one iteration ---------------------------------------------------------
+    def step(self) -> bool:
+        """Do one round of work; True when something happened."""
+        did = self.recover_orphans() > 0
+        did |= self.reap_children() > 0
+        did |= self.stop_cancelled() > 0
+        self.heartbeat()
+        if not self.stopping:
+            did |= self.claim_and_start() is not None
+        return did
+
+    def recover_orphans(self) -> int:
+        """Runs marked running whose heartbeat is stale and that no child of ours executes."""
+        stale_before = timezone.now() - timedelta(seconds=settings.RUN_STALE_AFTER_SECONDS)
+        orphans = TrainingRun.objects.filter(status=TrainingRun.RUNNING).filter(
+            Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)
+        ).exclude(pk__in=list(self.children))
+        recovered = 0
+        for run in orphans:
+            stages = {name: ({**s, "status": "interrupted"} if s.get("status") == "running" else s)
+                      for name, s in run.stages.items()}
+            try:
+                if run.attempts < settings.RUN_MAX_ATTEMPTS and not run.cancel_requested:
+                    run.transition(TrainingRun.PENDING, stages=stages, worker_id="", worker_pid=None)
+                    logger.warning("run %s lost its worker; queued to resume (attempt %s)", run.pk, run.attempts + 1)
+                else:
+                    run.transition(TrainingRun.FAILED, stages=stages, error_stage=run.current_stage,
+                                   error_message=f"worker lost: no heartbeat since {run.heartbeat_at}")
+                    logger.warning("run %s lost its worker; failed after %s attempts", run.pk, run.attempts)
+                recovered += 1
+            except InvalidTransition:
+                continue  # another worker got there first
+        return recovered
+
+    def claim_and_start(self) -> TrainingRun | None:
+        if len(self.children) >= self.max_concurrent:
+            return None
+        for run in TrainingRun.objects.filter(status=TrainingRun.PENDING).order_by("created_at", "id")[:5]:
+            try:
+                run.transition(TrainingRun.RUNNING, worker_id=self.worker_id, heartbeat_at=timezone.now(),
+                               attempts=run.attempts + 1, cancel_requested=False)
+            except InvalidTransition:
+                continue
+            self._start(run)
+            return run
+        return None
+
+    def _start(self, run: TrainingRun) -> None:
+        folder = run_folder(run)
+        folder.mkdir(parents=True, exist_ok=True)
+        log_file = open(folder / "worker.log", "a")
+        command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "execute_training_run", str(run.pk)]
+        # A session of its own, so cancelling kills the pipeline and everything it started.
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        TrainingRun.objects.filter(pk=run.pk).update(worker_pid=process.pid)
+        self.children[run.pk] = Child(run.pk, process, log_file)
+        logger.info("run %s started in process %s", run.pk, process.pid)
+
+    def heartbeat(self) -> None:
+        if self.children:
+            TrainingRun.objects.filter(pk__in=list(self.children), status=TrainingRun.RUNNING).update(
+                heartbeat_at=timezone.now())
+
+    def stop_cancelled(self) -> int:
+        wanted = TrainingRun.objects.filter(pk__in=list(self.children), cancel_requested=True)
+        stopped = 0
+        for run in wanted:
+            self._kill(self.children.pop(run.pk))
+            try:
+                run.transition(TrainingRun.CANCELLED, error_message="cancelled by a user")
+            except InvalidTransition:
+                pass  # it finished just before the cancel landed
+            stopped += 1
+        return stopped
+
+    def reap_children(self) -> int:
+        finished = [child for child in self.children.values() if child.process.poll() is not None]
+        for child in finished:
+            del self.children[child.run_id]
+            child.log_file.close()
+            code = child.process.returncode
+            run = TrainingRun.objects.get(pk=child.run_id)
+            if run.status == TrainingRun.RUNNING:  # the child died before recording an outcome
+                try:
+                    run.transition(TrainingRun.FAILED, error_stage=run.current_stage,
+                                   error_message=f"the pipeline process exited with code {code} "
+                                                 f"(see worker.log in the run folder)")
+                except InvalidTransition:
+                    pass
+        return len(finished)
+
+    # -- lifecycle -------------------------------------------------------------
+    def _kill(self, child: Child, grace: float = 5.0) -> None:
+        try:
+            os.killpg(child.process.pid, signal.SIGTERM)
+            child.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.process.pid, signal.SIGKILL)
+            child.process.wait()
+        except ProcessLookupError:
+            pass
+        child.log_file.close()
+
+    def shutdown(self) -> None:
+        """Stop children and queue their runs again, so the next worker resumes them."""
+        for child in list(self.children.values()):
+            self._kill(child)
+            run = TrainingRun.objects.get(pk=child.run_id)
+            try:
+                run.transition(TrainingRun.PENDING, worker_id="", worker_pid=None)
+            except InvalidTransition:
+                pass
+        self.children.clear()
+
+    def run_forever(self, poll_seconds: float = 1.0) -> None:
+        def stop(*_):
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        logger.info("worker %s started (up to %s concurrent runs)", self.worker_id, self.max_concurrent)
+        try:
+            while not self.stopping:
+                close_old_connections()
+                try:
+                    did = self.step()
+                except Exception:  # one bad run must not kill the worker; it is logged and retried
+                    logger.exception("worker step failed")
+                    did = False
+                time.sleep(0.1 if did else poll_seconds)
+        finally:
+            self.shutdown()

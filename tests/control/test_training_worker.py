@@ -1,0 +1,170 @@
+"""The worker executes queued runs in child processes: progress, cancel, crash recovery, transitions.
+
+These tests run real pipelines on small generated data, so they use a
+database file the worker's children can open (see tests/settings.py).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from ml_platform.modeling import services as modeling_services
+from ml_platform.datasets import services as dataset_services
+from ml_platform.training import services
+from ml_platform.training.models import InvalidTransition, TrainingMetricsHistory, TrainingRun
+from ml_platform.training.worker import Worker
+from ml_pipeline import demo_data
+from ml_pipeline.demo_configs import DEMO_FEATURE_CONFIG, DEMO_MAPPING, DEMO_MODEL_CONFIGS
+from ml_pipeline.spec import STAGES
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def catalog(project, olivia):
+    path = Path(settings.DATA_DIR) / "worker-tests" / "purchases.parquet"
+    if not path.exists():
+        demo_data.write(demo_data.DemoSpec(rows=6_000, seed=5, products=300), path)
+    dataset = dataset_services.create_dataset(project, olivia, name="purchases", description="",
+                                              source={"kind": "file", "path": str(path)},
+                                              mapping=DEMO_MAPPING, filters={})
+    features = modeling_services.save_feature_config(
+        project, olivia, {"name": "features", "dataset_id": dataset.id, "config": DEMO_FEATURE_CONFIG})
+    model = modeling_services.save_model_config(
+        project, olivia, {"name": "retrieval", "feature_config_id": features.id,
+                          "config": DEMO_MODEL_CONFIGS["Retrieval two-tower"]})
+    return dataset, features, model
+
+
+def queue_run(project, olivia, catalog, epochs=2, batch_size=256, **params) -> TrainingRun:
+    dataset, features, model = catalog
+    return services.create_training_run(
+        project, olivia, name="recs", dataset_id=dataset.id, feature_config_id=features.id,
+        model_config_id=model.id, split_config={"strategy": "time_holdout", "holdout_days": 45},
+        training_params={"epochs": epochs, "batch_size": batch_size, "early_stopping": {"enabled": False}},
+        **params)
+
+
+def drive(worker: Worker, run: TrainingRun, until, timeout=180) -> TrainingRun:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worker.step()
+        run.refresh_from_db()
+        if until(run):
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run.pk} stuck in {run.status} at {run.current_stage}")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_it_executes_a_run_through_all_eight_stages(project, olivia, catalog):
+    run = queue_run(project, olivia, catalog)
+    seen_stages = []
+
+    def finished(r):
+        if r.current_stage and (not seen_stages or seen_stages[-1] != r.current_stage):
+            seen_stages.append(r.current_stage)
+        return r.is_terminal
+
+    run = drive(Worker(), run, finished)
+    assert run.status == TrainingRun.COMPLETED, (run.error_stage, run.error_message)
+    assert [run.stages[s]["status"] for s in STAGES] == ["completed"] * 8
+    assert seen_stages == sorted(seen_stages, key=STAGES.index)  # never backwards
+    assert list(run.metrics_history.values_list("epoch", flat=True)) == [1, 2]
+    assert run.metrics_history.get(epoch=2).recall_at_100 is not None
+    assert run.metrics_history.get(epoch=2).resources["rss_mb"] > 0
+    assert run.blessed is True and run.blessing_reasons
+    assert run.final_metrics["recall_at_100"] > 0
+    assert set(run.artifacts) == set(STAGES)
+    assert run.artifacts["Trainer"]["inputs"].keys() == {"ExampleGen", "Transform"}
+    assert run.cost_usd == 0 and run.duration_seconds > 0
+
+
+def test_cancel_stops_the_child_within_seconds_and_marks_nothing_complete(project, olivia, catalog):
+    run = queue_run(project, olivia, catalog, epochs=200, batch_size=32)
+    worker = Worker()
+    run = drive(worker, run, lambda r: r.stages.get("Trainer", {}).get("status") == "running")
+    pid = run.worker_pid
+    services.request_cancel(run)
+    started = time.monotonic()
+    run = drive(worker, run, lambda r: r.is_terminal, timeout=30)
+    assert run.status == TrainingRun.CANCELLED
+    assert time.monotonic() - started < 10
+    assert not pid_alive(pid)
+    trainer_dir = services.run_folder(run) / "Trainer"
+    assert not (trainer_dir / "manifest.json").exists()
+
+
+def test_a_killed_worker_never_leaves_a_run_running(project, olivia, catalog, settings):
+    settings.RUN_STALE_AFTER_SECONDS = 2
+    run = queue_run(project, olivia, catalog, epochs=5, batch_size=64)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    worker_process = subprocess.Popen([sys.executable, str(settings.BASE_DIR / "manage.py"), "run_worker"],
+                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while TrainingMetricsHistory.objects.filter(training_run=run).count() < 2:
+            assert time.monotonic() < deadline, "the worker never reached epoch 2"
+            time.sleep(0.2)
+    finally:
+        worker_process.send_signal(signal.SIGKILL)
+        worker_process.wait()
+    run.refresh_from_db()
+    assert run.status == TrainingRun.RUNNING
+    deadline = time.monotonic() + 10
+    while pid_alive(run.worker_pid):  # the pipeline notices its worker is gone and stops
+        assert time.monotonic() < deadline, "the pipeline outlived its worker"
+        time.sleep(0.2)
+    time.sleep(settings.RUN_STALE_AFTER_SECONDS + 0.5)
+
+    run = drive(Worker(), run, lambda r: r.is_terminal)
+    assert run.status == TrainingRun.COMPLETED, (run.error_stage, run.error_message)
+    assert run.attempts == 2
+    assert run.stages["ExampleGen"]["status"] == "cached"  # resumed from the last complete stage
+    assert run.final_metrics["epochs_run"] == 5
+    assert list(run.metrics_history.values_list("epoch", flat=True)) == [1, 2, 3, 4, 5]
+
+
+def test_a_run_that_keeps_losing_its_worker_fails_with_worker_lost(project, olivia, catalog, settings):
+    settings.RUN_STALE_AFTER_SECONDS = 0
+    run = queue_run(project, olivia, catalog)
+    run.transition(TrainingRun.RUNNING, attempts=settings.RUN_MAX_ATTEMPTS)
+    assert Worker(max_concurrent=0).recover_orphans() == 1
+    run.refresh_from_db()
+    assert run.status == TrainingRun.FAILED
+    assert run.error_message.startswith("worker lost")
+
+
+def test_only_valid_transitions_happen(project, olivia, catalog):
+    run = queue_run(project, olivia, catalog)
+    with pytest.raises(InvalidTransition):
+        run.transition(TrainingRun.COMPLETED)  # pending cannot complete
+    run.transition(TrainingRun.CANCELLED)
+    for wanted in (TrainingRun.RUNNING, TrainingRun.PENDING, TrainingRun.FAILED):
+        with pytest.raises(InvalidTransition):
+            run.transition(wanted)  # terminal is terminal
+    assert TrainingRun.objects.get(pk=run.pk).status == TrainingRun.CANCELLED
+
+
+def test_the_concurrency_limit_holds(project, olivia, catalog):
+    first, second = queue_run(project, olivia, catalog), queue_run(project, olivia, catalog)
+    worker = Worker(max_concurrent=1)
+    worker.claim_and_start()
+    assert worker.claim_and_start() is None
+    statuses = dict(TrainingRun.objects.filter(pk__in=[first.pk, second.pk]).values_list("pk", "status"))
+    assert statuses == {first.pk: TrainingRun.RUNNING, second.pk: TrainingRun.PENDING}
+    worker.shutdown()
+    assert TrainingRun.objects.get(pk=first.pk).status == TrainingRun.PENDING  # requeued, resumable
