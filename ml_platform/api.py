@@ -20,6 +20,7 @@ from ml_platform.core.errors import ApiError, error_body, problems_from_ninja
 from ml_platform.datasets.api import router as datasets_router
 from ml_platform.modeling.api import router as modeling_router
 from ml_platform.projects.api import router as projects_router
+from ml_platform.training.webhooks import router as webhooks_router
 from ml_pipeline.errors import ConfigError, DataError, Problem
 
 
@@ -98,3 +99,4 @@ api.add_router("", tokens_router)
 api.add_router("", projects_router)
 api.add_router("", datasets_router)
 api.add_router("", modeling_router)
+api.add_router("", webhooks_router)

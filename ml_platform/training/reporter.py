@@ -48,8 +48,16 @@ def record_epoch(run: TrainingRun, epoch: int, total_epochs: int, metrics: dict,
 
 
 class DatabaseReporter(Reporter):
-    def __init__(self, run: TrainingRun) -> None:
+    """Writes events to the run's rows.
+
+    ``sample_resources``: measure this process's CPU/memory/GPUs at each epoch
+    (the local worker's child); webhooks pass False and use what the remote
+    runner measured (``metrics["resources"]``).
+    """
+
+    def __init__(self, run: TrainingRun, sample_resources: bool = True) -> None:
         self.run = run
+        self.sample_resources = sample_resources
 
     def _update_stage(self, stage: str, **fields) -> None:
         with transaction.atomic():
@@ -75,4 +83,5 @@ class DatabaseReporter(Reporter):
         self._update_stage(stage, status="skipped", summary=reason, ended_at=_iso(time.time()))
 
     def epoch_completed(self, epoch, total_epochs, metrics):
-        record_epoch(self.run, epoch, total_epochs, metrics, resources.sample())
+        measured = resources.sample() if self.sample_resources else metrics.get("resources", {})
+        record_epoch(self.run, epoch, total_epochs, metrics, measured)

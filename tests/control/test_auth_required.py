@@ -1,6 +1,7 @@
 """Every page and API endpoint needs a login or a token; other projects' objects answer 404."""
 
 import json
+import re
 
 import pytest
 from django.test import Client
@@ -11,16 +12,21 @@ from tests.conftest import PASSWORD, api_client_for
 
 
 def all_api_operations():
-    """(method, path template) of every API operation, read from the OpenAPI schema."""
+    """(method, path template) of every API operation, read from the OpenAPI schema.
+
+    Runner webhooks are authenticated by a per-run signature instead; their
+    refusals are specified in test_training_webhooks.py.
+    """
     schema = ninja_api.get_openapi_schema()
     for path, methods in schema["paths"].items():
+        if "/webhook/" in path:
+            continue
         for method in methods:
             yield method, path
 
 
 def fill(path: str) -> str:
-    return path.replace("{project_id}", "1").replace("{dataset_id}", "1").replace("{config_id}", "1").replace(
-        "{token_id}", "1")
+    return re.sub(r"\{[a-z_]+\}", "1", path)
 
 
 @pytest.mark.django_db
