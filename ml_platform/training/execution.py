@@ -12,6 +12,7 @@ from ml_platform.training.reporter import DatabaseReporter
 from ml_pipeline.reporting import FanOutReporter, JsonLinesReporter
 from ml_pipeline.runner import PipelineRunner, RunResult
 from ml_pipeline.spec import PipelineSpec
+from ml_pipeline.tracking import MlflowReporter
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,13 @@ def execute(run_id: int) -> str:
     spec = PipelineSpec.model_validate(run.spec)
     runner = PipelineRunner(spec, settings.PIPELINE_ROOT, run_id=run.pipeline_run_id)
     events = runner.store.run_dir(run.pipeline_run_id) / "events.jsonl"
-    runner.reporter = FanOutReporter(DatabaseReporter(run), JsonLinesReporter(events))
+    tracking = MlflowReporter(
+        settings.MLFLOW_TRACKING_URI, experiment=run.project.name, run_name=f"{run.name} #{run.run_number}",
+        spec=run.spec, tags={"ml_platform.run_id": str(run.pk), "ml_platform.model_type": run.model_type},
+        run_id=run.mlflow_run_id or None,
+    )
+    TrainingRun.objects.filter(pk=run.pk).update(mlflow_run_id=tracking.run_id)
+    runner.reporter = FanOutReporter(DatabaseReporter(run), JsonLinesReporter(events), tracking)
     result = runner.run()
 
     evaluation = result.artifacts.get("Evaluator")
@@ -51,6 +58,7 @@ def execute(run_id: int) -> str:
         "blessing_reasons": evaluation.properties.get("reasons", []) if evaluation else [],
     }
     status = final_status(result)
+    tracking.finish(status, outcome["final_metrics"], outcome["artifacts"])
     if status == TrainingRun.FAILED and result.error:
         outcome.update(error_stage=result.error["stage"], error_message=result.error["message"],
                        error_traceback=result.error["traceback"])

@@ -92,6 +92,18 @@ def test_it_executes_a_run_through_all_eight_stages(project, olivia, catalog):
     assert run.artifacts["Trainer"]["inputs"].keys() == {"ExampleGen", "Transform"}
     assert run.cost_usd == 0 and run.duration_seconds > 0
 
+    # Tracked in MLflow too: params, per-epoch and final metrics, key artifacts, lineage.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.MLFLOW_TRACKING_URI)
+    tracked = client.get_run(run.mlflow_run_id)
+    assert tracked.info.status == "FINISHED"
+    assert tracked.data.params["training.epochs"] == "2"
+    assert [m.step for m in client.get_metric_history(run.mlflow_run_id, "loss")] == [1, 2]
+    assert tracked.data.metrics["final.recall_at_100"] == pytest.approx(run.final_metrics["recall_at_100"])
+    logged = {a.path for a in client.list_artifacts(run.mlflow_run_id, "Evaluator")}
+    assert logged == {"Evaluator/evaluation.json", "Evaluator/blessing.json"}
+
 
 def test_cancel_stops_the_child_within_seconds_and_marks_nothing_complete(project, olivia, catalog):
     run = queue_run(project, olivia, catalog, epochs=200, batch_size=32)
