@@ -38,12 +38,17 @@ def flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
 
 class MlflowReporter(Reporter):
     def __init__(self, tracking_uri: str, experiment: str, run_name: str, spec: dict,
-                 tags: dict[str, str] | None = None, run_id: str | None = None) -> None:
+                 tags: dict[str, str] | None = None, run_id: str | None = None,
+                 artifact_root: str | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        # Without an explicit location a database-backed store puts artifacts
+        # in ./mlruns of whatever folder the process happens to run in.
+        location = f"{artifact_root.rstrip('/')}/{experiment}" if artifact_root else None
+        experiment_id = found.experiment_id if found else self.client.create_experiment(
+            experiment, artifact_location=location)
         if run_id:  # a resumed pipeline keeps logging into its MLflow run
             self.run_id = run_id
         else:

@@ -56,6 +56,7 @@ CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
 
 PIPELINE_ROOT = os.environ.get("PIPELINE_ROOT", str(DATA_DIR / "pipelines"))
 MLFLOW_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{DATA_DIR / 'mlflow.db'}")
+MLFLOW_ARTIFACT_ROOT = os.environ.get("MLFLOW_ARTIFACT_ROOT", (DATA_DIR / "mlflow-artifacts").as_uri())
 # Folders whose files may be used as dataset sources (colon-separated). Uploads
 # and the demo data live under the data folder, which is always allowed.
 DATASET_ALLOWED_ROOTS = [str(DATA_DIR)] + [p for p in os.environ.get("DATASET_ALLOWED_ROOTS", "").split(":") if p]

@@ -43,7 +43,7 @@ def execute(run_id: int) -> str:
     tracking = MlflowReporter(
         settings.MLFLOW_TRACKING_URI, experiment=run.project.name, run_name=f"{run.name} #{run.run_number}",
         spec=run.spec, tags={"ml_platform.run_id": str(run.pk), "ml_platform.model_type": run.model_type},
-        run_id=run.mlflow_run_id or None,
+        run_id=run.mlflow_run_id or None, artifact_root=settings.MLFLOW_ARTIFACT_ROOT,
     )
     TrainingRun.objects.filter(pk=run.pk).update(mlflow_run_id=tracking.run_id)
     runner.reporter = FanOutReporter(DatabaseReporter(run), JsonLinesReporter(events), tracking)
