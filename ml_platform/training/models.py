@@ -99,6 +99,8 @@ class TrainingRun(models.Model):
     error_stage = models.CharField(max_length=30, blank=True)
     error_traceback = models.TextField(blank=True)
     mlflow_run_id = models.CharField(max_length=100, blank=True)
+    registry_version = models.PositiveIntegerField(null=True, blank=True, help_text="Version in the model registry")
+    registered_at = models.DateTimeField(null=True, blank=True)
     webhook_secret = models.CharField(max_length=100, default=new_webhook_secret)
 
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
@@ -129,6 +131,12 @@ class TrainingRun(models.Model):
     def next_run_number(cls, project) -> int:
         last = cls.objects.filter(project=project).order_by("-run_number").values_list("run_number", flat=True).first()
         return (last or 0) + 1
+
+    @property
+    def serving_model_path(self) -> str | None:
+        """The exported SavedModel, when the Pusher produced one."""
+        pusher = (self.artifacts or {}).get("Pusher")
+        return f"{pusher['uri']}/output/serving_model" if pusher else None
 
     def transition(self, wanted: str, **fields) -> None:
         """Move to ``wanted`` if the current status allows it, atomically.

@@ -1,0 +1,47 @@
+"""Pushing to the registry: blessed runs become versions (in MLflow's registry too); others are refused."""
+
+import pytest
+from django.conf import settings
+
+from ml_platform.core.errors import ApiError
+from ml_platform.registry.services import push_to_registry
+from ml_platform.training.models import TrainingRun
+from ml_platform.training.worker import Worker
+from tests.control.test_training_worker import catalog, drive, queue_run  # noqa: F401 (fixture)
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_blessed_run_becomes_version_one_then_two(project, olivia, catalog):  # noqa: F811
+    worker = Worker()
+    first = drive(worker, queue_run(project, olivia, catalog), lambda r: r.is_terminal)
+    assert first.status == TrainingRun.COMPLETED, first.error_message
+    first = push_to_registry(first)
+    assert first.registry_version == 1
+    second = drive(worker, queue_run(project, olivia, catalog), lambda r: r.is_terminal)
+    assert push_to_registry(second).registry_version == 2
+    registered = first.registered_model
+    registered.refresh_from_db()
+    assert (registered.latest_version, registered.total_versions) == (2, 2)
+    assert registered.first_registered_at == first.registered_at
+
+    from mlflow.tracking import MlflowClient
+
+    versions = MlflowClient(tracking_uri=settings.MLFLOW_TRACKING_URI).search_model_versions(
+        f"name='{registered.mlflow_model_name}'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    with pytest.raises(ApiError, match="Already registered as version 1"):
+        push_to_registry(first)
+
+
+def test_an_unblessed_run_is_refused_with_its_reasons(project, olivia, catalog):  # noqa: F811
+    run = queue_run(project, olivia, catalog,
+                    evaluator_config={"thresholds": [{"metric": "recall_at_100", "value": 0.999}]})
+    run = drive(Worker(), run, lambda r: r.is_terminal)
+    assert run.status == TrainingRun.NOT_BLESSED
+    assert run.stages["Pusher"]["status"] == "skipped"
+    with pytest.raises(ApiError) as refused:
+        push_to_registry(run)
+    assert refused.value.status == 409
+    assert "Only blessed models can be registered: Recall@100" in refused.value.message
+    assert "0.999" in refused.value.message
