@@ -7,7 +7,7 @@ same shape: ``{"error": "...", "errors": [{"field": ..., "message": ...}]}``.
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import ProtectedError
+from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
@@ -20,6 +20,7 @@ from ml_platform.core.errors import ApiError, error_body, problems_from_ninja
 from ml_platform.datasets.api import router as datasets_router
 from ml_platform.modeling.api import router as modeling_router
 from ml_platform.projects.api import router as projects_router
+from ml_platform.training.api import router as training_router
 from ml_platform.training.webhooks import router as webhooks_router
 from ml_pipeline.errors import ConfigError, DataError, Problem
 
@@ -68,8 +69,10 @@ def on_model_invalid(request, exc):
 
 
 @api.exception_handler(ProtectedError)
+@api.exception_handler(RestrictedError)
 def on_still_referenced(request, exc):
-    users = sorted({f"{obj._meta.verbose_name} '{obj}'" for obj in exc.protected_objects})
+    referencing = getattr(exc, "protected_objects", None) or exc.restricted_objects
+    users = sorted({f"{obj._meta.verbose_name} '{obj}'" for obj in referencing})
     return api.create_response(request, error_body(f"Still in use by {', '.join(users)}"), status=409)
 
 
@@ -100,3 +103,4 @@ api.add_router("", projects_router)
 api.add_router("", datasets_router)
 api.add_router("", modeling_router)
 api.add_router("", webhooks_router)
+api.add_router("", training_router)

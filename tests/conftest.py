@@ -22,6 +22,15 @@ PASSWORD = "correct-horse-battery"
 SHARED_DATASETS = Path(settings.BASE_DIR).parent / "shared" / "datasets"
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings():
+    """Keep the test database's file name as tests/settings.py sets it.
+
+    pytest-django would add an xdist suffix (_gw0); each test process already
+    has its own data folder, and the pipelines it starts must open that file.
+    """
+
+
 class JsonClient:
     """A Django test client speaking JSON to the API with a bearer token or a session."""
 

@@ -5,10 +5,14 @@ import os
 import shutil
 import tempfile
 
-if "ML_PLATFORM_DATA_DIR" not in os.environ:
-    _data_dir = tempfile.mkdtemp(prefix="mlp-test-")
-    os.environ["ML_PLATFORM_DATA_DIR"] = _data_dir
-    atexit.register(shutil.rmtree, _data_dir, ignore_errors=True)
+# One data folder (and so one database file) per test process: pytest-xdist
+# workers get their own, and the child processes a test starts (the worker's
+# pipelines) inherit their test process's folder through the environment.
+_key = f"MLP_TEST_DATA_DIR_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+if _key not in os.environ:
+    os.environ[_key] = tempfile.mkdtemp(prefix="mlp-test-")
+    atexit.register(shutil.rmtree, os.environ[_key], ignore_errors=True)
+os.environ["ML_PLATFORM_DATA_DIR"] = os.environ[_key]
 # Playwright's sync API runs an event loop in the test thread; Django's
 # async-safety guard would otherwise refuse ORM calls made by the tests.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -13,7 +13,8 @@ class FeatureConfig(models.Model):
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="feature_configs")
-    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="feature_configs")
+    # RESTRICT: a dataset in use cannot be deleted on its own, but its project can.
+    dataset = models.ForeignKey(Dataset, on_delete=models.RESTRICT, related_name="feature_configs")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     config = models.JSONField()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -70,9 +71,16 @@ def _registered_model(project, user, name: str, model_type: str, description: st
 
 
 def validate_parameters(gpu_config: dict, schedule_config: dict) -> tuple[dict, dict]:
-    gpu = validate_model(GpuConfig, gpu_config or {}, prefix="gpu_config")
-    schedule = validate_model(ScheduleConfig, schedule_config or {}, prefix="schedule_config")
-    return gpu.model_dump(), schedule.model_dump()
+    problems, parsed = [], []
+    for model, data, prefix in ((GpuConfig, gpu_config, "gpu_config"),
+                                (ScheduleConfig, schedule_config, "schedule_config")):
+        try:
+            parsed.append(validate_model(model, data or {}, prefix=prefix).model_dump())
+        except ConfigError as error:
+            problems += error.problems
+    if problems:
+        raise ConfigError(problems)
+    return parsed[0], parsed[1]
 
 
 def snapshot_dataset(dataset: Dataset) -> dict:
@@ -124,7 +132,8 @@ def _queue_run(**fields) -> TrainingRun:
         spec = prepare_spec(run)
         run.spec = spec.model_dump(mode="json")
         run.total_epochs = spec.training.epochs
-        run.pipeline_run_id = f"run-{run.run_number}"
+        # Unique even if a project is deleted and recreated under the same name.
+        run.pipeline_run_id = f"run-{run.run_number}-{uuid.uuid4().hex[:8]}"
         try:
             with transaction.atomic():
                 run.save()

@@ -41,3 +41,13 @@ def test_an_owner_adds_a_member_who_then_sees_the_project(project, api, oscar):
     assert api_client_for(oscar).get(f"/api/projects/{project.id}/").status_code == 200
     assert errors_by_field(api.post(f"/api/projects/{project.id}/members/", {"username": "nobody"})) == {
         "username": "no user named 'nobody'"}
+
+
+def test_an_owner_can_delete_a_project_with_everything_in_it(api, project, dataset):
+    from ml_platform.modeling.models import FeatureConfig
+    from tests.control.test_modeling_api import FEATURES
+
+    assert api.post(f"/api/projects/{project.id}/feature-configs/",
+                    {"name": "fc", "dataset_id": dataset["id"], "config": FEATURES}).status_code == 201
+    assert api.delete(f"/api/projects/{project.id}/").status_code == 204
+    assert not FeatureConfig.objects.exists()

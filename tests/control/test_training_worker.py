@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def catalog(project, olivia):
-    path = Path(settings.DATA_DIR) / "worker-tests" / "purchases.parquet"
-    if not path.exists():
-        demo_data.write(demo_data.DemoSpec(rows=6_000, seed=5, products=300), path)
+    # A folder per test: the pipeline cache must not carry one test's stages into another.
+    path = Path(settings.DATA_DIR) / "worker-tests" / uuid.uuid4().hex / "purchases.parquet"
+    demo_data.write(demo_data.DemoSpec(rows=6_000, seed=5, products=300), path)
     dataset = dataset_services.create_dataset(project, olivia, name="purchases", description="",
                                               source={"kind": "file", "path": str(path)},
                                               mapping=DEMO_MAPPING, filters={})
