@@ -18,6 +18,7 @@ from ml_platform.accounts.api import router as tokens_router
 from ml_platform.accounts.models import ApiToken
 from ml_platform.core.errors import ApiError, error_body, problems_from_ninja
 from ml_platform.datasets.api import router as datasets_router
+from ml_platform.deployment.api import router as deployment_router
 from ml_platform.modeling.api import router as modeling_router
 from ml_platform.projects.api import router as projects_router
 from ml_platform.training.api import router as training_router
@@ -104,3 +105,4 @@ api.add_router("", datasets_router)
 api.add_router("", modeling_router)
 api.add_router("", webhooks_router)
 api.add_router("", training_router)
+api.add_router("", deployment_router)

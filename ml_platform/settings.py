@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "ml_platform.modeling",
     "ml_platform.registry",
     "ml_platform.training",
+    "ml_platform.deployment",
 ]
 
 MIDDLEWARE = [
@@ -187,3 +188,10 @@ RUN_HEARTBEAT_SECONDS = float(os.environ.get("RUN_HEARTBEAT_SECONDS", "5"))
 RUN_STALE_AFTER_SECONDS = float(os.environ.get("RUN_STALE_AFTER_SECONDS", "60"))
 RUN_MAX_ATTEMPTS = int(os.environ.get("RUN_MAX_ATTEMPTS", "2"))
 GPU_PRICES_PER_HOUR = {"T4": 0.35, "L4": 0.71, "V100": 2.48, "A100": 2.93, "H100": 9.80}
+
+# The local serving endpoint (ml_pipeline.serving_server), started by the platform on first deploy.
+SERVING_HOST = os.environ.get("SERVING_HOST", "127.0.0.1")
+SERVING_PORT = int(os.environ.get("SERVING_PORT", "8501"))
+SERVING_URL = os.environ.get("SERVING_URL", "")  # empty: http://SERVING_HOST:SERVING_PORT
+SERVING_DIR = os.environ.get("SERVING_DIR", str(DATA_DIR / "serving"))
+SERVING_LOAD_TIMEOUT = float(os.environ.get("SERVING_LOAD_TIMEOUT", "180"))

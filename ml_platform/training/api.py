@@ -24,6 +24,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from ml_platform.core.errors import ApiError
 from ml_platform.projects.access import project_for_user
 from ml_platform.registry.models import RegisteredModel
+from ml_platform.registry import services as registry_services
 from ml_platform.training import services
 from ml_platform.training.models import TrainingMetricsHistory, TrainingRun
 from ml_pipeline.errors import ConfigError, Problem
@@ -519,6 +520,13 @@ def rerun_training_run(request, run_id: int):
     """A new run (next run number, same name and configs) from a finished one; 409 while it is not finished."""
     new = services.rerun(run_for_user(request.user, run_id), request.user)
     return Status(201, _detail_of(new.pk))
+
+
+@router.post("/training-runs/{run_id}/push/", response=RunDetail, by_alias=True)
+def push_training_run(request, run_id: int):
+    """Register a blessed, completed run as the next version of its model (409 with the reasons otherwise)."""
+    run = registry_services.push_to_registry(run_for_user(request.user, run_id))
+    return _detail_of(run.pk)
 
 
 # --------------------------------------------------------------------------- progress and outputs

@@ -166,6 +166,9 @@ def delete_run(run: TrainingRun) -> None:
     """Terminal runs only; removes the run's artifacts too."""
     if not run.is_terminal:
         raise ApiError(409, f"Only finished runs can be deleted; this one is {run.status}")
+    registered = run.registered_model
+    if registered and run.registry_version and registered.deployed_version == run.registry_version:
+        raise ApiError(409, f"Version {run.registry_version} of {registered.name} is deployed; undeploy it first")
     folder = run_folder(run)
     run.delete()
     if run.pipeline_run_id and folder.is_dir():

@@ -7,6 +7,7 @@ from ml_platform.core.errors import ApiError
 from ml_platform.registry.services import push_to_registry
 from ml_platform.training.models import TrainingRun
 from ml_platform.training.worker import Worker
+from tests.conftest import api_client_for
 from tests.control.test_training_worker import catalog, drive, queue_run  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -16,7 +17,9 @@ def test_a_blessed_run_becomes_version_one_then_two(project, olivia, catalog):  
     worker = Worker()
     first = drive(worker, queue_run(project, olivia, catalog), lambda r: r.is_terminal)
     assert first.status == TrainingRun.COMPLETED, first.error_message
-    first = push_to_registry(first)
+    pushed = api_client_for(olivia).post(f"/api/training-runs/{first.pk}/push/")
+    assert pushed.status_code == 200, pushed.content
+    first.refresh_from_db()
     assert first.registry_version == 1
     second = drive(worker, queue_run(project, olivia, catalog), lambda r: r.is_terminal)
     assert push_to_registry(second).registry_version == 2
@@ -48,3 +51,6 @@ def test_an_unblessed_run_is_refused_with_its_reasons(project, olivia, catalog):
     assert refused.value.status == 409
     assert "Only blessed models can be registered: Recall@100" in refused.value.message
     assert "0.999" in refused.value.message
+    through_api = api_client_for(olivia).post(f"/api/training-runs/{run.pk}/push/")
+    assert through_api.status_code == 409
+    assert through_api.json()["error"].startswith("Only blessed models can be registered")

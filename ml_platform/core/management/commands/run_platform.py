@@ -28,6 +28,8 @@ class Command(BaseCommand):
                 sys.executable, "-m", "gunicorn", "ml_platform.wsgi:application",
                 "--bind", f"{host}:{port}", "--workers", str(web_workers), "--threads", "4",
                 "--access-logfile", "-", "--log-level", "warning",
+                # A deploy waits for the serving process to load the model.
+                "--timeout", str(int(settings.SERVING_LOAD_TIMEOUT) + 30),
             ]),
             "worker": subprocess.Popen([sys.executable, manage, "run_worker"]),
         }

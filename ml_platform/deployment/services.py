@@ -1,0 +1,285 @@
+"""Deploy, undeploy and roll back registered model versions; the deployment state and its history.
+
+One deployed version per registered model: deploying a version replaces the
+one deployed (the old one answers until the new one is ready). Every action,
+failed ones included, is recorded as a :class:`DeploymentEvent`.
+
+Rollback goes back to the version that was deployed before the current one,
+read from the history: successful deploys push their version on a stack,
+rollbacks pop back to theirs. So deploy v1, deploy v2, deploy v3, rollback,
+rollback serves v2 and then v1; a further rollback is refused (nothing was
+deployed before v1). Versions that can no longer be served (their run was
+deleted) are skipped.
+
+The actions are synchronous: they return once the version answers at the
+endpoint (or fail, leaving the previous version serving), and they run one
+at a time (a lock shared by every process on the host).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+from django.utils import timezone
+
+from ml_platform.core.errors import ApiError
+from ml_platform.deployment.local import DeploymentBusy, serving_lock
+from ml_platform.deployment.models import Deployment, DeploymentEvent
+from ml_platform.deployment.targets import DeploymentFailed, ModelToServe, TargetStatus, get_target
+from ml_platform.registry.models import RegisteredModel
+from ml_platform.registry.services import version_run
+from ml_platform.training.models import TrainingRun
+
+log = logging.getLogger(__name__)
+
+
+def serving_name(registered: RegisteredModel) -> str:
+    """The model's name at the endpoint: ``<project>.<model>``, unique across projects (as in MLflow)."""
+    return f"{registered.project.name}.{registered.name}"
+
+
+def current(registered: RegisteredModel) -> Deployment | None:
+    return Deployment.objects.filter(registered_model=registered).first()
+
+
+# -- what a version needs to be served --------------------------------------------------
+def _examples_path(run: TrainingRun) -> Path | None:
+    uri = ((run.artifacts or {}).get("ExampleGen") or {}).get("uri")
+    return Path(uri) / "output" if uri else None
+
+
+def servable_problem(run: TrainingRun) -> str | None:
+    """Why the version cannot be served, or None."""
+    path = run.serving_model_path
+    if not path:
+        return "it has no serving model (its run did not push one)"
+    if not Path(path, "saved_model.pb").is_file():
+        return f"its serving model is gone from {path}"
+    examples = _examples_path(run)
+    if examples is None or not examples.is_dir():
+        return "its ExampleGen output (needed for the buyers lookup) is gone"
+    return None
+
+
+def model_to_serve(registered: RegisteredModel, version: int) -> tuple[TrainingRun, ModelToServe]:
+    run = version_run(registered, version)  # 404 when the registry has no such version
+    problem = servable_problem(run)
+    if problem:
+        raise ApiError(409, f"Version {version} of {registered.name} cannot be deployed: {problem}")
+    buyer_features = (((run.spec or {}).get("features") or {}).get("buyer_tower") or {}).get("features") or []
+    return run, ModelToServe(serving_name=serving_name(registered), version=version,
+                             model_path=Path(run.serving_model_path), examples_path=_examples_path(run),
+                             buyer_features=list(buyer_features), run_id=run.pk)
+
+
+# -- history ------------------------------------------------------------------------------
+def deployed_stack(registered: RegisteredModel) -> list[int]:
+    """The versions deployed in turn, as rollbacks see them (the current one last)."""
+    stack: list[int] = []
+    events = DeploymentEvent.objects.filter(registered_model=registered, succeeded=True,
+                                            action__in=[DeploymentEvent.DEPLOY, DeploymentEvent.ROLLBACK])
+    for event in events.order_by("at", "id"):
+        if event.action == DeploymentEvent.DEPLOY:
+            if not stack or stack[-1] != event.version:
+                stack.append(event.version)
+        else:
+            while stack and stack[-1] != event.version:
+                stack.pop()
+            if not stack:
+                stack.append(event.version)
+    return stack
+
+
+def rollback_version(registered: RegisteredModel, deployment: Deployment | None = None) -> int | None:
+    """The version a rollback would deploy now, or None."""
+    deployment = deployment if deployment is not None else current(registered)
+    if deployment is None or deployment.status != Deployment.DEPLOYED:
+        return None
+    stack = deployed_stack(registered)
+    if stack and stack[-1] == deployment.version:
+        stack = stack[:-1]
+    runs = {run.registry_version: run for run in
+            TrainingRun.objects.filter(registered_model=registered, registry_version__in=set(stack))}
+    for version in reversed(stack):
+        if version != deployment.version and version in runs and servable_problem(runs[version]) is None:
+            return version
+    return None
+
+
+def _record(registered, action, user, version, previous, target, succeeded=True, message="") -> DeploymentEvent:
+    return DeploymentEvent.objects.create(registered_model=registered, action=action, version=version,
+                                          previous_version=previous, target=target, succeeded=succeeded,
+                                          message=message, user=user if getattr(user, "pk", None) else None)
+
+
+# -- actions ------------------------------------------------------------------------------
+@contextmanager
+def _exclusive():
+    try:
+        with serving_lock():
+            yield
+    except DeploymentBusy as busy:
+        raise ApiError(409, str(busy).capitalize()) from None
+
+
+def deploy(registered: RegisteredModel, version: int, user, target: str = "local") -> Deployment:
+    """Serve ``version`` (replacing the deployed one); returns once it answers. 404/409/422/502 as ApiError."""
+    target_impl = get_target(target)
+    run, model = model_to_serve(registered, version)
+    with _exclusive():
+        deployment = current(registered)
+        if (deployment is not None and deployment.status == Deployment.DEPLOYED and deployment.version == version
+                and deployment.target == target):
+            live = target_impl.status(model.serving_name)
+            if live.state == TargetStatus.AVAILABLE and live.version == version:
+                raise ApiError(409, f"Version {version} of {registered.name} is already deployed "
+                                    f"at {deployment.endpoint_url}")
+        return _switch(registered, run, model, user, DeploymentEvent.DEPLOY, target)
+
+
+def rollback(registered: RegisteredModel, user) -> Deployment:
+    """Deploy the version that was deployed before the current one (from the history)."""
+    with _exclusive():
+        deployment = current(registered)
+        if deployment is None or deployment.status != Deployment.DEPLOYED:
+            raise ApiError(409, f"{registered.name} is not deployed: there is nothing to roll back; "
+                                f"deploy a version instead")
+        version = rollback_version(registered, deployment)
+        if version is None:
+            raise ApiError(409, f"No earlier version of {registered.name} to roll back to: version "
+                                f"{deployment.version} is the first one deployed (or the earlier ones "
+                                f"can no longer be served)")
+        run, model = model_to_serve(registered, version)
+        return _switch(registered, run, model, user, DeploymentEvent.ROLLBACK, deployment.target)
+
+
+def undeploy(registered: RegisteredModel, user) -> Deployment:
+    """Stop serving the model; returns once the endpoint no longer answers for it."""
+    with _exclusive():
+        deployment = current(registered)
+        if deployment is None or deployment.status == Deployment.NONE:
+            raise ApiError(409, f"{registered.name} is not deployed")
+        target_impl = get_target(deployment.target)
+        name = deployment.serving_name or serving_name(registered)
+        was = deployment.version if deployment.status == Deployment.DEPLOYED else None
+        try:
+            target_impl.undeploy(name)
+        except DeploymentFailed as error:
+            message = f"Undeploying failed: {error}"
+            _record(registered, DeploymentEvent.UNDEPLOY, user, was, was, deployment.target, False, message)
+            Deployment.objects.filter(pk=deployment.pk).update(message=message, updated_at=timezone.now())
+            raise ApiError(502, message) from None
+        _save(deployment, status=Deployment.NONE, version=None, training_run=None, endpoint_url="",
+              deployed_at=None, deployed_by=None, message=f"Version {was} undeployed" if was else "Undeployed")
+        RegisteredModel.objects.filter(pk=registered.pk).update(deployed_version=None, updated_at=timezone.now())
+        registered.deployed_version = None
+        _record(registered, DeploymentEvent.UNDEPLOY, user, was, was, deployment.target,
+                message=f"Version {was} no longer served" if was else "Nothing was serving")
+        _forget(target_impl, name, set())
+        return deployment
+
+
+def _save(deployment: Deployment, **fields) -> None:
+    for field, value in fields.items():
+        setattr(deployment, field, value)
+    deployment.save(update_fields=[*fields, "updated_at"])
+
+
+def _forget(target_impl, name: str, keep: set[int]) -> None:
+    try:
+        target_impl.forget(name, keep)
+    except OSError:  # housekeeping only
+        log.warning("could not remove old serving files of %s", name, exc_info=True)
+
+
+def _switch(registered, run, model: ModelToServe, user, action: str, target: str) -> Deployment:
+    """Bring ``model`` up on ``target`` in place of whatever is deployed; state and history follow."""
+    target_impl = get_target(target)
+    deployment, _ = Deployment.objects.get_or_create(registered_model=registered,
+                                                     defaults={"serving_name": model.serving_name, "target": target})
+    previous = deployment.version if deployment.status == Deployment.DEPLOYED else None
+    previous_target = deployment.target if previous is not None else None
+    restore = {f: getattr(deployment, f) for f in ("status", "version", "training_run", "message")}
+    verb = "Rolling back to" if action == DeploymentEvent.ROLLBACK else "Deploying"
+    _save(deployment, status=Deployment.DEPLOYING, message=f"{verb} version {model.version}")
+    try:
+        live = target_impl.deploy(model)
+    except Exception as error:
+        reason = str(error) if isinstance(error, DeploymentFailed) else f"{type(error).__name__}: {error}"
+        message = f"{verb} version {model.version} failed: {reason}"
+        _record(registered, action, user, model.version, previous, target, False, message)
+        if previous is not None:
+            _save(deployment, status=Deployment.DEPLOYED, version=restore["version"],
+                  training_run=restore["training_run"],
+                  message=f"{message} (version {previous} is still deployed)")
+        else:
+            _save(deployment, status=Deployment.FAILED, version=model.version, training_run=run, endpoint_url="",
+                  deployed_at=None, message=message)
+        if not isinstance(error, DeploymentFailed):
+            log.exception("deploying %s version %s failed", model.serving_name, model.version)
+        raise ApiError(502, message) from None
+    if previous_target is not None and previous_target != target:  # one deployed version: leave the old target
+        try:
+            get_target(previous_target).undeploy(model.serving_name)
+        except (DeploymentFailed, ApiError) as error:
+            log.warning("could not undeploy %s from %s: %s", model.serving_name, previous_target, error)
+    now = timezone.now()
+    _save(deployment, status=Deployment.DEPLOYED, version=model.version, training_run=run, target=target,
+          serving_name=model.serving_name, endpoint_url=live.endpoint_url, deployed_at=now,
+          deployed_by=user if getattr(user, "pk", None) else None,
+          message=f"Version {model.version} answers at {live.endpoint_url}")
+    RegisteredModel.objects.filter(pk=registered.pk).update(deployed_version=model.version, updated_at=now)
+    registered.deployed_version = model.version
+    what = "Rolled back to" if action == DeploymentEvent.ROLLBACK else "Deployed"
+    replaced = f" (replacing version {previous})" if previous is not None and previous != model.version else ""
+    _record(registered, action, user, model.version, previous, target,
+            message=f"{what} version {model.version}{replaced}")
+    _forget(target_impl, model.serving_name, {model.version})
+    return deployment
+
+
+# -- the state the API shows ------------------------------------------------------------
+def deployment_state(registered: RegisteredModel, live: bool = True, history: int = 50) -> dict:
+    deployment = current(registered)
+    name = (deployment.serving_name if deployment and deployment.serving_name else serving_name(registered))
+    status = deployment.status if deployment else Deployment.NONE
+    target = deployment.target if deployment else "local"
+    state = {
+        "registered_model_id": registered.pk,
+        "registered_model_name": registered.name,
+        "serving_name": name,
+        "status": status,
+        "version": deployment.version if deployment else None,
+        "training_run_id": deployment.training_run_id if deployment else None,
+        "target": target,
+        "endpoint_url": deployment.endpoint_url if deployment else "",
+        "predict_url": f"{deployment.endpoint_url}:predict" if deployment and deployment.endpoint_url else "",
+        "recommend_url": "",
+        "deployed_at": deployment.deployed_at if deployment else None,
+        "deployed_by": deployment.deployed_by.get_username() if deployment and deployment.deployed_by else None,
+        "message": deployment.message if deployment else "",
+        "rollback_version": rollback_version(registered, deployment),
+        "live": None,
+        "history": [],
+    }
+    if deployment and deployment.endpoint_url and target == "local":
+        from ml_platform.deployment.local import base_url
+
+        state["recommend_url"] = f"{base_url()}/recommend?model={quote(name, safe='')}"
+    if live and status in (Deployment.DEPLOYED, Deployment.DEPLOYING):
+        try:
+            state["live"] = get_target(target).status(name).as_dict()
+        except (ApiError, DeploymentFailed) as error:
+            state["live"] = TargetStatus(TargetStatus.UNREACHABLE, message=str(error)).as_dict()
+    events = (DeploymentEvent.objects.filter(registered_model=registered).select_related("user")
+              .order_by("-at", "-id")[:history])
+    state["history"] = [
+        {"id": e.pk, "action": e.action, "version": e.version, "previous_version": e.previous_version,
+         "target": e.target, "succeeded": e.succeeded, "message": e.message,
+         "user": e.user.get_username() if e.user else None, "at": e.at}
+        for e in events
+    ]
+    return state

@@ -1,0 +1,101 @@
+"""Where a registered model's version can be deployed: the adapter interface and the targets available.
+
+The deployment services (``services.py``) own the state and the history; a
+:class:`DeploymentTarget` only brings a model up, takes it down and says how
+it is. The local serving endpoint (``local.py``) is implemented; the Vertex
+AI endpoint and Cloud Run targets named in the UI are implemented against
+this same interface later, and until then they are reported as unavailable
+(:func:`get_target`).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ml_pipeline.errors import Problem
+
+
+class DeploymentFailed(Exception):
+    """A target could not deploy, undeploy or reach a model; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class ModelToServe:
+    """Everything a target needs to serve one registered version."""
+
+    serving_name: str  # unique across projects: "<project>.<registered model>"
+    version: int  # the registry version
+    model_path: Path  # the serving SavedModel the Pusher exported
+    examples_path: Path  # the run's ExampleGen output (splits and catalog), for lookups built from the data
+    buyer_features: list[dict] = field(default_factory=list)  # the buyer tower's features (column, kind, ...)
+    run_id: int | None = None
+
+
+@dataclass
+class TargetStatus:
+    """What a target reports about one model: ``state`` is one of the STATES."""
+
+    AVAILABLE, LOADING, ABSENT, FAILED, UNREACHABLE = "available", "loading", "absent", "failed", "unreachable"
+    STATES = (AVAILABLE, LOADING, ABSENT, FAILED, UNREACHABLE)
+
+    state: str
+    version: int | None = None
+    endpoint_url: str = ""
+    message: str = ""
+
+    def as_dict(self) -> dict:
+        return {"state": self.state, "version": self.version, "endpoint_url": self.endpoint_url,
+                "message": self.message}
+
+
+class DeploymentTarget(abc.ABC):
+    """A place a model version can be served from (the local endpoint, a Vertex AI endpoint, Cloud Run).
+
+    One version per ``serving_name`` at a time: :meth:`deploy` replaces
+    whatever version that name served, and returns only once the new one
+    answers (or raises :class:`DeploymentFailed`, leaving the previous version
+    serving when there was one).
+    """
+
+    name: str = ""
+    label: str = ""
+
+    @abc.abstractmethod
+    def deploy(self, model: ModelToServe) -> TargetStatus:
+        """Serve ``model`` under its serving name; returns its status once it answers."""
+
+    @abc.abstractmethod
+    def undeploy(self, serving_name: str) -> TargetStatus:
+        """Stop serving ``serving_name``; returns its status (``absent``) once it no longer answers."""
+
+    @abc.abstractmethod
+    def status(self, serving_name: str) -> TargetStatus:
+        """How ``serving_name`` is served right now (cheap: a status page, not a prediction)."""
+
+    def forget(self, serving_name: str, keep_versions: set[int]) -> None:
+        """Drop files the target kept for versions no longer needed (optional)."""
+
+
+def available_targets() -> dict[str, type[DeploymentTarget]]:
+    from ml_platform.deployment.local import LocalServingTarget
+
+    return {LocalServingTarget.name: LocalServingTarget}
+
+
+NOT_YET = {
+    "vertex_ai": "Deploying to a Vertex AI endpoint is not available in this installation yet",
+    "cloud_run": "Deploying to Cloud Run is not available in this installation yet",
+}
+
+
+def get_target(name: str) -> DeploymentTarget:
+    """The target called ``name``; a 422 naming the ``target`` field when it is unknown or not available."""
+    from ml_platform.core.errors import ApiError
+
+    targets = available_targets()
+    if name in targets:
+        return targets[name]()
+    reason = NOT_YET.get(name, f"unknown deployment target '{name}'")
+    raise ApiError(422, "Invalid input", [Problem("target", f"{reason}; available: {', '.join(sorted(targets))}")])
