@@ -1,4 +1,7 @@
-"""The README's first command, run as a newcomer would: the platform comes up with the demo project."""
+"""The README's first command, run as a newcomer would: the platform comes up with the demo project.
+
+It shares the session's browser (tests/browser/conftest.py): Playwright's sync API allows one per process.
+"""
 
 import os
 import re
@@ -50,17 +53,12 @@ def platform(tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def test_make_up_serves_the_demo_project_after_login(platform, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_make_up_serves_the_demo_project_after_login(platform, browser, tmp_path):
     url, username, password = platform
     assert url.startswith("http://127.0.0.1:")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-        )
-        page = browser.new_page()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
         page.goto(url)
         assert "/login/" in page.url
         page.fill("input[name=username]", username)
@@ -76,6 +74,7 @@ def test_make_up_serves_the_demo_project_after_login(platform, tmp_path):
         # Static vendor files come from npm, served by the platform itself.
         assert page.request.get(url + "static/vendor/chart.js/chart.umd.min.js").ok
         assert page.request.get(url + "static/vendor/d3/d3.min.js").ok
-        browser.close()
+    finally:
+        context.close()
     # The credentials printed are the generated ones, kept out of the repository.
     assert (tmp_path / "data" / "demo_password").read_text() == password
