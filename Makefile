@@ -35,6 +35,8 @@ test: install browsers
 
 bench: install
 	$(PY) bench/demo_data.py
+	$(PY) bench/pipeline.py
+	$(PY) bench/api.py
 
 clean:
 	rm -rf $(VENV) node_modules var

