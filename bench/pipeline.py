@@ -56,6 +56,9 @@ One run prints, side by side:
    epoch although it drops the last partial batch (at most batch_size - 1
    rows, 0.1% at 1M rows); the plain script counts the rows it trained on.
    The first and last epochs are printed too: the last is the steady state.
+   A Trainer epoch that lasted exactly 10 ms x (2^k - 1) is flagged: that is
+   how long an epoch takes when tearing down its tf.data iterator waits for
+   the autotune thread's next wake-up (see ``autotune_boundary``).
 
 3. **Recall@100 (and @10)** of the trained model against the popularity
    baseline, from the Evaluator's properties (eval split, full catalog).
@@ -525,6 +528,18 @@ def trainer_breakdown(events: list[dict]) -> dict | None:
     }
 
 
+def autotune_boundary(seconds: float | None) -> bool:
+    """Whether a duration ends within 30 ms of 10 ms x (2^k - 1), k >= 8 (2.55 s, 5.11 s, ... 20.47 s, 40.95 s).
+
+    tf.data's autotune thread sleeps in periods that double from 10 ms; an
+    epoch whose input iterator is torn down by waiting for that thread lasts
+    until the next such boundary after the iterator was made.
+    """
+    if seconds is None:
+        return False
+    return any(abs(seconds - 0.01 * (2**k - 1)) < 0.03 for k in range(8, 20))
+
+
 def _mb(value) -> str:
     return f"{value / MB:,.0f} MB" if value else "n/a"
 
@@ -614,6 +629,11 @@ def report(args, generated: dict, run: dict, plain: dict | None, events: list[di
             f"{trainer['last'] / baseline['last']:>9.2f}x",
             f"   plain script: setup {plain['setup_seconds']:.1f} s (not timed), peak RSS {_mb(plain['ru_maxrss'])}",
         ]
+        stalled = [(h["epoch"], h["epoch_seconds"]) for h in history if autotune_boundary(h.get("epoch_seconds"))]
+        if stalled:
+            lines.append("   NOTE: Trainer epoch(s) " + ", ".join(f"{e} ({s:.2f} s)" for e, s in stalled)
+                         + " ended on a tf.data autotune period boundary, 10 ms x (2^k - 1): the signature of "
+                           "the epoch's iterator teardown waiting for the autotune thread")
         if max(trainer["others"] or 0.0, baseline["others"] or 0.0) > 0.25:
             lines.append("   NOTE: other processes were busy on these CPUs during the training loops (last column), "
                          "so the ratio is noisy: rerun on a quiet machine before acting on it")
@@ -647,9 +667,9 @@ def report(args, generated: dict, run: dict, plain: dict | None, events: list[di
         (f"peak memory under {PEAK_MEMORY_BYTES / 1024**3:g} GB", completed and peak < PEAK_MEMORY_BYTES,
          _mb(peak)),
         (f"Trainer >= {THROUGHPUT_RATIO:g}x plain Keras", ratio is not None and ratio >= THROUGHPUT_RATIO,
-         f"{ratio:.2f}x" if ratio is not None else "n/a"),
+         f"{ratio:.3f}x" if ratio is not None else "n/a"),
         (f"Recall@100 >= {RECALL_RATIO:g}x popularity", recall_ratio is not None and recall_ratio >= RECALL_RATIO,
-         f"{recall_ratio:.2f}x" if recall_ratio is not None else "n/a"),
+         f"{recall_ratio:.3f}x" if recall_ratio is not None else "n/a"),
     ]
     lines += ["", "targets"]
     lines += [f"   {label:<36} {value:>10}  {'PASS' if ok else 'FAIL'}" for label, ok, value in checks]
