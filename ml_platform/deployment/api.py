@@ -20,13 +20,13 @@ from django.http import Http404
 from ninja import Query, Router, Schema
 from pydantic import Field
 
+from ml_platform.core.filters import comma_choices
 from ml_platform.core.errors import ApiError
 from ml_platform.deployment import services
 from ml_platform.deployment.models import Deployment
 from ml_platform.projects.access import object_for_user, project_for_user
 from ml_platform.registry.models import RegisteredModel
 from ml_platform.training.models import TrainingRun
-from ml_pipeline.errors import ConfigError, Problem
 
 router = Router(tags=["deployment"])
 
@@ -196,15 +196,6 @@ def _item(registered: RegisteredModel, scheduled: set[int]) -> dict:
     }
 
 
-def _choices(field: str, value: str | None, allowed: tuple[str, ...]) -> list[str] | None:
-    if not value:
-        return None
-    wanted = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [v for v in wanted if v not in allowed]
-    if unknown:
-        raise ConfigError(Problem(field, f"unknown {field} {', '.join(map(repr, unknown))}; "
-                                         f"one of {', '.join(allowed)}"))
-    return wanted
 
 
 # --------------------------------------------------------------------------- registered models
@@ -218,7 +209,7 @@ def list_registered_models(request, project_id: int, model_type: str | None = No
     project = project_for_user(request.user, project_id)
     everything = RegisteredModel.objects.filter(project=project)
     models = everything.select_related("deployment")
-    if model_types := _choices("model_type", model_type, MODEL_TYPES):
+    if model_types := comma_choices("model_type", model_type, MODEL_TYPES):
         models = models.filter(model_type__in=model_types)
     if has_schedule is not None:
         scheduled = _schedule_filter()

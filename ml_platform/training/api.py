@@ -21,6 +21,7 @@ from ninja import Query, Router, Schema, Status
 from pydantic import Field
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from ml_platform.core.filters import comma_choices
 from ml_platform.core.errors import ApiError
 from ml_platform.projects.access import project_for_user
 from ml_platform.registry.models import RegisteredModel
@@ -284,16 +285,6 @@ def _detail_of(run_id: int) -> dict:
     return _detail(TrainingRun.objects.select_related("project", *DETAIL_RELATED).get(pk=run_id))
 
 
-def _choices(field: str, value: str | None, allowed: tuple[str, ...]) -> list[str] | None:
-    """A comma-separated filter, every value checked (422 naming the query field)."""
-    if not value:
-        return None
-    wanted = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [v for v in wanted if v not in allowed]
-    if unknown:
-        raise ConfigError(Problem(field, f"unknown {field} {', '.join(map(repr, unknown))}; "
-                                         f"one of {', '.join(allowed)}"))
-    return wanted
 
 
 def _config(run: TrainingRun, updated: list[str] | None = None) -> dict:
@@ -447,9 +438,9 @@ def list_training_runs(request, project_id: int, status: str | None = None, mode
     """
     project = project_for_user(request.user, project_id)
     runs = TrainingRun.objects.filter(project=project)
-    if statuses := _choices("status", status, STATUSES):
+    if statuses := comma_choices("status", status, STATUSES):
         runs = runs.filter(status__in=statuses)
-    if model_types := _choices("model_type", model_type, MODEL_TYPES):
+    if model_types := comma_choices("model_type", model_type, MODEL_TYPES):
         runs = runs.filter(model_type__in=model_types)
     if dataset_id is not None:
         runs = runs.filter(dataset_id=dataset_id)
