@@ -32,20 +32,12 @@ from ml_pipeline.demo_configs import DEMO_FEATURE_CONFIG, DEMO_MAPPING, DEMO_MOD
 from ml_pipeline.spec import STAGES
 from tests.conftest import api_client_for, make_user
 from tests.control.test_datasets_api import errors_by_field
-from tests.control.test_modeling_api import FEATURES
+from tests.control.test_modeling_api import FEATURES, feature_config  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
 
 
 # --------------------------------------------------------------------------- catalog and helpers
-
-
-@pytest.fixture
-def feature_config(api, project, dataset):
-    response = api.post(f"/api/projects/{project.id}/feature-configs/",
-                        {"name": "standard", "dataset_id": dataset["id"], "config": FEATURES})
-    assert response.status_code == 201, response.content
-    return response.json()
 
 
 def model_config(api, project, name: str, config: dict, feature_config: dict | None = None) -> dict:
