@@ -118,7 +118,12 @@ class PipelineRunner:
             stage_fp = self.fingerprints()[name]
             forcing = forcing or name == from_stage
             if forcing:
-                steps.append(PlanStep(name, "run", f"recompute requested from {from_stage}", stage_fp))
+                # Recomputing means "not from the cache"; a resumed run still keeps what it already redid.
+                own = self.store.completed(self.run_id, name)
+                if own is not None and own.fingerprint == stage_fp:
+                    steps.append(PlanStep(name, "reuse", "already completed in this run", stage_fp))
+                else:
+                    steps.append(PlanStep(name, "run", f"recompute requested from {from_stage}", stage_fp))
                 continue
             artifact, reason = self._reusable(name, stage_fp)
             if artifact is None:

@@ -19,6 +19,7 @@ from ml_platform.accounts.models import ApiToken
 from ml_platform.core.errors import ApiError, error_body, problems_from_ninja
 from ml_platform.datasets.api import router as datasets_router
 from ml_platform.deployment.api import router as deployment_router
+from ml_platform.experiments.api import router as experiments_router
 from ml_platform.modeling.api import router as modeling_router
 from ml_platform.projects.api import router as projects_router
 from ml_platform.training.api import router as training_router
@@ -37,7 +38,8 @@ class TokenAuth(HttpBearer):
 api = NinjaAPI(
     title="ML Platform API",
     version="1",
-    description="Projects, datasets, feature configs and model configs of the ML Platform.",
+    description="Projects, datasets, feature and model configs, experiments, training runs, the model registry "
+                "and deployments of the ML Platform.",
     auth=[TokenAuth(), django_auth],
     docs_url="/docs",
     # The schema and docs pages are for logged-in users too (they name every endpoint).
@@ -105,4 +107,5 @@ api.add_router("", datasets_router)
 api.add_router("", modeling_router)
 api.add_router("", webhooks_router)
 api.add_router("", training_router)
+api.add_router("", experiments_router)
 api.add_router("", deployment_router)

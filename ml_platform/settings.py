@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "ml_platform.modeling",
     "ml_platform.registry",
     "ml_platform.training",
+    "ml_platform.experiments",
     "ml_platform.deployment",
 ]
 

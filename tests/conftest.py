@@ -42,6 +42,8 @@ class JsonClient:
         kwargs = {**self.headers, **extra}
         if data is not None:
             kwargs.update(data=json.dumps(data), content_type="application/json")
+        elif method in ("post", "patch"):  # no body at all, as fetch() or curl -X POST send it
+            kwargs.update(data="", content_type="application/json")
         return getattr(self.client, method)(path, **kwargs)
 
     def get(self, path, **extra):

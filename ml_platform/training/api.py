@@ -17,7 +17,7 @@ from typing import Any
 from django.db.models import F, Q
 from django.http import Http404
 from google.protobuf import json_format, text_format
-from ninja import Query, Router, Schema, Status
+from ninja import Body, Query, Router, Schema, Status
 from pydantic import Field
 from tensorflow_metadata.proto.v0 import schema_pb2
 
@@ -26,7 +26,7 @@ from ml_platform.core.errors import ApiError
 from ml_platform.projects.access import project_for_user
 from ml_platform.registry.models import RegisteredModel
 from ml_platform.registry import services as registry_services
-from ml_platform.training import services
+from ml_platform.training import comparison, services
 from ml_platform.training.models import TrainingMetricsHistory, TrainingRun
 from ml_pipeline.errors import ConfigError, Problem
 from ml_pipeline.spec import STAGES
@@ -45,11 +45,14 @@ WORKER_LOG = "worker"
 
 
 class TrainingRunIn(Schema):
+    """From the catalog (the three ids) or from an experiment (``experiment_id``, promoted as it was tested)."""
+
     name: str = Field(min_length=1, max_length=200, description="The registered model's name")
     description: str = ""
-    dataset_id: int
-    feature_config_id: int
-    model_config_id: int
+    experiment_id: int | None = None
+    dataset_id: int | None = None
+    feature_config_id: int | None = None
+    model_config_id: int | None = None
     # Each section is validated by the services (and the pipeline spec), so
     # problems name the run's fields: training_params.epochs, split_config.holdout_days, ...
     split_config: dict = {}
@@ -57,6 +60,20 @@ class TrainingRunIn(Schema):
     gpu_config: dict = {}
     evaluator_config: dict = {}
     schedule_config: dict = {}
+
+
+class RerunIn(Schema):
+    """Everything optional: an empty body reruns the same configuration from scratch (cached stages reused)."""
+
+    from_stage: str | None = Field(None, description="Recompute from this stage on (Compile ... Pusher)")
+    description: str | None = None
+    dataset_id: int | None = None
+    feature_config_id: int | None = None
+    model_config_id: int | None = None
+    split_config: dict | None = None
+    training_params: dict | None = None
+    gpu_config: dict | None = None
+    evaluator_config: dict | None = None
 
 
 class RunConfigPatch(Schema):
@@ -70,6 +87,8 @@ class RunConfigPatch(Schema):
 
 class RunListItem(Schema):
     id: int
+    kind: str
+    display_name: str
     run_number: int
     name: str
     model_type: str
@@ -129,8 +148,10 @@ class ErrorOut(Schema):
 
 class RunRef(Schema):
     id: int
+    kind: str
     run_number: int
     name: str
+    display_name: str
 
 
 class RegisteredModelRef(Schema):
@@ -142,9 +163,16 @@ class RegisteredModelRef(Schema):
     deployed_version: int | None
 
 
+class DiffEntry(Schema):
+    field: str
+    before: Any = None
+    after: Any = None
+
+
 class RunDetail(Schema):
     id: int
     project_id: int
+    kind: str
     run_number: int
     name: str
     display_name: str
@@ -180,6 +208,10 @@ class RunDetail(Schema):
     registered_model: RegisteredModelRef | None
     registered_model_name: str
     rerun_of: RunRef | None
+    source_experiment: RunRef | None
+    from_stage: str
+    config_diff: list[DiffEntry]
+    mlflow_run_id: str
     created_by: str | None
     created_at: datetime
     updated_at: datetime
@@ -214,16 +246,23 @@ class NameCheck(Schema):
 # --------------------------------------------------------------------------- helpers
 
 
-def run_for_user(user, run_id: int, *related: str) -> TrainingRun:
-    """The run if the user is a member of its project, else 404 (as ``object_for_user``)."""
-    run = (TrainingRun.objects.select_related("project", *related)
-           .filter(pk=run_id, project__memberships__user=user).first())
+def run_for_user(user, run_id: int, *related: str, kind: str | None = TrainingRun.TRAINING) -> TrainingRun:
+    """The run (of ``kind``; None: either kind) if the user is a member of its project, else 404."""
+    runs = TrainingRun.objects.select_related("project", *related).filter(pk=run_id, project__memberships__user=user)
+    run = (runs.filter(kind=kind) if kind else runs).first()
     if run is None:
-        raise Http404("No such training run")
+        raise Http404("No such experiment" if kind == TrainingRun.EXPERIMENT else "No such training run")
     return run
 
 
-DETAIL_RELATED = ("dataset", "feature_config", "model_config", "registered_model", "rerun_of", "created_by")
+DETAIL_RELATED = ("dataset", "feature_config", "model_config", "registered_model", "rerun_of", "source_experiment",
+                  "created_by")
+
+
+def _ref(run: TrainingRun | None) -> dict | None:
+    if run is None:
+        return None
+    return {"id": run.pk, "kind": run.kind, "run_number": run.run_number, "name": run.name, "display_name": str(run)}
 
 
 def _money(value) -> float:
@@ -253,16 +292,16 @@ def _artifact_list(run: TrainingRun) -> list[dict]:
             for stage in STAGES if stage in found]
 
 
-def _detail(run: TrainingRun) -> dict:
+def run_detail(run: TrainingRun) -> dict:
     registered = run.registered_model
     return {
         **{f: getattr(run, f) for f in (
-            "id", "project_id", "run_number", "name", "description", "model_type", "status", "is_terminal",
+            "id", "project_id", "kind", "run_number", "name", "description", "model_type", "status", "is_terminal",
             "current_stage", "current_epoch", "total_epochs", "cancel_requested", "attempts",
             "dataset_snapshot", "feature_config_snapshot", "model_config_snapshot", "split_config",
             "training_params", "gpu_config", "evaluator_config", "schedule_config", "final_metrics", "blessed",
-            "blessing_reasons", "resources", "duration_seconds", "created_at", "updated_at", "started_at",
-            "completed_at")},
+            "blessing_reasons", "resources", "duration_seconds", "from_stage", "config_diff", "mlflow_run_id",
+            "created_at", "updated_at", "started_at", "completed_at")},
         "display_name": str(run),
         "stages": _stage_table(run),
         "dataset": {"id": run.dataset_id,
@@ -276,13 +315,14 @@ def _detail(run: TrainingRun) -> dict:
                   if run.error_message or run.error_stage else None),
         "registered_model": registered,
         "registered_model_name": registered.name if registered else run.name,
-        "rerun_of": run.rerun_of,
+        "rerun_of": _ref(run.rerun_of),
+        "source_experiment": _ref(run.source_experiment),
         "created_by": run.created_by.get_username() if run.created_by else None,
     }
 
 
-def _detail_of(run_id: int) -> dict:
-    return _detail(TrainingRun.objects.select_related("project", *DETAIL_RELATED).get(pk=run_id))
+def detail_of(run_id: int) -> dict:
+    return run_detail(TrainingRun.objects.select_related("project", *DETAIL_RELATED).get(pk=run_id))
 
 
 
@@ -423,7 +463,7 @@ def create_training_run(request, project_id: int, payload: TrainingRunIn):
     """Validate the whole run (configs, parameters, the source's columns) and queue it."""
     project = project_for_user(request.user, project_id)
     run = services.create_training_run(project, request.user, **payload.model_dump())
-    return Status(201, _detail_of(run.pk))
+    return Status(201, detail_of(run.pk))
 
 
 @router.get("/projects/{project_id}/training-runs/", response=RunPage)
@@ -437,7 +477,14 @@ def list_training_runs(request, project_id: int, status: str | None = None, mode
     read out of the JSON columns by the database.
     """
     project = project_for_user(request.user, project_id)
-    runs = TrainingRun.objects.filter(project=project)
+    runs = filtered_runs(project, TrainingRun.TRAINING, status=status, model_type=model_type, dataset_id=dataset_id,
+                         search=search)
+    return run_page(runs, page, page_size)
+
+
+def filtered_runs(project, kind: str, *, status: str | None, model_type: str | None, dataset_id: int | None,
+                  search: str | None):
+    runs = TrainingRun.objects.filter(project=project, kind=kind)
     if statuses := comma_choices("status", status, STATUSES):
         runs = runs.filter(status__in=statuses)
     if model_types := comma_choices("model_type", model_type, MODEL_TYPES):
@@ -447,13 +494,18 @@ def list_training_runs(request, project_id: int, status: str | None = None, mode
     if search and search.strip():
         term = search.strip()
         runs = runs.filter(Q(name__icontains=term) | Q(description__icontains=term))
+    return runs
+
+
+def run_page(runs, page: int, page_size: int) -> dict:
+    """One page of compact cards, newest first, and the total count."""
     count = runs.count()
     start = (page - 1) * page_size
     # The page's ids in a subquery (answered from the (project, -created_at) index), then only those rows'
     # columns: an OFFSET no longer reads and parses the JSON columns of every row it skips.
     page_ids = runs.values("pk")[start:start + page_size]
     rows = TrainingRun.objects.filter(pk__in=page_ids).values(
-        "id", "run_number", "name", "model_type", "status", "current_stage", "current_epoch", "total_epochs",
+        "id", "kind", "run_number", "name", "model_type", "status", "current_stage", "current_epoch", "total_epochs",
         "blessed", "created_at", "started_at", "completed_at", "cost_usd", "error_message",
         recall_at_100=F("final_metrics__recall_at_100"), rmse=F("final_metrics__rmse"),
         gpu_type=F("gpu_config__gpu_type"), gpu_count=F("gpu_config__gpu_count"),
@@ -466,12 +518,14 @@ def list_training_runs(request, project_id: int, status: str | None = None, mode
 def _list_item(row: dict) -> dict:
     status = row["status"]
     started, completed = row.pop("started_at"), row.pop("completed_at")
-    shell = TrainingRun(status=status, started_at=started, completed_at=completed, cost_usd=row.pop("cost_usd"),
+    shell = TrainingRun(kind=row["kind"], run_number=row["run_number"], name=row["name"], status=status,
+                        started_at=started, completed_at=completed, cost_usd=row.pop("cost_usd"),
                         gpu_config={"gpu_type": row["gpu_type"], "gpu_count": row["gpu_count"] or 0})
     stages = {stage: row.pop(f"stage_{i}") or "pending" for i, stage in enumerate(STAGES)}
     error = row.pop("error_message") or ""
     return {
         **row,
+        "display_name": str(shell),
         "stages": stages,
         "gpu_count": row["gpu_count"] or 0,
         "recall_at_100": _number(row["recall_at_100"]),
@@ -492,14 +546,14 @@ def _number(value: Any) -> float | None:
 @router.get("/training-runs/{run_id}/", response=RunDetail, by_alias=True)
 def get_training_run(request, run_id: int):
     """Everything the view modal shows: stage table, epochs, outcome, lineage, cost, error, snapshots."""
-    return _detail(run_for_user(request.user, run_id, *DETAIL_RELATED))
+    return run_detail(run_for_user(request.user, run_id, *DETAIL_RELATED))
 
 
 @router.post("/training-runs/{run_id}/cancel/", response=RunDetail, by_alias=True)
 def cancel_training_run(request, run_id: int):
     """A queued run is cancelled at once; a running one is stopped by its worker within seconds."""
     run = services.request_cancel(run_for_user(request.user, run_id))
-    return _detail_of(run.pk)
+    return detail_of(run.pk)
 
 
 @router.delete("/training-runs/{run_id}/", response={204: None})
@@ -510,17 +564,52 @@ def delete_training_run(request, run_id: int):
 
 
 @router.post("/training-runs/{run_id}/rerun/", response={201: RunDetail}, by_alias=True)
-def rerun_training_run(request, run_id: int):
-    """A new run (next run number, same name and configs) from a finished one; 409 while it is not finished."""
-    new = services.rerun(run_for_user(request.user, run_id), request.user)
-    return Status(201, _detail_of(new.pk))
+def rerun_training_run(request, run_id: int, payload: Body[RerunIn | None] = None):
+    """A new run (next run number, same name and configs) from a finished one; 409 while it is not finished.
+
+    The body may edit the copy (sections replace the original's; ids take fresh snapshots) and name a
+    ``from_stage`` to recompute from; earlier stages are reused when their fingerprints still match. The new
+    run's ``config_diff`` lists what changed.
+    """
+    return Status(201, detail_of(rerun_run(request, run_for_user(request.user, run_id), payload).pk))
+
+
+def rerun_run(request, run: TrainingRun, payload: RerunIn | None) -> TrainingRun:
+    changes = payload.model_dump(exclude_unset=True) if payload else {}
+    from_stage = changes.pop("from_stage", None)
+    if from_stage is not None and from_stage not in STAGES:
+        raise ConfigError(Problem("from_stage", f"unknown stage '{from_stage}'; one of {', '.join(STAGES)}"))
+    return services.rerun(run, request.user, from_stage=from_stage, changes=changes)
+
+
+@router.get("/training-runs/compare/", response=dict)
+def compare_runs(request, ids: str = Query(..., description="Two to ten run or experiment ids, comma-separated")):
+    """Runs (and experiments) side by side: every config leaf (differences marked), final metrics (the best
+    one named), and per-epoch learning curves to overlay."""
+    try:
+        wanted = list(dict.fromkeys(int(part) for part in ids.split(",") if part.strip()))
+    except ValueError:
+        raise ConfigError(Problem("ids", "comma-separated run ids, e.g. 12,14")) from None
+    if not 2 <= len(wanted) <= comparison.MAX_COMPARED:
+        raise ConfigError(Problem("ids", f"give between 2 and {comparison.MAX_COMPARED} different runs"))
+    runs = [run_for_user(request.user, run_id, kind=None) for run_id in wanted]
+    return comparison.compare(runs)
+
+
+@router.get("/training-runs/{run_id}/vs-experiment/", response=dict)
+def results_vs_experiment(request, run_id: int):
+    """The run's final metrics against the experiment it was promoted from: values, deltas, improved or not."""
+    run = run_for_user(request.user, run_id, "source_experiment")
+    if run.source_experiment is None:
+        raise ApiError(404, "This run was not promoted from an experiment (or the experiment was deleted)")
+    return comparison.against_experiment(run)
 
 
 @router.post("/training-runs/{run_id}/push/", response=RunDetail, by_alias=True)
 def push_training_run(request, run_id: int):
     """Register a blessed, completed run as the next version of its model (409 with the reasons otherwise)."""
     run = registry_services.push_to_registry(run_for_user(request.user, run_id))
-    return _detail_of(run.pk)
+    return detail_of(run.pk)
 
 
 # --------------------------------------------------------------------------- progress and outputs
@@ -532,7 +621,10 @@ def get_metrics(request, run_id: int, histograms: bool = False):
 
     Weight histograms are large: only with ``?histograms=true``.
     """
-    run = run_for_user(request.user, run_id)
+    return metrics_of(run_for_user(request.user, run_id), histograms)
+
+
+def metrics_of(run: TrainingRun, histograms: bool) -> dict:
     fields = ["epoch", "loss", "val_loss", "recall_at_5", "recall_at_10", "recall_at_50", "recall_at_100", "rmse",
               "mae", "metrics", "resources", "recorded_at"]
     if histograms:
@@ -549,7 +641,10 @@ def get_logs(request, run_id: int, stage: str | None = None,
 
     ``?stage=Trainer`` answers one stage's log; ``?stage=worker`` only the worker's.
     """
-    run = run_for_user(request.user, run_id)
+    return logs_of(run_for_user(request.user, run_id), stage, tail)
+
+
+def logs_of(run: TrainingRun, stage: str | None, tail: int) -> dict:
     if stage is not None and stage not in (*STAGES, WORKER_LOG):
         raise ConfigError(Problem("stage", f"unknown stage '{stage}'; one of {', '.join(STAGES)} or {WORKER_LOG}"))
     wanted = [stage] if stage in STAGES else ([] if stage == WORKER_LOG else list(STAGES))
@@ -565,7 +660,10 @@ def get_logs(request, run_id: int, stage: str | None = None,
 @router.get("/training-runs/{run_id}/statistics/", response=dict)
 def get_statistics(request, run_id: int):
     """StatisticsGen's summary (per split: every column's counts, missing share, moments or top values)."""
-    run = run_for_user(request.user, run_id)
+    return statistics_of(run_for_user(request.user, run_id))
+
+
+def statistics_of(run: TrainingRun) -> dict:
     output = _artifact_output(run, "StatisticsGen", "statistics")
     try:
         summary = json.loads((output / "summary.json").read_text())
@@ -577,7 +675,10 @@ def get_statistics(request, run_id: int):
 @router.get("/training-runs/{run_id}/schema/", response=dict)
 def get_schema(request, run_id: int):
     """SchemaGen's schema (the TFDV ``Schema`` as JSON, and a feature table) and the anomalies it found."""
-    run = run_for_user(request.user, run_id)
+    return schema_of(run_for_user(request.user, run_id))
+
+
+def schema_of(run: TrainingRun) -> dict:
     output = _artifact_output(run, "SchemaGen", "schema")
     try:
         schema = text_format.Parse((output / "schema.pbtxt").read_text(), schema_pb2.Schema())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
+from pathlib import Path
 
 from django.conf import settings
 
@@ -26,28 +27,52 @@ def lineage(result: RunResult) -> dict:
     }
 
 
-def final_status(result: RunResult) -> str:
+def final_status(run: TrainingRun, result: RunResult) -> str:
+    """An experiment is completed whatever the verdict: it is only ranked, never pushed."""
     if result.status != "completed":
         return TrainingRun.FAILED
-    return TrainingRun.NOT_BLESSED if result.blessed is False else TrainingRun.COMPLETED
+    if result.blessed is False and not run.is_experiment:
+        return TrainingRun.NOT_BLESSED
+    return TrainingRun.COMPLETED
+
+
+def previous_version_baseline(run: TrainingRun) -> dict:
+    """The evaluator's baseline model: the registered model's latest version, unless the run names its own.
+
+    Chosen when the run starts (not when it is queued), so a version
+    registered meanwhile is the one the new run must beat.
+    """
+    if run.is_experiment or run.registered_model_id is None or run.evaluator_config.get("baseline_model_uri"):
+        return {}
+    previous = (run.registered_model.versions.filter(registry_version__isnull=False).exclude(pk=run.pk)
+                .order_by("-registry_version").first())
+    path = previous.serving_model_path if previous else None
+    if not path or not Path(path).is_dir():
+        return {}
+    return {"baseline_model_uri": path, "baseline_label": f"{run.name} v{previous.registry_version}"}
 
 
 def execute(run_id: int) -> str:
     """Run the pipeline for a run the worker has marked running; return the final status."""
     from ml_platform.training.services import cost_usd
 
-    run = TrainingRun.objects.get(pk=run_id)
+    run = TrainingRun.objects.select_related("project", "registered_model").get(pk=run_id)
+    baseline = previous_version_baseline(run)
+    if baseline and {k: run.spec["evaluator"].get(k) for k in baseline} != baseline:
+        run.spec = {**run.spec, "evaluator": {**run.spec["evaluator"], **baseline}}
+        TrainingRun.objects.filter(pk=run.pk).update(spec=run.spec)
     spec = PipelineSpec.model_validate(run.spec)
     runner = PipelineRunner(spec, settings.PIPELINE_ROOT, run_id=run.pipeline_run_id)
     events = runner.store.run_dir(run.pipeline_run_id) / "events.jsonl"
     tracking = MlflowReporter(
-        settings.MLFLOW_TRACKING_URI, experiment=run.project.name, run_name=f"{run.name} #{run.run_number}",
-        spec=run.spec, tags={"ml_platform.run_id": str(run.pk), "ml_platform.model_type": run.model_type},
+        settings.MLFLOW_TRACKING_URI, experiment=run.project.name, run_name=str(run),
+        spec=run.spec,
+        tags={"ml_platform.run_id": str(run.pk), "ml_platform.model_type": run.model_type, "ml_platform.kind": run.kind},
         run_id=run.mlflow_run_id or None, artifact_root=settings.MLFLOW_ARTIFACT_ROOT,
     )
     TrainingRun.objects.filter(pk=run.pk).update(mlflow_run_id=tracking.run_id)
     runner.reporter = FanOutReporter(DatabaseReporter(run), JsonLinesReporter(events), tracking)
-    result = runner.run()
+    result = runner.run(from_stage=run.from_stage or None)
 
     evaluation = result.artifacts.get("Evaluator")
     trainer = result.artifacts.get("Trainer")
@@ -57,7 +82,7 @@ def execute(run_id: int) -> str:
         "blessed": result.blessed,
         "blessing_reasons": evaluation.properties.get("reasons", []) if evaluation else [],
     }
-    status = final_status(result)
+    status = final_status(run, result)
     tracking.finish(status, outcome["final_metrics"], outcome["artifacts"])
     if status == TrainingRun.FAILED and result.error:
         outcome.update(error_stage=result.error["stage"], error_message=result.error["message"],

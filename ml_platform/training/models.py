@@ -26,7 +26,13 @@ def new_webhook_secret() -> str:
 
 
 class TrainingRun(models.Model):
-    """One execution of the eight-stage pipeline for a named model.
+    """One execution of the pipeline: a training run of a named model, or an experiment.
+
+    An **experiment** (a quick test) is the same record run through the same
+    queue, worker and stages, without the Pusher and usually on a sample; its
+    metrics rank it among the project's best experiments and it can be
+    promoted to a training run (``source_experiment``). Experiments and
+    training runs are numbered separately ("Exp #3", "recs #12").
 
     Status transitions (anything else is refused, see :meth:`transition`)::
 
@@ -52,13 +58,25 @@ class TrainingRun(models.Model):
         RUNNING: {COMPLETED, NOT_BLESSED, FAILED, CANCELLED, PENDING},
     }
 
+    TRAINING, EXPERIMENT = "training", "experiment"
+    KINDS = [(TRAINING, "Training run"), (EXPERIMENT, "Experiment")]
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
-    run_number = models.PositiveIntegerField()
-    name = models.CharField(max_length=200, help_text="The registered model's name")
+    kind = models.CharField(max_length=20, choices=KINDS, default=TRAINING)
+    run_number = models.PositiveIntegerField(help_text="Counted per project and kind")
+    name = models.CharField(max_length=200, blank=True,
+                            help_text="The registered model's name (an experiment's optional label)")
     description = models.TextField(blank=True)
     registered_model = models.ForeignKey(RegisteredModel, on_delete=models.SET_NULL, null=True, blank=True,
                                          related_name="versions")
     rerun_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reruns")
+    source_experiment = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True,
+                                          related_name="promoted_runs", limit_choices_to={"kind": EXPERIMENT})
+    from_stage = models.CharField(max_length=30, blank=True,
+                                  help_text="Recompute from this stage on; earlier stages are reused when their "
+                                            "fingerprints still match")
+    config_diff = models.JSONField(default=list, blank=True,
+                                   help_text="[{field, before, after}] against the run this one reruns")
 
     # What the run was made from, and frozen snapshots of it at creation.
     dataset = models.ForeignKey(Dataset, on_delete=models.SET_NULL, null=True, related_name="training_runs")
@@ -111,15 +129,22 @@ class TrainingRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["project", "run_number"], name="run_number_unique_in_project")]
+        constraints = [models.UniqueConstraint(fields=["project", "kind", "run_number"],
+                                               name="run_number_unique_per_kind")]
         indexes = [
-            models.Index(fields=["project", "-created_at"], name="run_project_recent_idx"),
+            models.Index(fields=["project", "kind", "-created_at"], name="run_project_recent_idx"),
             # The list's status filters (bench/api.py: counts went from ~21 ms to under 1 ms at 10,000 runs).
-            models.Index(fields=["project", "status", "-created_at"], name="run_project_status_idx"),
+            models.Index(fields=["project", "kind", "status", "-created_at"], name="run_project_status_idx"),
         ]
 
     def __str__(self) -> str:
+        if self.kind == self.EXPERIMENT:
+            return f"Exp #{self.run_number}" + (f" {self.name}" if self.name else "")
         return f"{self.name} #{self.run_number}"
+
+    @property
+    def is_experiment(self) -> bool:
+        return self.kind == self.EXPERIMENT
 
     @property
     def is_terminal(self) -> bool:
@@ -132,8 +157,8 @@ class TrainingRun(models.Model):
         return ((self.completed_at or timezone.now()) - self.started_at).total_seconds()
 
     @classmethod
-    def next_run_number(cls, project) -> int:
-        last = cls.objects.filter(project=project).order_by("-run_number").values_list("run_number", flat=True).first()
+    def next_run_number(cls, project, kind: str = TRAINING) -> int:
+        last = cls.objects.filter(project=project, kind=kind).order_by("-run_number").values_list("run_number", flat=True).first()
         return (last or 0) + 1
 
     @property

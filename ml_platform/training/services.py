@@ -88,52 +88,122 @@ def snapshot_dataset(dataset: Dataset) -> dict:
             "filters": dataset.filters}
 
 
+# All of a project's experiments share one pipeline folder, so one experiment reuses another's data stages
+# (ExampleGen .. Transform) whenever only the model or its training changed.
+EXPERIMENTS_PIPELINE = "experiments"
+
+
 def prepare_spec(run: TrainingRun):
     """Build and check the run's spec against its source (columns exist, configs fit)."""
     spec = specs.build_spec(
-        project=run.project, name=run.name, run_number=run.run_number, dataset_snapshot=run.dataset_snapshot,
+        project=run.project, name=EXPERIMENTS_PIPELINE if run.is_experiment else run.name,
+        run_number=run.run_number, dataset_snapshot=run.dataset_snapshot,
         feature_config=run.feature_config_snapshot, model_config=run.model_config_snapshot,
         split_config=run.split_config, training_params=run.training_params, gpu_config=run.gpu_config,
-        evaluator_config=run.evaluator_config,
+        evaluator_config=run.evaluator_config, with_pusher=not run.is_experiment,
     )
     problems = check_spec(spec)
     if problems:
         raise specs.as_run_problems(ConfigError(problems))
+    if run.from_stage and run.from_stage not in spec.stages:
+        raise ConfigError(Problem("from_stage", f"'{run.from_stage}' is not a stage of this run; "
+                                                f"one of {', '.join(spec.stages)}"))
     return spec
 
 
-def create_training_run(project, user, *, name: str, description: str = "", dataset_id: int,
-                        feature_config_id: int, model_config_id: int, split_config: dict | None = None,
+def catalog_fields(project, dataset_id: int, feature_config_id: int, model_config_id: int) -> dict:
+    """The catalog objects a run is made from, and the frozen snapshots it keeps of them."""
+    problems, found = [], {}
+    for model, object_id, field in ((Dataset, dataset_id, "dataset_id"),
+                                    (FeatureConfig, feature_config_id, "feature_config_id"),
+                                    (ModelConfig, model_config_id, "model_config_id")):
+        try:
+            found[field] = _in_project(model, project, object_id, field)
+        except ConfigError as error:
+            problems += error.problems
+    if problems:
+        raise ConfigError(problems)
+    dataset, features, model = found["dataset_id"], found["feature_config_id"], found["model_config_id"]
+    return {"dataset": dataset, "feature_config": features, "model_config": model, "model_type": model.model_type,
+            "dataset_snapshot": snapshot_dataset(dataset), "feature_config_snapshot": features.config,
+            "model_config_snapshot": model.config}
+
+
+# What a run made from an experiment takes from it: the configurations exactly as they were tested.
+FROM_EXPERIMENT = ("dataset", "feature_config", "model_config", "model_type", "dataset_snapshot",
+                   "feature_config_snapshot", "model_config_snapshot")
+
+
+def _experiment_fields(project, experiment_id: int, given_ids: dict) -> tuple[TrainingRun, dict]:
+    if any(value is not None for value in given_ids.values()):
+        raise ConfigError([Problem(field, "give either experiment_id or the configurations, not both")
+                           for field, value in given_ids.items() if value is not None])
+    experiment = TrainingRun.objects.filter(project=project, kind=TrainingRun.EXPERIMENT, pk=experiment_id).first()
+    if experiment is None:
+        raise ConfigError(Problem("experiment_id", f"no experiment {experiment_id} in this project"))
+    return experiment, {name: getattr(experiment, name) for name in FROM_EXPERIMENT}
+
+
+def create_training_run(project, user, *, name: str, description: str = "", experiment_id: int | None = None,
+                        dataset_id: int | None = None, feature_config_id: int | None = None,
+                        model_config_id: int | None = None, split_config: dict | None = None,
                         training_params: dict | None = None, gpu_config: dict | None = None,
-                        evaluator_config: dict | None = None, schedule_config: dict | None = None,
-                        rerun_of: TrainingRun | None = None) -> TrainingRun:
-    """Validate everything a run needs, then queue it (status pending)."""
-    dataset = _in_project(Dataset, project, dataset_id, "dataset_id")
-    features = _in_project(FeatureConfig, project, feature_config_id, "feature_config_id")
-    model = _in_project(ModelConfig, project, model_config_id, "model_config_id")
+                        evaluator_config: dict | None = None, schedule_config: dict | None = None) -> TrainingRun:
+    """Validate everything a run needs, then queue it (status pending).
+
+    The configurations come either from the catalog (the three ids) or from
+    an experiment (``experiment_id``: promoted exactly as it was tested). A
+    promoted run starts from the experiment's split and training params, with
+    ``split_config`` and ``training_params`` merged over them, and trains on
+    all the data unless ``split_config.sample_percent`` says otherwise.
+    """
+    ids = {"dataset_id": dataset_id, "feature_config_id": feature_config_id, "model_config_id": model_config_id}
+    experiment = None
+    if experiment_id is not None:
+        experiment, catalog = _experiment_fields(project, experiment_id, ids)
+        split_config = {**experiment.split_config, "sample_percent": 100.0, **(split_config or {})}
+        training_params = {**experiment.training_params, **(training_params or {})}
+    else:
+        missing = [Problem(field, "required (or give experiment_id)") for field, value in ids.items() if value is None]
+        if missing:
+            raise ConfigError(missing)
+        catalog = catalog_fields(project, **ids)
     gpu, schedule = validate_parameters(gpu_config, schedule_config)
     with transaction.atomic():
-        registered = _registered_model(project, user, name, model.model_type, description)
+        registered = _registered_model(project, user, name, catalog["model_type"], description)
         return _queue_run(
-            project=project, name=name, description=description, registered_model=registered,
-            rerun_of=rerun_of, dataset=dataset, feature_config=features, model_config=model,
-            model_type=model.model_type, dataset_snapshot=snapshot_dataset(dataset),
-            feature_config_snapshot=features.config, model_config_snapshot=model.config,
+            project=project, kind=TrainingRun.TRAINING, name=name, description=description,
+            registered_model=registered, source_experiment=experiment, **catalog,
             split_config=split_config or {}, training_params=training_params or {}, gpu_config=gpu,
             evaluator_config=evaluator_config or {}, schedule_config=schedule, created_by=user,
         )
 
 
+def create_experiment(project, user, *, dataset_id: int, feature_config_id: int, model_config_id: int,
+                      name: str = "", description: str = "", split_config: dict | None = None,
+                      training_params: dict | None = None, gpu_config: dict | None = None,
+                      evaluator_config: dict | None = None) -> TrainingRun:
+    """Queue a quick test: the pipeline without the Pusher, usually on a sample (``split_config.sample_percent``)."""
+    catalog = catalog_fields(project, dataset_id, feature_config_id, model_config_id)
+    gpu, schedule = validate_parameters(gpu_config, {})
+    return _queue_run(
+        project=project, kind=TrainingRun.EXPERIMENT, name=name, description=description, **catalog,
+        split_config=split_config or {}, training_params=training_params or {}, gpu_config=gpu,
+        evaluator_config=evaluator_config or {}, schedule_config=schedule, created_by=user,
+    )
+
+
 def _queue_run(**fields) -> TrainingRun:
     """Save a new pending run with the next run number and a spec checked against its source."""
+    prefix = "exp" if fields["kind"] == TrainingRun.EXPERIMENT else "run"
     for _ in range(5):  # two creators may race for a run number: the unique constraint decides
-        run = TrainingRun(run_number=TrainingRun.next_run_number(fields["project"]), stages=empty_stage_table(),
-                          spec={}, **fields)
+        run = TrainingRun(run_number=TrainingRun.next_run_number(fields["project"], fields["kind"]),
+                          stages=empty_stage_table(), spec={}, **fields)
         spec = prepare_spec(run)
         run.spec = spec.model_dump(mode="json")
         run.total_epochs = spec.training.epochs
         # Unique even if a project is deleted and recreated under the same name.
-        run.pipeline_run_id = f"run-{run.run_number}-{uuid.uuid4().hex[:8]}"
+        run.pipeline_run_id = f"{prefix}-{run.run_number}-{uuid.uuid4().hex[:8]}"
         try:
             with transaction.atomic():
                 run.save()
@@ -176,20 +246,80 @@ def delete_run(run: TrainingRun) -> None:
 
 
 COPIED_ON_RERUN = (
-    "project", "name", "description", "registered_model", "dataset", "feature_config", "model_config",
-    "model_type", "dataset_snapshot", "feature_config_snapshot", "model_config_snapshot", "split_config",
-    "training_params", "gpu_config", "evaluator_config",
+    "project", "kind", "name", "description", "registered_model", "source_experiment", *FROM_EXPERIMENT,
+    "split_config", "training_params", "gpu_config", "evaluator_config",
 )
+# A rerun may take other catalog objects: each id -> (model, run field, snapshot field, snapshot).
+RERUN_CATALOG = {
+    "dataset_id": (Dataset, "dataset", "dataset_snapshot", snapshot_dataset),
+    "feature_config_id": (FeatureConfig, "feature_config", "feature_config_snapshot", lambda found: found.config),
+    "model_config_id": (ModelConfig, "model_config", "model_config_snapshot", lambda found: found.config),
+}
+RERUN_SECTIONS = ("description", "split_config", "training_params", "gpu_config", "evaluator_config")
+# What the config diff compares, under the names the API uses for them.
+DIFFED = {"description": "description", "dataset": "dataset_snapshot", "feature_config": "feature_config_snapshot",
+          "model_config": "model_config_snapshot", "split_config": "split_config",
+          "training_params": "training_params", "gpu_config": "gpu_config", "evaluator_config": "evaluator_config"}
 
 
-def rerun(run: TrainingRun, user) -> TrainingRun:
-    """Same name, same configs, a new run number; the schedule config keeps no scheduler job id."""
+def rerun(run: TrainingRun, user, *, from_stage: str | None = None, changes: dict | None = None) -> TrainingRun:
+    """A new run number with the same name and configs, submitted at once; no scheduler job id is copied.
+
+    ``changes`` edits the copy: a section given (training_params, ...)
+    replaces the original's whole, and a catalog id takes a fresh snapshot
+    of that object. ``from_stage`` recomputes from that stage on; every stage
+    before it is reused from the cache when its fingerprint still matches
+    (a training_params edit leaves ExampleGen..Transform reusable, a
+    feature config edit does not), otherwise it runs again. The new run
+    keeps its config diff against the original.
+    """
     if not run.is_terminal:
         raise ApiError(409, f"Only finished runs can be rerun; this one is {run.status}")
+    changes = {name: value for name, value in (changes or {}).items() if value is not None}
     fields = {name: getattr(run, name) for name in COPIED_ON_RERUN}
-    return _queue_run(**fields, rerun_of=run, created_by=user,
+    problems = []
+    for field, (model, run_field, snapshot_field, snapshot) in RERUN_CATALOG.items():
+        if field not in changes:
+            continue
+        try:
+            found = _in_project(model, run.project, changes[field], field)
+        except ConfigError as error:
+            problems += error.problems
+            continue
+        if model is ModelConfig and found.model_type != run.model_type:
+            problems.append(Problem(field, f"'{found.name}' is a {found.model_type} model config; "
+                                           f"this run trains a {run.model_type} model"))
+            continue
+        fields.update({run_field: found, snapshot_field: snapshot(found)})
+    if problems:
+        raise ConfigError(problems)
+    fields.update({name: changes[name] for name in RERUN_SECTIONS if name in changes})
+    fields["gpu_config"], _ = validate_parameters(fields["gpu_config"], {})
+    diff = config_diff({label: getattr(run, name) for label, name in DIFFED.items()},
+                       {label: fields[name] for label, name in DIFFED.items()})
+    return _queue_run(**fields, rerun_of=run, from_stage=from_stage or "", config_diff=diff, created_by=user,
                       schedule_config={**run.schedule_config, "scheduler_job_id": None})
 
 
-def mark_started(run: TrainingRun, worker_id: str, pid: int | None) -> None:
-    TrainingRun.objects.filter(pk=run.pk).update(worker_id=worker_id, worker_pid=pid, heartbeat_at=timezone.now())
+def config_leaves(value, path: str) -> dict:
+    """A nested config as {"section.key.inner": value} (lists and empty dicts are leaves)."""
+    if isinstance(value, dict) and value:
+        leaves = {}
+        for key, inner in value.items():
+            leaves.update(config_leaves(inner, f"{path}.{key}"))
+        return leaves
+    return {path: value}
+
+
+def config_diff(before: dict, after: dict) -> list[dict]:
+    """Every leaf that differs, by field path (``training_params.epochs``), lists compared whole.
+
+    Written out rather than taken from a diff library: it is a dozen lines,
+    and its paths are the API's own field paths, the ones errors name too.
+    """
+    old, new = {}, {}
+    for section in before:
+        old.update(config_leaves(before[section], section))
+        new.update(config_leaves(after[section], section))
+    return [{"field": path, "before": old.get(path), "after": new.get(path)}
+            for path in sorted(old.keys() | new.keys()) if old.get(path) != new.get(path)]

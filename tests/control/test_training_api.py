@@ -10,6 +10,7 @@ removed at the end of the module.
 
 from __future__ import annotations
 
+import copy
 import time
 import uuid
 from pathlib import Path
@@ -191,7 +192,7 @@ def test_gpu_and_schedule_settings_are_checked(api, project, run_body):
 def test_a_missing_field_is_named(api, project, run_body):
     response = api.post(runs_url(project), {k: v for k, v in run_body.items() if k != "model_config_id"})
     assert response.status_code == 422
-    assert errors_by_field(response) == {"model_config_id": "Field required"}
+    assert errors_by_field(response) == {"model_config_id": "required (or give experiment_id)"}
 
 
 # --------------------------------------------------------------------------- the list
@@ -212,13 +213,15 @@ def test_a_list_item_is_the_compact_card(api, project, pending_run):
            final_metrics={"recall_at_100": 0.42, "recall_at_10": 0.2}, gpu_config={"gpu_type": "T4", "gpu_count": 2},
            stages={s: {"status": "completed", "summary": "..."} for s in STAGES})
     newest, oldest = api.get(runs_url(project)).json()["results"]
-    assert set(newest) == {"id", "run_number", "name", "model_type", "status", "current_stage", "current_epoch",
+    assert set(newest) == {"id", "kind", "display_name", "run_number", "name", "model_type", "status",
+                           "current_stage", "current_epoch",
                            "total_epochs", "stages", "recall_at_100", "rmse", "blessed", "gpu_type", "gpu_count",
                            "dataset_name", "error_message", "created_at", "duration_seconds", "cost_usd"}
     assert (newest["status"], newest["recall_at_100"], newest["rmse"], newest["blessed"]) == (
         "completed", 0.42, None, True)
     assert list(newest["stages"].items()) == [(s, "completed") for s in STAGES]
     assert (newest["gpu_type"], newest["gpu_count"], newest["dataset_name"]) == ("T4", 2, "purchases")
+    assert (newest["kind"], newest["display_name"]) == ("training", "recs #2")
     assert oldest["stages"] == {s: "pending" for s in STAGES} and oldest["gpu_type"] is None
 
 
@@ -314,10 +317,48 @@ def test_a_rerun_is_a_new_run_number_with_the_same_name_and_no_scheduler_job(api
     assert response.status_code == 201, response.content
     rerun = response.json()
     assert (rerun["run_number"], rerun["name"], rerun["status"]) == (2, "recs", "pending")
-    assert rerun["rerun_of"] == {"id": source["id"], "run_number": 1, "name": "recs"}
+    assert rerun["rerun_of"] == {"id": source["id"], "kind": "training", "run_number": 1, "name": "recs",
+                                 "display_name": "recs #1"}
+    assert rerun["config_diff"] == [] and rerun["from_stage"] == ""
     assert rerun["schedule_config"] == {"schedule_type": "weekly", "timezone": "UTC", "scheduler_job_id": None}
     assert rerun["training_params"] == source["training_params"]
     assert rerun["registered_model"]["id"] == source["registered_model"]["id"]
+
+
+def test_a_rerun_can_edit_the_copy_and_lists_what_changed(api, project, run_body, feature_config, dataset):
+    source = cancelled(api, create_run(api, project, run_body))
+    config = copy.deepcopy(feature_config["config"])
+    config["buyer_tower"]["features"][0]["embedding_dim"] = 48
+    wider = api.post(f"/api/projects/{project.id}/feature-configs/",
+                     {"name": "wider", "dataset_id": dataset["id"], "config": config}).json()
+    response = api.post(f"/api/training-runs/{source['id']}/rerun/", {
+        "from_stage": "Transform", "feature_config_id": wider["id"],
+        "training_params": {"epochs": 4, "batch_size": 64}})
+    assert response.status_code == 201, response.content
+    rerun = response.json()
+    assert rerun["from_stage"] == "Transform" and rerun["feature_config"]["name"] == "wider"
+    assert rerun["total_epochs"] == 4 and rerun["training_params"] == {"epochs": 4, "batch_size": 64}
+    assert rerun["config_diff"] == [
+        {"field": "feature_config.buyer_tower.features", "before": feature_config["config"]["buyer_tower"]["features"],
+         "after": wider["config"]["buyer_tower"]["features"]},
+        {"field": "training_params.epochs", "before": 2, "after": 4},
+    ]
+    # the original is untouched
+    assert api.get(f"/api/training-runs/{source['id']}/").json()["training_params"] == {"epochs": 2, "batch_size": 64}
+
+
+def test_a_rerun_edit_is_validated_and_names_the_field(api, project, run_body, ranking):
+    source = cancelled(api, create_run(api, project, run_body))
+    url = f"/api/training-runs/{source['id']}/rerun/"
+    assert errors_by_field(api.post(url, {"from_stage": "Deployer"})) == {
+        "from_stage": "unknown stage 'Deployer'; one of Compile, ExampleGen, StatisticsGen, SchemaGen, Transform, "
+                      "Trainer, Evaluator, Pusher"}
+    assert errors_by_field(api.post(url, {"training_params": {"epochs": 0}})) == {
+        "training_params.epochs": "Input should be greater than or equal to 1"}
+    refused = errors_by_field(api.post(url, {"model_config_id": ranking["id"], "dataset_id": 99999}))
+    assert refused == {"model_config_id": "'ranker' is a ranking model config; this run trains a retrieval model",
+                       "dataset_id": "no dataset 99999 in this project"}
+    assert api.get(runs_url(project)).json()["count"] == 1  # nothing was queued
 
 
 # --------------------------------------------------------------------------- editing

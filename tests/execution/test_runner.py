@@ -72,6 +72,14 @@ def test_a_resumed_run_keeps_what_it_completed(tmp_path):
     assert (step.action, step.reason) == ("reuse", "already completed in this run")
 
 
+def test_a_resumed_run_that_recomputes_from_a_stage_keeps_what_it_already_redid(tmp_path):
+    spec = make_spec(tmp_path)
+    runner_for(tmp_path, spec, "r1").run()
+    runner_for(tmp_path, spec, "r2").run(from_stage="Compile")  # redone once in r2 ...
+    [step] = runner_for(tmp_path, spec, "r2").plan(from_stage="Compile")  # ... and r2 resumes
+    assert (step.action, step.reason) == ("reuse", "already completed in this run")
+
+
 def test_events_go_to_every_reporter_and_the_json_lines_file(tmp_path):
     memory = InMemoryReporter()
     lines = tmp_path / "events.jsonl"
