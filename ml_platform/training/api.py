@@ -405,7 +405,7 @@ def _log_entry(name: str, path: Path | None, lines: int, status: str, cached_fro
 def _stage_log(run: TrainingRun, stage: str, lines: int) -> dict:
     """The stage's ``stage.log`` in this run's folder; for a stage reused from the cache, the producing run's."""
     status = _stage_status(run, stage)
-    if status == "pending":
+    if status in ("pending", "skipped"):
         return _log_entry(stage, None, lines, status)  # not started in this run: nothing to read
     own = services.run_folder(run) / stage / "stage.log"
     if own.is_file() or status != "cached":
@@ -543,6 +543,21 @@ def _number(value: Any) -> float | None:
         return None
 
 
+# Registered before "/training-runs/{run_id}/": the first matching path wins, and "compare" is no run id.
+@router.get("/training-runs/compare/", response=dict)
+def compare_runs(request, ids: str = Query(..., description="Two to ten run or experiment ids, comma-separated")):
+    """Runs (and experiments) side by side: every config leaf (differences marked), final metrics (the best
+    one named), and per-epoch learning curves to overlay."""
+    try:
+        wanted = list(dict.fromkeys(int(part) for part in ids.split(",") if part.strip()))
+    except ValueError:
+        raise ConfigError(Problem("ids", "comma-separated run ids, e.g. 12,14")) from None
+    if not 2 <= len(wanted) <= comparison.MAX_COMPARED:
+        raise ConfigError(Problem("ids", f"give between 2 and {comparison.MAX_COMPARED} different runs"))
+    runs = [run_for_user(request.user, run_id, kind=None) for run_id in wanted]
+    return comparison.compare(runs)
+
+
 @router.get("/training-runs/{run_id}/", response=RunDetail, by_alias=True)
 def get_training_run(request, run_id: int):
     """Everything the view modal shows: stage table, epochs, outcome, lineage, cost, error, snapshots."""
@@ -580,20 +595,6 @@ def rerun_run(request, run: TrainingRun, payload: RerunIn | None) -> TrainingRun
     if from_stage is not None and from_stage not in STAGES:
         raise ConfigError(Problem("from_stage", f"unknown stage '{from_stage}'; one of {', '.join(STAGES)}"))
     return services.rerun(run, request.user, from_stage=from_stage, changes=changes)
-
-
-@router.get("/training-runs/compare/", response=dict)
-def compare_runs(request, ids: str = Query(..., description="Two to ten run or experiment ids, comma-separated")):
-    """Runs (and experiments) side by side: every config leaf (differences marked), final metrics (the best
-    one named), and per-epoch learning curves to overlay."""
-    try:
-        wanted = list(dict.fromkeys(int(part) for part in ids.split(",") if part.strip()))
-    except ValueError:
-        raise ConfigError(Problem("ids", "comma-separated run ids, e.g. 12,14")) from None
-    if not 2 <= len(wanted) <= comparison.MAX_COMPARED:
-        raise ConfigError(Problem("ids", f"give between 2 and {comparison.MAX_COMPARED} different runs"))
-    runs = [run_for_user(request.user, run_id, kind=None) for run_id in wanted]
-    return comparison.compare(runs)
 
 
 @router.get("/training-runs/{run_id}/vs-experiment/", response=dict)

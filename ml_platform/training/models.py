@@ -212,5 +212,6 @@ class TrainingMetricsHistory(models.Model):
         constraints = [models.UniqueConstraint(fields=["training_run", "epoch"], name="one_row_per_epoch")]
 
 
-def empty_stage_table() -> dict:
-    return {stage: {"status": "pending"} for stage in STAGES}
+def empty_stage_table(selected=STAGES) -> dict:
+    """Every stage pending; those the run does not include (an experiment's Pusher) skipped."""
+    return {stage: {"status": "pending" if stage in selected else "skipped"} for stage in STAGES}

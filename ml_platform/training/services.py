@@ -198,9 +198,10 @@ def _queue_run(**fields) -> TrainingRun:
     prefix = "exp" if fields["kind"] == TrainingRun.EXPERIMENT else "run"
     for _ in range(5):  # two creators may race for a run number: the unique constraint decides
         run = TrainingRun(run_number=TrainingRun.next_run_number(fields["project"], fields["kind"]),
-                          stages=empty_stage_table(), spec={}, **fields)
+                          spec={}, **fields)
         spec = prepare_spec(run)
         run.spec = spec.model_dump(mode="json")
+        run.stages = empty_stage_table(spec.stages)
         run.total_epochs = spec.training.epochs
         # Unique even if a project is deleted and recreated under the same name.
         run.pipeline_run_id = f"{prefix}-{run.run_number}-{uuid.uuid4().hex[:8]}"
