@@ -27,15 +27,6 @@ def lineage(result: RunResult) -> dict:
     }
 
 
-def final_status(run: TrainingRun, result: RunResult) -> str:
-    """An experiment is completed whatever the verdict: it is only ranked, never pushed."""
-    if result.status != "completed":
-        return TrainingRun.FAILED
-    if result.blessed is False and not run.is_experiment:
-        return TrainingRun.NOT_BLESSED
-    return TrainingRun.COMPLETED
-
-
 def previous_version_baseline(run: TrainingRun) -> dict:
     """The evaluator's baseline model: the registered model's latest version, unless the run names its own.
 
@@ -82,7 +73,7 @@ def execute(run_id: int) -> str:
         "blessed": result.blessed,
         "blessing_reasons": evaluation.properties.get("reasons", []) if evaluation else [],
     }
-    status = final_status(run, result)
+    status = run.outcome_status(result.status == "completed", result.blessed)
     tracking.finish(status, outcome["final_metrics"], outcome["artifacts"])
     if status == TrainingRun.FAILED and result.error:
         outcome.update(error_stage=result.error["stage"], error_message=result.error["message"],

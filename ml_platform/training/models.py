@@ -146,6 +146,13 @@ class TrainingRun(models.Model):
     def is_experiment(self) -> bool:
         return self.kind == self.EXPERIMENT
 
+    def outcome_status(self, pipeline_completed: bool, blessed: bool | None) -> str:
+        """The final status for a pipeline's outcome; an experiment is only ranked, never pushed, so its
+        evaluator verdict does not make it not_blessed."""
+        if not pipeline_completed:
+            return self.FAILED
+        return self.NOT_BLESSED if blessed is False and not self.is_experiment else self.COMPLETED
+
     @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL

@@ -49,8 +49,7 @@ def _ensure_running(run: TrainingRun) -> None:
 def _finish(run: TrainingRun, event: dict) -> None:
     if event.get("status") == "completed":
         blessed = (event.get("summary") or {}).get("blessed")
-        wanted = TrainingRun.NOT_BLESSED if blessed is False else TrainingRun.COMPLETED
-        run.transition(wanted, blessed=blessed)
+        run.transition(run.outcome_status(True, blessed), blessed=blessed)
     else:
         summary = event.get("summary") or {}
         run.transition(TrainingRun.FAILED, error_stage=summary.get("stage", ""),
