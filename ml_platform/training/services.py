@@ -234,16 +234,41 @@ def run_folder(run: TrainingRun) -> Path:
 
 
 def delete_run(run: TrainingRun) -> None:
-    """Terminal runs only; removes the run's artifacts too."""
+    """Terminal runs only; removes the run's artifacts too, except the stages later runs reused."""
     if not run.is_terminal:
         raise ApiError(409, f"Only finished runs can be deleted; this one is {run.status}")
     registered = run.registered_model
     if registered and run.registry_version and registered.deployed_version == run.registry_version:
         raise ApiError(409, f"Version {run.registry_version} of {registered.name} is deployed; undeploy it first")
     folder = run_folder(run)
+    kept = stages_reused_elsewhere(run, folder)
     run.delete()
-    if run.pipeline_run_id and folder.is_dir():
+    if not run.pipeline_run_id or not folder.is_dir():
+        return
+    if not kept:
         shutil.rmtree(folder, ignore_errors=True)
+        return
+    for entry in folder.iterdir():
+        if entry.name in kept:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def stages_reused_elsewhere(run: TrainingRun, folder: Path) -> set[str]:
+    """Stage folders of ``run`` that other runs of the same pipeline list among their artifacts (cache hits)."""
+    prefix = str(folder) + "/"
+    others = (TrainingRun.objects.filter(project_id=run.project_id, spec__name=run.spec.get("name"))
+              .exclude(pk=run.pk).values_list("artifacts", flat=True))
+    kept = set()
+    for artifacts in others:
+        for manifest in (artifacts or {}).values():
+            uri = (manifest or {}).get("uri") or ""
+            if uri.startswith(prefix):
+                kept.add(uri[len(prefix):].split("/", 1)[0])
+    return kept
 
 
 COPIED_ON_RERUN = (

@@ -292,6 +292,20 @@ def test_a_run_that_has_not_finished_cannot_be_deleted(api, pending_run):
     assert TrainingRun.objects.filter(pk=pending_run["id"]).exists()
 
 
+def test_deleting_a_run_keeps_the_stages_another_run_reused(api, project, run_body):
+    first = TrainingRun.objects.get(pk=cancelled(api, create_run(api, project, run_body))["id"])
+    second = TrainingRun.objects.get(pk=cancelled(api, create_run(api, project, run_body))["id"])
+    folder = services.run_folder(first)
+    for stage in ("ExampleGen", "Trainer"):
+        (folder / stage / "output").mkdir(parents=True)
+    (folder / "run.json").write_text("{}")
+    TrainingRun.objects.filter(pk=second.pk).update(
+        artifacts={"ExampleGen": {"type": "Examples", "uri": str(folder / "ExampleGen")}})
+    assert api.delete(f"/api/training-runs/{first.pk}/").status_code == 204
+    assert sorted(p.name for p in folder.iterdir()) == ["ExampleGen"]
+    assert (folder / "ExampleGen" / "output").is_dir()
+
+
 def test_deleting_a_finished_run_removes_its_artifacts(api, pending_run):
     run = TrainingRun.objects.get(pk=cancelled(api, pending_run)["id"])
     folder = services.run_folder(run)
