@@ -8,7 +8,7 @@ what is particular to experiments is how they are ranked.
 
 from __future__ import annotations
 
-from django.db.models import Count
+from django.db.models import Count, F
 
 from ml_platform.training.models import TrainingRun
 
@@ -44,20 +44,19 @@ def _row(experiment: dict, model_type: str) -> dict | None:
     value = _number(metrics.get(name))
     if value is None:
         return None
-    training = (experiment["spec"] or {}).get("training") or {}
     return {
         "experiment_id": experiment["id"],
         "display_name": str(TrainingRun(kind=TrainingRun.EXPERIMENT, run_number=experiment["run_number"],
                                         name=experiment["name"])),
-        "dataset_name": (experiment["dataset_snapshot"] or {}).get("name"),
+        "dataset_name": experiment["dataset_name"],
         "feature_config_name": experiment["feature_config__name"],
         "model_config_name": experiment["model_config__name"],
-        "learning_rate": training.get("learning_rate") or (experiment["model_config_snapshot"] or {}).get(
-            "learning_rate", 0.1),
-        "batch_size": training.get("batch_size"),
-        "epochs": training.get("epochs"),
+        # The spec holds the effective values (defaults filled in); the model config's rate unless overridden.
+        "learning_rate": experiment["learning_rate"] or experiment["model_learning_rate"],
+        "batch_size": experiment["batch_size"],
+        "epochs": experiment["epochs"],
         "epochs_run": metrics.get("epochs_run"),
-        "sample_percent": ((experiment["spec"] or {}).get("split") or {}).get("sample_percent"),
+        "sample_percent": experiment["sample_percent"],
         "metric": name,
         "value": value,
         "loss": _number(metrics.get("loss")),
@@ -74,9 +73,12 @@ def best_experiments(project) -> list[dict]:
     """
     experiments = TrainingRun.objects.filter(project=project, kind=TrainingRun.EXPERIMENT)
     counts = dict(experiments.order_by().values_list("model_type").annotate(count=Count("id")))
+    # Only the JSON keys the table shows, read by the database: a spec is kilobytes, and there may be thousands.
     finished = experiments.filter(status=TrainingRun.COMPLETED).values(
-        "id", "run_number", "name", "model_type", "final_metrics", "spec", "dataset_snapshot",
-        "model_config_snapshot", "feature_config__name", "model_config__name")
+        "id", "run_number", "name", "model_type", "final_metrics", "feature_config__name", "model_config__name",
+        dataset_name=F("dataset_snapshot__name"), learning_rate=F("spec__training__learning_rate"),
+        model_learning_rate=F("spec__model__learning_rate"), batch_size=F("spec__training__batch_size"),
+        epochs=F("spec__training__epochs"), sample_percent=F("spec__split__sample_percent"))
     by_type: dict[str, list[dict]] = {model_type: [] for model_type in KPIS}
     for experiment in finished:
         by_type.setdefault(experiment["model_type"], []).append(experiment)
