@@ -7,6 +7,7 @@ from ml_platform.core import views as core_views
 from ml_platform.datasets import views as dataset_views
 from ml_platform.modeling import views as modeling_views
 from ml_platform.projects import views as project_views
+from ml_platform.training import views as training_views
 
 urlpatterns = [
     path("", project_views.home, name="home"),
@@ -19,4 +20,5 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/", dataset_views.dataset_detail, name="dataset"),
     path("feature-configs/<int:config_id>/", modeling_views.feature_config_detail, name="feature-config"),
     path("model-configs/<int:config_id>/", modeling_views.model_config_detail, name="model-config"),
+    path("training/runs/<int:run_id>/statistics/", training_views.run_statistics, name="training-run-statistics"),
 ]

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db.models import F, Q
 from django.http import Http404
+from django.urls import reverse
 from google.protobuf import json_format, text_format
 from ninja import Body, Query, Router, Schema, Status
 from pydantic import Field
@@ -360,7 +361,7 @@ def _stage_status(run: TrainingRun, stage: str) -> str:
     return ((run.stages or {}).get(stage) or {}).get("status", "pending")
 
 
-def _artifact_output(run: TrainingRun, stage: str, what: str) -> Path:
+def artifact_output(run: TrainingRun, stage: str, what: str) -> Path:
     uri = _stage_uri(run, stage)
     if uri is None:
         state = _stage_status(run, stage)
@@ -665,12 +666,13 @@ def get_statistics(request, run_id: int):
 
 
 def statistics_of(run: TrainingRun) -> dict:
-    output = _artifact_output(run, "StatisticsGen", "statistics")
+    output = artifact_output(run, "StatisticsGen", "statistics")
     try:
         summary = json.loads((output / "summary.json").read_text())
     except FileNotFoundError:
         raise Http404("No statistics for this run: the StatisticsGen artifact has no summary.json") from None
-    return {"run_id": run.pk, "overview": _statistics_overview(summary), "summary": summary}
+    return {"run_id": run.pk, "overview": _statistics_overview(summary), "summary": summary,
+            "report_url": reverse("training-run-statistics", args=[run.pk])}
 
 
 @router.get("/training-runs/{run_id}/schema/", response=dict)
@@ -680,7 +682,7 @@ def get_schema(request, run_id: int):
 
 
 def schema_of(run: TrainingRun) -> dict:
-    output = _artifact_output(run, "SchemaGen", "schema")
+    output = artifact_output(run, "SchemaGen", "schema")
     try:
         schema = text_format.Parse((output / "schema.pbtxt").read_text(), schema_pb2.Schema())
     except FileNotFoundError:

@@ -55,7 +55,7 @@ def page_paths():
 
     for route in walk(get_resolver().url_patterns):
         yield "/" + route.replace("<int:project_id>", "1").replace("<int:dataset_id>", "1").replace(
-            "<int:config_id>", "1")
+            "<int:config_id>", "1").replace("<int:run_id>", "1")
 
 
 PUBLIC_PAGES = {"/login/", "/logout/", "/healthz"}

@@ -603,6 +603,7 @@ def test_statistics_are_the_statistics_gen_summary(finished):
     assert overview["numeric_features"] >= 2 and overview["categorical_features"] >= 4
     buyer = summary["splits"]["train"]["columns"]["buyer_id"]
     assert buyer["type"] == "string" and buyer["unique"] > 10 and buyer["top"]
+    assert answer["report_url"] == f"/training/runs/{finished.run.pk}/statistics/"
 
 
 def test_the_schema_is_the_schema_gen_schema_with_its_anomalies(finished):
