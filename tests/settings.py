@@ -21,7 +21,16 @@ from ml_platform.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins; tests only
 
-# A file, not SQLite's in-memory test database, so the worker's child
-# processes (which run the pipelines) see the same database as the tests.
-DATABASES["default"]["NAME"] = str(DATA_DIR / "test-db.sqlite3")
-DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+if os.environ.get("MLP_TEST_DATABASE_URL"):
+    # The suite on PostgreSQL (``make test-postgres``): one database per test process, and NAME is the test
+    # database's own name so the worker's child processes (which run the pipelines) open that one too.
+    import dj_database_url
+
+    _name = f"mlp_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    DATABASES["default"] = {**dj_database_url.parse(os.environ["MLP_TEST_DATABASE_URL"]), "NAME": _name,
+                            "TEST": {"NAME": _name}}
+else:
+    # A file, not SQLite's in-memory test database, so the worker's child
+    # processes (which run the pipelines) see the same database as the tests.
+    DATABASES["default"]["NAME"] = str(DATA_DIR / "test-db.sqlite3")
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
