@@ -88,15 +88,10 @@ def snapshot_dataset(dataset: Dataset) -> dict:
             "filters": dataset.filters}
 
 
-# All of a project's experiments share one pipeline folder, so one experiment reuses another's data stages
-# (ExampleGen .. Transform) whenever only the model or its training changed.
-EXPERIMENTS_PIPELINE = "experiments"
-
-
 def prepare_spec(run: TrainingRun):
     """Build and check the run's spec against its source (columns exist, configs fit)."""
     spec = specs.build_spec(
-        project=run.project, name=EXPERIMENTS_PIPELINE if run.is_experiment else run.name,
+        project=run.project, name=run.name or f"experiment-{run.run_number}",
         run_number=run.run_number, dataset_snapshot=run.dataset_snapshot,
         feature_config=run.feature_config_snapshot, model_config=run.model_config_snapshot,
         split_config=run.split_config, training_params=run.training_params, gpu_config=run.gpu_config,
@@ -141,6 +136,9 @@ def _experiment_fields(project, experiment_id: int, given_ids: dict) -> tuple[Tr
     experiment = TrainingRun.objects.filter(project=project, kind=TrainingRun.EXPERIMENT, pk=experiment_id).first()
     if experiment is None:
         raise ConfigError(Problem("experiment_id", f"no experiment {experiment_id} in this project"))
+    if experiment.status != TrainingRun.COMPLETED:
+        raise ConfigError(Problem("experiment_id", f"{experiment} is {experiment.status}; "
+                                                   f"only a completed experiment can be promoted"))
     return experiment, {name: getattr(experiment, name) for name in FROM_EXPERIMENT}
 
 

@@ -40,12 +40,18 @@ def as_run_problems(error: ConfigError) -> ConfigError:
     return ConfigError([Problem(run_field(p.field), p.message) for p in error.problems])
 
 
-def pipeline_name(project_name: str, run_name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{project_name}.{run_name}")
+def safe_name(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", ".".join(parts))
+
+
+def pipeline_name(project_name: str) -> str:
+    """One pipeline folder per project: every run and experiment of the project shares its stage cache, so
+    a stage is reused whenever its fingerprint (config, inputs, source data) matches, whatever run made it."""
+    return safe_name(project_name)
 
 
 def push_destination(project_name: str, run_name: str, run_number: int) -> str:
-    return str(Path(settings.PIPELINE_ROOT) / "pushed" / pipeline_name(project_name, run_name) / str(run_number))
+    return str(Path(settings.PIPELINE_ROOT) / "pushed" / safe_name(project_name, run_name) / str(run_number))
 
 
 def training_section(training_params: dict, gpu_config: dict) -> dict:
@@ -57,12 +63,15 @@ def training_section(training_params: dict, gpu_config: dict) -> dict:
 def build_spec(*, project, name: str, run_number: int, dataset_snapshot: dict, feature_config: dict,
                model_config: dict, split_config: dict, training_params: dict, gpu_config: dict,
                evaluator_config: dict, with_pusher: bool = True) -> PipelineSpec:
-    """The validated pipeline spec; problems name the run's fields (training_params.epochs, ...)."""
+    """The validated pipeline spec; problems name the run's fields (training_params.epochs, ...).
+
+    ``name`` is the registered model's name (an experiment has none): it places the pushed model.
+    """
     try:
         dataset = resolve_config(project, dataset_snapshot["source"], dataset_snapshot["mapping"],
                                  dataset_snapshot.get("filters"))
         data = {
-            "name": pipeline_name(project.name, name),
+            "name": pipeline_name(project.name),
             "dataset": dataset.model_dump(mode="json"),
             "split": split_config,
             "features": feature_config,

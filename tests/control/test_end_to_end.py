@@ -1,6 +1,6 @@
 """The product's core loop through the API, on small generated data, with the real worker and serving process:
 
-experiment -> best experiments -> promote to a training run -> eight stages in order, a metrics row per epoch
+experiment (and a second one, reusing its data stages) -> best experiments -> promote to a training run -> eight stages in order, a metrics row per epoch
 -> blessed -> registry version -> deploy -> a recommendation over HTTP -> results vs the experiment ->
 rerun from the Trainer with an edited config (earlier stages reused, the previous version as the baseline)
 -> compare -> edit a finished run's config and rerun it.
@@ -72,10 +72,19 @@ def test_from_an_experiment_to_a_served_model_and_back_to_a_rerun(api, project, 
         assert experiment["status"] == "completed", experiment["error"]
         assert {s["name"]: s["status"] for s in experiment["stages"]}["Pusher"] == "skipped"
         assert [row["epoch"] for row in ok(api.get(f"/api/experiments/{experiment['id']}/metrics/"))["epochs"]] == [1, 2]
+        # -- a second one with another learning rate reuses the first one's data stages
+        second = ok(api.post(f"/api/experiments/{experiment['id']}/rerun/", {
+            "training_params": {**experiment["training_params"], "learning_rate": 0.002}}), 201)
+        second, _ = until_finished(api, worker, f"/api/experiments/{second['id']}/")
+        assert second["status"] == "completed", second["error"]
+        assert [s["status"] for s in second["stages"]] == ["completed"] + ["cached"] * 4 + ["completed"] * 2 + [
+            "skipped"]
         [retrieval] = [row for row in ok(api.get(f"/api/projects/{project.id}/experiments/best/"))
                        if row["model_type"] == "retrieval"]
-        assert retrieval["top"][0]["experiment_id"] == experiment["id"]
-        assert retrieval["top"][0]["value"] == experiment["final_metrics"]["recall_at_100"] > 0
+        assert retrieval["count"] == 2
+        values = {row["experiment_id"]: row["value"] for row in retrieval["top"]}
+        assert values == {e["id"]: e["final_metrics"]["recall_at_100"] for e in (experiment, second)}
+        assert [row["value"] for row in retrieval["top"]] == sorted(values.values(), reverse=True)
 
         # -- promoted to a training run on all the data: eight stages, in order
         run = ok(api.post(f"/api/experiments/{experiment['id']}/promote/", {"name": "recs"}), 201)

@@ -61,8 +61,8 @@ def test_an_experiment_is_queued_without_the_pusher_and_numbered_apart_from_runs
     assert experiment["split_config"] == {"sample_percent": 25}
     stored = TrainingRun.objects.get(pk=experiment["id"])
     assert "Pusher" not in stored.spec["stages"] and stored.spec["split"]["sample_percent"] == 25
-    # one pipeline folder for all the project's experiments, so they share their data stages' cache
-    assert stored.spec["name"] == f"{project.name}.experiments"
+    # one pipeline folder per project: experiments and runs share their stages' cache
+    assert stored.spec["name"] == TrainingRun.objects.get(pk=run["id"]).spec["name"] == project.name
     assert api.get(f"/api/experiments/{experiment['id']}/").json() == experiment
 
 
@@ -159,6 +159,10 @@ def test_best_experiments_has_a_kpi_row_per_model_type_and_the_top_ten(api, proj
 def test_promoting_an_experiment_trains_what_was_tested_on_all_the_data(api, project, experiment_body,
                                                                         feature_config):  # noqa: F811
     experiment = create_experiment(api, project, experiment_body)
+    refused = api.post(f"/api/experiments/{experiment['id']}/promote/", {"name": "recs"})
+    assert errors_by_field(refused) == {
+        "experiment_id": "Exp #1 baseline towers is pending; only a completed experiment can be promoted"}
+    finish(experiment["id"], final_metrics={"recall_at_100": 0.4})
     # The catalog changes after the experiment: the promoted run still trains what was tested.
     changed = {**feature_config["config"], "buyer_tower": {**feature_config["config"]["buyer_tower"], "crosses": []}}
     assert api.patch(f"/api/feature-configs/{feature_config['id']}/", {"config": changed}).status_code == 200
@@ -226,9 +230,9 @@ def test_compare_needs_two_to_ten_runs_the_user_can_see(api, project, run_body, 
 
 def test_a_promoted_run_shows_its_results_against_the_experiment(api, project, experiment_body):
     experiment = create_experiment(api, project, experiment_body)
-    run = create_run(api, project, {"name": "recs", "experiment_id": experiment["id"]})
     finish(experiment["id"], final_metrics={"recall_at_10": 0.20, "recall_at_100": 0.50, "loss": 0.38,
                                             "coverage": 0.3})
+    run = create_run(api, project, {"name": "recs", "experiment_id": experiment["id"]})
     finish(run["id"], final_metrics={"recall_at_10": 0.25, "recall_at_100": 0.45, "loss": 0.28,
                                      "epochs_run": 8, "reasons": ["..."]})
     answer = api.get(f"/api/training-runs/{run['id']}/vs-experiment/").json()
