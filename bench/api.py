@@ -1,6 +1,7 @@
 """Benchmark: the training-runs API over HTTP (gunicorn, as ``run_platform`` serves it), against the stack's floor.
 
-    .venv/bin/python bench/api.py [--runs 10000] [--list-requests 200] [--detail-requests 100] [--epochs 30]
+    .venv/bin/python bench/api.py [--runs 10000] [--experiments 2000] [--list-requests 200] [--detail-requests 100]
+                                  [--epochs 30]
 
 Everything happens in a throwaway data folder (``ML_PLATFORM_DATA_DIR`` set to
 a temporary directory before Django starts; ``DATABASE_URL`` and the other
@@ -18,7 +19,8 @@ error and traceback for failed runs, GPU configs and costs, spread over 400
 days (newest first is the list's order). ``--history-runs`` of the finished
 runs get 20 epochs of metrics rows (with weight/gradient histograms), the
 RUNNING run measured below gets 50 epochs written through ``record_epoch``
-(the worker child's code path).
+(the worker child's code path). ``--experiments`` experiments (85% completed,
+with final metrics) share the table, as they do in the platform.
 
 Then gunicorn serves it on a free loopback port with the command line of
 ``manage.py run_platform`` (``ml_platform.wsgi:application``, ``--workers 2
@@ -36,6 +38,8 @@ serve; the connect is part of every figure, the floor's too):
   status). Target: p95 under 100 ms;
 * the detail of a RUNNING run with 50 epochs of metrics rows (and, for
   comparison, a finished run's detail and the running run's metrics);
+* the experiments' first page and the "best experiments" ranking (a KPI
+  row and the top 10 per model type, over every completed experiment);
 * the lag from an epoch ending to its row being readable: a spawned writer
   process (Django set up on the same database, as the worker's child) calls
   ``DatabaseReporter(run).epoch_completed(...)`` for ``--epochs`` epochs,
@@ -80,6 +84,7 @@ LIST_P95_TARGET_MS = 100.0
 LAG_TARGET_S = 2.0
 WEB_WORKERS, WEB_THREADS = 2, 4  # run_platform's defaults (WEB_CONCURRENCY=2, --threads 4)
 DETAIL_EPOCHS = 50
+BEST_LABEL = "best experiments: KPI rows and top 10 per model type"
 HISTORY_EPOCHS = 20
 PHASE_SECONDS = 120  # no phase of requests runs longer than this
 REQUEST_TIMEOUT = 10.0
@@ -286,8 +291,9 @@ def run_contents(rng: random.Random, stages_order, status: str, model_type: str,
 # --------------------------------------------------------------------------- seeding
 
 
-def seed(runs: int, history_runs: int, lag_epochs: int, rng: random.Random) -> dict:
-    """The demo project, ``runs`` realistic runs, and the two RUNNING runs the measurements use."""
+def seed(runs: int, history_runs: int, lag_epochs: int, experiments: int, rng: random.Random) -> dict:
+    """The demo project, ``runs`` realistic runs, the two RUNNING runs the measurements use, and
+    ``experiments`` experiments (quick tests, mostly completed, with final metrics)."""
     from decimal import Decimal
 
     from django.conf import settings
@@ -387,6 +393,31 @@ def seed(runs: int, history_runs: int, lag_epochs: int, rng: random.Random) -> d
             run.created_at = created_at
         TrainingRun.objects.bulk_update(saved, ["created_at"], batch_size=500)
 
+    # Experiments: the same records (kind "experiment"), on 10-50% samples, with the metrics they rank by.
+    quick = []
+    for number in range(1, experiments + 1):
+        model_type = rng.choice(list(templates))
+        template, epochs = templates[model_type], rng.choice([3, 5, 10])
+        status = rng.choices(["completed", "failed", "cancelled"], [85, 10, 5])[0]
+        sample = rng.choice([10, 25, 50])
+        learning_rate = rng.choice([0.01, 0.05, 0.1])
+        quick.append(TrainingRun(
+            project=project, kind=TrainingRun.EXPERIMENT, run_number=number, name=rng.choice(NOTES),
+            dataset=dataset, feature_config=features, model_config=configs[model_type], model_type=model_type,
+            dataset_snapshot=template.dataset_snapshot, feature_config_snapshot=template.feature_config_snapshot,
+            model_config_snapshot=template.model_config_snapshot, split_config={"sample_percent": sample},
+            training_params={"epochs": epochs, "batch_size": 1024, "learning_rate": learning_rate},
+            gpu_config=template.gpu_config, evaluator_config={}, schedule_config=template.schedule_config,
+            spec={**template.spec, "stages": list(STAGES[:-1]), "split": {**template.spec["split"],
+                                                                          "sample_percent": sample},
+                  "training": {**template.spec["training"], "epochs": epochs, "learning_rate": learning_rate}},
+            status=status, total_epochs=epochs, pipeline_run_id=f"exp-{number}-{rng.getrandbits(32):08x}",
+            stages={stage: {"status": "completed"} for stage in STAGES[:-1]} | {"Pusher": {"status": "skipped"}},
+            final_metrics=final_metrics(rng, model_type, epochs, True) if status == "completed" else {},
+            created_by=user, started_at=now - timedelta(hours=number), completed_at=now - timedelta(hours=number),
+        ))
+    TrainingRun.objects.bulk_create(quick, batch_size=500)
+
     # Metrics history of some finished runs (what the charts of older runs read): a realistic table size.
     finished = [r for r in saved if r.status in ("completed", "not_blessed")][-history_runs:] if history_runs else []
     rows = []
@@ -425,13 +456,14 @@ def seed(runs: int, history_runs: int, lag_epochs: int, rng: random.Random) -> d
             record_epoch(run, epoch, epochs, metrics, resource_sample(rng, run.gpu_config))
 
     _, token = ApiToken.objects.issue(user, "bench")
-    by_status = dict(TrainingRun.objects.filter(project=project).order_by().values("status")
+    by_status = dict(TrainingRun.objects.filter(project=project, kind=TrainingRun.TRAINING).order_by().values("status")
                      .annotate(n=Count("id")).values_list("status", "n"))
     return {"project_id": project.id, "token": token, "detail_run": detail_run.pk, "lag_run": lag_run.pk,
             "lag_total_epochs": lag_epochs, "finished_run": finished[-1].pk if finished else saved[0].pk,
             "by_status": by_status, "search_name": "hybrid-eu", "search_word": "wholesale",
             "model_type_of_lag_run": lag_run.model_type, "history_rows": TrainingMetricsHistory.objects.count(),
-            "runs": TrainingRun.objects.filter(project=project).count()}
+            "runs": TrainingRun.objects.filter(project=project, kind=TrainingRun.TRAINING).count(),
+            "experiments": TrainingRun.objects.filter(project=project, kind=TrainingRun.EXPERIMENT).count()}
 
 
 # --------------------------------------------------------------------------- the server and the client
@@ -653,7 +685,7 @@ def report(seeded: dict, db_bytes: int, measured: dict, lag: dict, poll_ms: floa
         f"({WEB_WORKERS} workers x {WEB_THREADS} threads), SQLite {connection.Database.sqlite_version} (WAL), "
         f"CONN_MAX_AGE={settings.DATABASES['default'].get('CONN_MAX_AGE')}",
         f"database: {seeded['runs']:,} runs ({statuses}), "
-        f"{seeded['history_rows']:,} metrics rows, {db_bytes / 1024**2:.0f} MB",
+        f"{seeded['experiments']:,} experiments, {seeded['history_rows']:,} metrics rows, {db_bytes / 1024**2:.0f} MB",
         "one request at a time, each on a new loopback connection, bearer token; times in ms, client side "
         f"(send to last byte); 1-min load average at the end {os.getloadavg()[0]:.2f} (other work skews figures)",
         "",
@@ -686,9 +718,10 @@ def report(seeded: dict, db_bytes: int, measured: dict, lag: dict, poll_ms: floa
     for label, ok, value in checks:
         passed &= ok
         lines.append(f"  {label:<44} {value:>10}  {'PASS' if ok else 'FAIL'}")
-    detail = measured["detail: RUNNING run, 50 epochs of metrics rows"]
-    lines.append(f"  {'detail of a RUNNING run (no target)':<44} {detail['p95']:>7.1f} ms  p95 (p50 "
-                 f"{detail['p50']:.1f} ms)")
+    for label, key in (("detail of a RUNNING run", "detail: RUNNING run, 50 epochs of metrics rows"),
+                       ("best experiments", BEST_LABEL)):
+        stats = measured[key]
+        lines.append(f"  {label + ' (no target)':<44} {stats['p95']:>7.1f} ms  p95 (p50 {stats['p50']:.1f} ms)")
     return "\n".join(lines) + "\n", passed
 
 
@@ -703,6 +736,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detail-requests", type=int, default=100)
     parser.add_argument("--floor-requests", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=30, help="epochs the lag writer reports")
+    parser.add_argument("--experiments", type=int, default=2_000)
     parser.add_argument("--poll-ms", type=float, default=20.0)
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to save the table")
     args = parser.parse_args(argv)
@@ -726,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
         call_command("migrate", verbosity=0)
         rng = random.Random(0)
         started = time.monotonic()
-        seeded = seed(args.runs, args.history_runs, args.epochs, rng)
+        seeded = seed(args.runs, args.history_runs, args.epochs, args.experiments, rng)
         connection.close()
         print(f"seeded {seeded['runs']:,} runs in {time.monotonic() - started:.0f} s; starting gunicorn",
               file=sys.stderr)
@@ -763,6 +797,10 @@ def main(argv: list[str] | None = None) -> int:
             client.timed([f"/api/training-runs/{seeded['finished_run']}/"] * max(2, args.detail_requests // 2)))
         measured["metrics: RUNNING run, 50 epochs (no histograms)"] = summary(
             client.timed([detail + "metrics/"] * max(2, args.detail_requests // 2)))
+        measured[f"experiments: first page of {seeded['experiments']:,}"] = summary(
+            client.timed([f"/api/projects/{pid}/experiments/"] * max(2, args.detail_requests // 2)))
+        measured[BEST_LABEL] = summary(
+            client.timed([f"/api/projects/{pid}/experiments/best/"] * max(2, args.detail_requests // 2)))
 
         lag = measure_lag(client, seeded, args.epochs, args.poll_ms)
         text, passed = report(seeded, db_bytes, measured, lag, args.poll_ms)

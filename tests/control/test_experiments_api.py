@@ -153,6 +153,19 @@ def test_best_experiments_has_a_kpi_row_per_model_type_and_the_top_ten(api, proj
     assert (rows["multitask"]["count"], rows["multitask"]["top"]) == (0, [])
 
 
+def test_an_experiment_without_recall_at_100_is_ranked_by_its_largest_k(api, project, experiment_body):
+    small_k = create_experiment(api, project, experiment_body)
+    finish(small_k["id"], final_metrics={"recall_at_5": 0.1, "recall_at_10": 0.3, "loss": 0.5})
+    usual = create_experiment(api, project, experiment_body)
+    finish(usual["id"], final_metrics={"recall_at_10": 0.2, "recall_at_100": 0.25})
+    unranked = create_experiment(api, project, experiment_body)
+    finish(unranked["id"], final_metrics={"loss": 0.4})  # no Recall@K at all
+    [retrieval] = [r for r in api.get(experiments_url(project) + "best/").json() if r["model_type"] == "retrieval"]
+    assert [(row["experiment_id"], row["metric"], row["value"]) for row in retrieval["top"]] == [
+        (small_k["id"], "recall_at_10", 0.3), (usual["id"], "recall_at_100", 0.25)]
+    assert retrieval["completed"] == 3
+
+
 # --------------------------------------------------------------------------- promotion
 
 
