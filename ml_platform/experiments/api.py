@@ -127,7 +127,7 @@ def delete_experiment(request, experiment_id: int):
 @router.post("/experiments/{experiment_id}/rerun/", response={201: runs.RunDetail}, by_alias=True)
 def rerun_experiment(request, experiment_id: int, payload: Body[runs.RerunIn | None] = None):
     """The same experiment again, or edited (the body as for a training run's rerun)."""
-    experiment = runs.rerun_run(request, experiment_for_user(request.user, experiment_id), payload)
+    experiment = runs.rerun_run(request.user, experiment_for_user(request.user, experiment_id), payload)
     return Status(201, runs.detail_of(experiment.pk))
 
 

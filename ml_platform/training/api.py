@@ -587,15 +587,15 @@ def rerun_training_run(request, run_id: int, payload: Body[RerunIn | None] = Non
     ``from_stage`` to recompute from; earlier stages are reused when their fingerprints still match. The new
     run's ``config_diff`` lists what changed.
     """
-    return Status(201, detail_of(rerun_run(request, run_for_user(request.user, run_id), payload).pk))
+    return Status(201, detail_of(rerun_run(request.user, run_for_user(request.user, run_id), payload).pk))
 
 
-def rerun_run(request, run: TrainingRun, payload: RerunIn | None) -> TrainingRun:
+def rerun_run(user, run: TrainingRun, payload: RerunIn | None) -> TrainingRun:
     changes = payload.model_dump(exclude_unset=True) if payload else {}
     from_stage = changes.pop("from_stage", None)
     if from_stage is not None and from_stage not in STAGES:
         raise ConfigError(Problem("from_stage", f"unknown stage '{from_stage}'; one of {', '.join(STAGES)}"))
-    return services.rerun(run, request.user, from_stage=from_stage, changes=changes)
+    return services.rerun(run, user, from_stage=from_stage, changes=changes)
 
 
 @router.get("/training-runs/{run_id}/vs-experiment/", response=dict)
