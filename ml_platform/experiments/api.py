@@ -100,9 +100,10 @@ def list_experiments(request, project_id: int, status: str | None = None, model_
 
 
 @router.get("/projects/{project_id}/experiments/best/", response=list[ModelTypeBestOut])
-def best_experiments(request, project_id: int):
-    """Per model type (retrieval, ranking, hybrid): a KPI row and the top 10 configurations."""
-    return experiment_services.best_experiments(project_for_user(request.user, project_id))
+def best_experiments(request, project_id: int, dataset_id: int | None = None):
+    """Per model type (retrieval, ranking, hybrid): a KPI row and the top 10 configurations
+    (of one dataset's experiments with ``dataset_id``)."""
+    return experiment_services.best_experiments(project_for_user(request.user, project_id), dataset_id)
 
 
 @router.get("/experiments/{experiment_id}/", response=runs.RunDetail, by_alias=True)

@@ -36,13 +36,16 @@ def metric(name: str):
     return Cast(KT(f"final_metrics__{name}"), FloatField())
 
 
-def best_experiments(project) -> list[dict]:
+def best_experiments(project, dataset_id: int | None = None) -> list[dict]:
     """Per model type: how many experiments, the best value of each KPI, and the top configurations.
 
     ``count`` is every experiment of that type; ``completed`` those that
-    finished, the only ones the KPIs and the table consider.
+    finished, the only ones the KPIs and the table consider. Metrics from
+    different datasets are not comparable: ``dataset_id`` keeps one.
     """
     experiments = TrainingRun.objects.filter(project=project, kind=TrainingRun.EXPERIMENT)
+    if dataset_id is not None:
+        experiments = experiments.filter(dataset_id=dataset_id)
     counts = dict(experiments.order_by().values_list("model_type").annotate(count=Count("id")))
     answer = []
     for model_type, kpis in KPIS.items():

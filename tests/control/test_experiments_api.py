@@ -164,6 +164,8 @@ def test_an_experiment_without_recall_at_100_is_ranked_by_its_largest_k(api, pro
     assert [(row["experiment_id"], row["metric"], row["value"]) for row in retrieval["top"]] == [
         (small_k["id"], "recall_at_10", 0.3), (usual["id"], "recall_at_100", 0.25)]
     assert retrieval["completed"] == 3
+    other_dataset = api.get(experiments_url(project) + f"best/?dataset_id={experiment_body['dataset_id'] + 1000}")
+    assert [(r["count"], r["top"]) for r in other_dataset.json()] == [(0, [])] * 3
 
 
 # --------------------------------------------------------------------------- promotion
