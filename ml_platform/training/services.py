@@ -10,7 +10,6 @@ from typing import Literal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 from pydantic import Field
 
 from ml_platform.core.errors import ApiError

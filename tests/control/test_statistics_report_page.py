@@ -8,19 +8,15 @@ test_training_api.py).
 from __future__ import annotations
 
 import re
-import uuid
-from types import SimpleNamespace
 
 import pytest
 from django.test import Client
 
-from ml_platform.modeling.models import FeatureConfig
-from ml_platform.projects import services as project_services
 from ml_platform.training.models import TrainingRun
-from tests.conftest import PASSWORD, make_user
+from tests.conftest import PASSWORD
 from tests.control.test_modeling_api import feature_config  # noqa: F401 (fixture)
 from tests.control.test_training_api import (  # noqa: F401 (fixtures)
-    execute_a_run, pending_run, retrieval, run_body,
+    a_finished_run, pending_run, retrieval, run_body,
 )
 
 pytestmark = pytest.mark.django_db
@@ -87,17 +83,8 @@ def test_an_experiment_has_the_same_page(pending_run, olivia):
 
 @pytest.fixture(scope="module")
 def finished(django_db_setup, django_db_blocker):
-    """A run executed by the worker on 5k rows of demo data, committed for the module."""
-    with django_db_blocker.unblock():
-        unique = uuid.uuid4().hex[:8]
-        owner = make_user(f"report-{unique}")
-        project = project_services.create_project(owner, f"report-{unique}")
-        try:
-            yield SimpleNamespace(run=execute_a_run(project, owner), project=project, owner=owner)
-        finally:
-            FeatureConfig.objects.filter(project=project).delete()  # they protect their datasets
-            project.delete()
-            owner.delete()
+    with a_finished_run(django_db_blocker, "report") as found:
+        yield found
 
 
 def rows_of(html: str, table_id: str) -> list[str]:

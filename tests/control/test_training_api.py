@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
+from contextlib import contextmanager
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -503,20 +504,28 @@ def test_project_members_see_the_runs(project, pending_run, mark):
 # --------------------------------------------------------------------------- one real, finished run
 
 
-@pytest.fixture(scope="module")
-def finished(django_db_setup, django_db_blocker):
-    """A run executed by the worker on 5k rows of demo data (two epochs), committed for the module."""
+@contextmanager
+def a_finished_run(django_db_blocker, prefix: str):
+    """A run executed by the worker on 5k rows of demo data (two epochs), committed outside the tests'
+    transactions (the worker's children must read it) and removed afterwards, with its owner and project."""
     with django_db_blocker.unblock():
         # Names of their own, so no artifact of another run (or an earlier session) is reused.
         unique = uuid.uuid4().hex[:8]
-        owner = make_user(f"insights-{unique}")
-        project = project_services.create_project(owner, f"insights-{unique}")
+        owner = make_user(f"{prefix}-{unique}")
+        project = project_services.create_project(owner, f"{prefix}-{unique}")
         try:
-            yield SimpleNamespace(run=execute_a_run(project, owner), project=project, api=api_client_for(owner))
+            yield SimpleNamespace(run=execute_a_run(project, owner), project=project, owner=owner,
+                                  api=api_client_for(owner))
         finally:
             FeatureConfig.objects.filter(project=project).delete()  # they protect their datasets
             project.delete()
             owner.delete()
+
+
+@pytest.fixture(scope="module")
+def finished(django_db_setup, django_db_blocker):
+    with a_finished_run(django_db_blocker, "insights") as found:
+        yield found
 
 
 def execute_a_run(project, owner) -> TrainingRun:
