@@ -29,12 +29,11 @@ from ml_platform.projects import services as project_services
 from ml_platform.training import services
 from ml_platform.training.models import TrainingRun
 from ml_platform.training.worker import Worker
-from ml_pipeline import demo_data
-from ml_pipeline.demo_configs import DEMO_FEATURE_CONFIG, DEMO_MAPPING, DEMO_MODEL_CONFIGS
 from ml_pipeline.spec import STAGES
 from tests.conftest import api_client_for, make_user
 from tests.control.test_datasets_api import errors_by_field
 from tests.control.test_modeling_api import FEATURES, feature_config  # noqa: F401 (fixture)
+from tests.control.test_training_worker import demo_catalog
 
 pytestmark = pytest.mark.django_db
 
@@ -529,16 +528,8 @@ def finished(django_db_setup, django_db_blocker):
 
 
 def execute_a_run(project, owner) -> TrainingRun:
-    path = Path(settings.DATA_DIR) / "training-api-tests" / project.name / "purchases.parquet"
-    demo_data.write(demo_data.DemoSpec(rows=5_000, seed=11, products=300), path)
-    dataset = dataset_services.create_dataset(project, owner, name="demo purchases", description="",
-                                              source={"kind": "file", "path": str(path)},
-                                              mapping=DEMO_MAPPING, filters={})
-    features = modeling_services.save_feature_config(
-        project, owner, {"name": "demo features", "dataset_id": dataset.id, "config": DEMO_FEATURE_CONFIG})
-    model = modeling_services.save_model_config(
-        project, owner, {"name": "two-tower", "feature_config_id": features.id,
-                         "config": DEMO_MODEL_CONFIGS["Retrieval two-tower"]})
+    dataset, features, model = demo_catalog(
+        project, owner, Path(settings.DATA_DIR) / "training-api-tests" / project.name, rows=5_000, seed=11)
     run = services.create_training_run(
         project, owner, name="recs", dataset_id=dataset.id, feature_config_id=features.id,
         model_config_id=model.id, split_config={"strategy": "time_holdout", "holdout_days": 45},

@@ -27,20 +27,25 @@ from ml_pipeline.spec import STAGES
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def catalog(project, olivia):
-    # A folder per test: the pipeline cache must not carry one test's stages into another.
-    path = Path(settings.DATA_DIR) / "worker-tests" / uuid.uuid4().hex / "purchases.parquet"
-    demo_data.write(demo_data.DemoSpec(rows=6_000, seed=5, products=300), path)
-    dataset = dataset_services.create_dataset(project, olivia, name="purchases", description="",
+def demo_catalog(project, user, folder: Path, rows: int = 6_000, seed: int = 5) -> tuple:
+    """A dataset of generated demo purchases in ``folder``, the demo feature config and a two-tower model."""
+    path = folder / "purchases.parquet"
+    demo_data.write(demo_data.DemoSpec(rows=rows, seed=seed, products=300), path)
+    dataset = dataset_services.create_dataset(project, user, name="purchases", description="",
                                               source={"kind": "file", "path": str(path)},
                                               mapping=DEMO_MAPPING, filters={})
     features = modeling_services.save_feature_config(
-        project, olivia, {"name": "features", "dataset_id": dataset.id, "config": DEMO_FEATURE_CONFIG})
+        project, user, {"name": "features", "dataset_id": dataset.id, "config": DEMO_FEATURE_CONFIG})
     model = modeling_services.save_model_config(
-        project, olivia, {"name": "retrieval", "feature_config_id": features.id,
-                          "config": DEMO_MODEL_CONFIGS["Retrieval two-tower"]})
+        project, user, {"name": "retrieval", "feature_config_id": features.id,
+                        "config": DEMO_MODEL_CONFIGS["Retrieval two-tower"]})
     return dataset, features, model
+
+
+@pytest.fixture
+def catalog(project, olivia):
+    # A folder per test: the pipeline cache must not carry one test's stages into another.
+    return demo_catalog(project, olivia, Path(settings.DATA_DIR) / "worker-tests" / uuid.uuid4().hex)
 
 
 def queue_run(project, olivia, catalog, epochs=2, batch_size=256, **params) -> TrainingRun:
