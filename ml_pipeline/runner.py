@@ -26,6 +26,7 @@ from typing import Any
 from ml_pipeline.artifacts import Artifact, ArtifactStore, fingerprint
 from ml_pipeline.errors import ConfigError, DataError
 from ml_pipeline.reporting import Reporter
+from ml_pipeline.redact import redact
 from ml_pipeline.spec import STAGES, PipelineSpec
 from ml_pipeline.stages.base import SkipStage, Stage, StageContext, StageFailure
 
@@ -141,7 +142,7 @@ class PipelineRunner:
         }
         artifacts: dict[str, Artifact] = {}
         plan = {step.stage: step for step in self.plan(from_stage)}
-        self.store.save_run_record(self.run_id, {"spec": self.spec.model_dump(mode="json"), "stages": record})
+        self.store.save_run_record(self.run_id, {"spec": redact(self.spec.model_dump(mode="json")), "stages": record})
         for name in self.selected_stages():
             step = plan[name]
             if step.action == "reuse":
@@ -165,7 +166,7 @@ class PipelineRunner:
         return result
 
     def _save(self, record) -> None:
-        self.store.save_run_record(self.run_id, {"spec": self.spec.model_dump(mode="json"), "stages": record})
+        self.store.save_run_record(self.run_id, {"spec": redact(self.spec.model_dump(mode="json")), "stages": record})
 
     def _run_stage(self, name: str, stage_fp: str, artifacts: dict[str, Artifact], record: dict) -> str:
         stage = self.stages[name]

@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 from ml_pipeline.config.dataset import DatasetConfig, StrictModel
 from ml_pipeline.config.features import FeatureConfig
 from ml_pipeline.config.model import ModelConfig
+from ml_pipeline.data.access import DataAccess
 
 STAGES = (
     "Compile",
@@ -139,6 +140,11 @@ class PipelineSpec(StrictModel):
     push: PushConfig = PushConfig()
     stages: list[Literal["Compile", "ExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer",
                          "Evaluator", "Pusher"]] = list(STAGES)
+    # What the dataset source may read. The platform sets it for every run it
+    # checks or executes; None, as in the CLI, allows every path. Never dumped
+    # (so never stored with a run or written to its files) and in no
+    # fingerprint: it changes who may read, not what is computed.
+    data_access: DataAccess | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
     def _time_splits_need_timestamps(self) -> "PipelineSpec":

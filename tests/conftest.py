@@ -107,8 +107,8 @@ def api(olivia):
 
 @pytest.fixture
 def data_dir() -> Path:
-    """A folder under the platform's data folder, where file sources are allowed."""
-    path = Path(settings.DATA_DIR) / "test-data"
+    """A folder under the allowed dataset root (DATASET_ALLOWED_ROOTS, see tests/settings.py)."""
+    path = Path(settings.DATASET_ALLOWED_ROOTS[0]) / "test-data"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -13,6 +13,11 @@ if _key not in os.environ:
     os.environ[_key] = tempfile.mkdtemp(prefix="mlp-test-")
     atexit.register(shutil.rmtree, os.environ[_key], ignore_errors=True)
 os.environ["ML_PLATFORM_DATA_DIR"] = os.environ[_key]
+# Files the tests use as dataset sources live outside the data folder (which no source may read), in a folder
+# the tests' administrator allowed.
+os.environ.setdefault("DATASET_ALLOWED_ROOTS", os.path.join(os.environ[_key] + "-sources"))
+os.makedirs(os.environ["DATASET_ALLOWED_ROOTS"], exist_ok=True)
+atexit.register(shutil.rmtree, os.environ["DATASET_ALLOWED_ROOTS"], ignore_errors=True)
 # Playwright's sync API runs an event loop in the test thread; Django's
 # async-safety guard would otherwise refuse ORM calls made by the tests.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

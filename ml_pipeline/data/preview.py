@@ -6,6 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from ml_pipeline.config.dataset import DatasetConfig
+from ml_pipeline.data.access import DataAccess
 from ml_pipeline.data.sources import open_rows
 
 
@@ -34,9 +35,9 @@ def _jsonable(value):
     return value
 
 
-def preview(config: DatasetConfig, sample_rows: int = 10) -> dict:
+def preview(config: DatasetConfig, sample_rows: int = 10, access: DataAccess | None = None) -> dict:
     """Counts, date span, column types and a few sample rows of the mapped data."""
-    with open_rows(config) as con:
+    with open_rows(config, access=access) as con:
         source_rows = con.execute("SELECT count(*) FROM source_rows").fetchone()[0]
         has_time = config.mapping.timestamp is not None
         time_cols = 'min("timestamp"), max("timestamp")' if has_time else "NULL, NULL"

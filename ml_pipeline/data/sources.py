@@ -23,8 +23,10 @@ from typing import Iterator
 import duckdb
 
 from ml_pipeline.config.dataset import ColumnMapping, DatasetConfig, FileSource, Filters, SqlSource
+from ml_pipeline.data.access import DataAccess, check_database_url, check_file, lock_down
 from ml_pipeline.data.sql import ident, literal, literal_list
 from ml_pipeline.errors import ConfigError, DataError, Problem
+from ml_pipeline.redact import redact_text
 
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
@@ -43,60 +45,83 @@ def connect(memory_limit: str | None = None, threads: int | None = None) -> duck
     return con
 
 
-def _file_scan(source: FileSource) -> str:
-    path = Path(source.path).expanduser()
+def _file_scan(source: FileSource, access: DataAccess | None) -> tuple[str, list[Path]]:
+    """The DuckDB table function reading a file source, and the real paths of the files it reads.
+
+    A folder is expanded here, not by DuckDB's glob, so that every file it
+    holds (a symlink included) is checked against the policy by its real path.
+    """
+    path = check_file(access, source.path, source.path, "source.path")
     if not path.exists():
         raise DataError(f"'{source.path}' does not exist", field="source.path")
     fmt = source.resolved_format()
     if path.is_dir():
         pattern = "**/*.parquet" if fmt == "parquet" else "**/*.csv"
-        if not any(path.glob(pattern)):
+        files = [check_file(access, found, str(found.relative_to(path)), "source.path")
+                 for found in sorted(path.glob(pattern)) if found.is_file()]
+        if not files:
             raise DataError(f"folder '{source.path}' holds no {fmt} files", field="source.path")
-        target = str(path / pattern)
     else:
-        target = str(path)
+        files = [path]
+    target = literal(str(files[0])) if len(files) == 1 else "[" + ", ".join(literal(str(f)) for f in files) + "]"
     if fmt == "csv":
         # Sniff types from a large sample so ids like "17850.0" or late
         # text values in a numeric-looking column are typed correctly.
-        return f"read_csv({literal(target)}, auto_detect = true, sample_size = 200000, union_by_name = true)"
-    return f"read_parquet({literal(target)}, union_by_name = true)"
+        return f"read_csv({target}, auto_detect = true, sample_size = 200000, union_by_name = true)", files
+    return f"read_parquet({target}, union_by_name = true)", files
 
 
 @contextmanager
-def _sql_reader(source: SqlSource):
+def _sql_reader(source: SqlSource, access: DataAccess | None):
     """Run a SQLite or PostgreSQL query, yielding a streaming Arrow RecordBatchReader.
 
     The ADBC connection must stay open while the stream is read, hence a
-    context manager rather than a returned reader.
+    context manager rather than a returned reader. A SQLite file is opened
+    read-only; the query is a single SELECT (SqlSource checks it), and SQLite
+    refuses ``load_extension`` to ADBC connections, so it reads only that file.
     """
     if source.engine == "sqlite":
-        if not Path(source.database).exists():
+        path = check_file(access, source.database, source.database, "source.database")
+        if not path.is_file():
             raise DataError(f"'{source.database}' does not exist", field="source.database")
         import adbc_driver_sqlite.dbapi as driver
+
+        uri = f"{path.as_uri()}?mode=ro"
     else:
+        check_database_url(access, source.database, "source.database")
         import adbc_driver_postgresql.dbapi as driver
-    with driver.connect(source.database) as conn, conn.cursor() as cursor:
+
+        uri = source.database
+    with driver.connect(uri) as conn, conn.cursor() as cursor:
         cursor.execute(source.query)
         yield cursor.fetch_record_batch()
 
 
-def register_source(con: duckdb.DuckDBPyConnection, source, schema_only: bool = False) -> None:
-    """Create the ``source_rows`` view for a source.
+def register_source(con: duckdb.DuckDBPyConnection, source, schema_only: bool = False,
+                    access: DataAccess | None = None, write: list[Path] = ()) -> None:
+    """Create the ``source_rows`` view for a source, then lock the connection down.
 
-    ``schema_only`` asks a SQL source for its columns without reading its rows
-    (files are only sniffed by DESCRIBE anyway).
+    ``access`` is the project's data policy (None: no policy, as in the CLI).
+    Afterwards the connection can read only the source and write only under
+    ``write`` (a stage's output folder): a user's SQL cannot reach any other
+    file. ``schema_only`` asks a SQL source for its columns without reading
+    its rows (files are only sniffed by DESCRIBE anyway).
     """
     try:
         if source.kind == "file":
-            con.execute(f"CREATE OR REPLACE VIEW source_rows AS SELECT * FROM {_file_scan(source)}")
+            scan, files = _file_scan(source, access)
+            con.execute(f"CREATE OR REPLACE VIEW source_rows AS SELECT * FROM {scan}")
+            lock_down(con, read=files, write=list(write))
         elif source.kind == "sql":
             if source.engine == "duckdb":
                 # A DuckDB file is attached read-only and queried in place; the
                 # search path lets the query name its tables unqualified.
-                if not Path(source.database).exists():
+                path = check_file(access, source.database, source.database, "source.database")
+                if not path.is_file():
                     raise DataError(f"'{source.database}' does not exist", field="source.database")
-                con.execute(f"ATTACH {literal(source.database)} AS src (READ_ONLY)")
+                con.execute(f"ATTACH {literal(str(path))} AS src (READ_ONLY)")
                 con.execute("SET search_path = 'memory.main,src.main'")
+                lock_down(con, write=list(write))
                 con.execute(f"CREATE OR REPLACE VIEW memory.main.source_rows AS SELECT * FROM ({source.query})")
             else:
                 # An Arrow stream can be scanned once; the preview and the
@@ -104,18 +129,27 @@ def register_source(con: duckdb.DuckDBPyConnection, source, schema_only: bool = 
                 # DuckDB table (compressed, spilling to disk past memory_limit).
                 if schema_only:
                     source = source.model_copy(update={"query": f"SELECT * FROM ({source.query}) AS q LIMIT 0"})
-                with _sql_reader(source) as reader:
+                with _sql_reader(source, access) as reader:
                     con.register("source_stream", reader)
                     con.execute("CREATE TABLE source_rows AS SELECT * FROM source_stream")
                     con.unregister("source_stream")
+                lock_down(con, write=list(write))
         else:
             raise DataError("BigQuery sources are read by the Vertex AI runner, not locally", field="source.kind")
+    except duckdb.PermissionException as error:
+        raise DataError(f"the query may read only its database's tables; file access is off ({_first_line(error)})",
+                        field="source.query") from None
     except duckdb.Error as error:
-        raise DataError(f"cannot read the source: {error}", field="source") from None
+        raise DataError(f"cannot read the source: {redact_text(_first_line(error))}", field="source") from None
     except Exception as error:  # driver errors (adbc, psycopg) have no common base class
         if isinstance(error, DataError):
             raise
-        raise DataError(f"cannot read the source: {error}", field="source") from None
+        raise DataError(f"cannot read the source: {redact_text(_first_line(error))}", field="source") from None
+
+
+def _first_line(error: Exception) -> str:
+    """DuckDB's messages go on with a caret drawing of the query; the first line says it."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def source_columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -244,11 +278,13 @@ def mapped_rows_sql(columns: dict[str, str], mapping: ColumnMapping, filters: Fi
 
 
 @contextmanager
-def open_rows(config: DatasetConfig, **connect_args) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection with ``source_rows`` and the mapped, filtered ``rows`` view."""
+def open_rows(config: DatasetConfig, access: DataAccess | None = None, write: list[Path] = (),
+              **connect_args) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection with ``source_rows`` and the mapped, filtered ``rows`` view, locked down to them
+    (and to writing under ``write``): see :func:`register_source`."""
     con = connect(**connect_args)
     try:
-        register_source(con, config.source)
+        register_source(con, config.source, access=access, write=write)
         columns = source_columns(con)
         check_mapping(columns, config.mapping, config.filters)
         con.execute(f"CREATE OR REPLACE VIEW rows AS {mapped_rows_sql(columns, config.mapping, config.filters)}")

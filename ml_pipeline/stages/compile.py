@@ -12,6 +12,7 @@ import json
 from ml_pipeline.artifacts import fingerprint
 from ml_pipeline.data import sources
 from ml_pipeline.errors import ConfigError, DataError, Problem
+from ml_pipeline.redact import redact
 from ml_pipeline.spec import PipelineSpec
 from ml_pipeline.stages.base import Stage, StageContext, StageResult
 
@@ -25,7 +26,7 @@ def _check_source(spec: PipelineSpec) -> list[Problem]:
         return [Problem("dataset.source.kind", "BigQuery sources run on the Vertex AI runner, not locally")]
     con = sources.connect()
     try:
-        sources.register_source(con, spec.dataset.source, schema_only=True)
+        sources.register_source(con, spec.dataset.source, schema_only=True, access=spec.data_access)
         sources.check_mapping(sources.source_columns(con), spec.dataset.mapping, spec.dataset.filters)
     except (ConfigError, DataError) as error:
         return _prefixed(error, "dataset")
@@ -72,7 +73,7 @@ def check_spec(spec: PipelineSpec) -> list[Problem]:
 
 def compiled(spec: PipelineSpec) -> dict:
     """The spec with defaults resolved, as every later stage will read it."""
-    data = spec.model_dump(mode="json")
+    data = spec.model_dump(mode="json", exclude={"data_access"})
     data["training"]["learning_rate"] = spec.training.learning_rate or spec.model.learning_rate
     return data
 
@@ -82,7 +83,7 @@ class Compile(Stage):
     artifact_type = "CompiledSpec"
 
     def config(self, spec: PipelineSpec):
-        return spec.model_dump(mode="json", exclude={"stages"})
+        return spec.model_dump(mode="json", exclude={"stages", "data_access"})
 
     def run(self, ctx: StageContext) -> StageResult:
         problems = check_spec(ctx.spec)
@@ -90,7 +91,8 @@ class Compile(Stage):
             raise ConfigError(problems)
         data = compiled(ctx.spec)
         spec_fingerprint = fingerprint(data)
-        (ctx.output / "compiled_spec.json").write_text(json.dumps(data, indent=2, sort_keys=True))
+        # The file is logged to MLflow and shown to users: no database password in it.
+        (ctx.output / "compiled_spec.json").write_text(json.dumps(redact(data), indent=2, sort_keys=True))
         (ctx.output / "fingerprint").write_text(spec_fingerprint)
         ctx.log.info("spec %s compiled (fingerprint %s)", ctx.spec.name, spec_fingerprint[:12])
         return StageResult(

@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ml_pipeline.data import sources
+from ml_pipeline.data.access import DataAccess
 from ml_pipeline.data.sql import ident, literal
 from ml_pipeline.errors import ConfigError, DataError, Problem
 from ml_pipeline.spec import PipelineSpec
@@ -57,11 +58,15 @@ def catalog_path(examples: Path) -> Path:
 
 
 # -- the source fingerprint ----------------------------------------------------
-def _file_fingerprint(source) -> str:
+def _file_fingerprint(source, access: DataAccess | None) -> str:
     path = Path(source.path).expanduser()
+    if access is not None and not access.permits(path):
+        return f"unavailable:{uuid.uuid4().hex}"  # Compile refuses the source; nothing here reads it
     if path.is_dir():
         pattern = "**/*.parquet" if source.resolved_format() == "parquet" else "**/*.csv"
         files = sorted((p.relative_to(path).as_posix(), p) for p in path.glob(pattern) if p.is_file())
+        if access is not None and not all(access.permits(file) for _, file in files):
+            return f"unavailable:{uuid.uuid4().hex}"
     elif path.is_file():
         files = [(path.name, path)]
     else:
@@ -101,7 +106,7 @@ def _content_digest(file: Path, stat: os.stat_result) -> bytes:
     return digest
 
 
-def _sql_fingerprint(source) -> str:
+def _sql_fingerprint(source, access: DataAccess | None) -> str:
     """Row count and an order-independent sum of row hashes of the query's result.
 
     DuckDB files are queried in place; SQLite and PostgreSQL results are read
@@ -109,7 +114,7 @@ def _sql_fingerprint(source) -> str:
     """
     con = sources.connect()
     try:
-        sources.register_source(con, source)
+        sources.register_source(con, source, access=access)
         count, total = con.execute(
             "SELECT count(*), coalesce(sum(hash(r)::HUGEINT), 0) FROM source_rows AS r"
         ).fetchone()
@@ -123,9 +128,9 @@ def _sql_fingerprint(source) -> str:
 def source_fingerprint(spec: PipelineSpec) -> str:
     source = spec.dataset.source
     if source.kind == "file":
-        return _file_fingerprint(source)
+        return _file_fingerprint(source, spec.data_access)
     if source.kind == "sql":
-        return _sql_fingerprint(source)
+        return _sql_fingerprint(source, spec.data_access)
     # BigQuery is read on the scale path; locally Compile reports it, so the
     # fingerprint must not raise before Compile runs. It never matches a cache entry.
     return f"unavailable:{uuid.uuid4().hex}"
@@ -211,12 +216,11 @@ class ExampleGen(Stage):
                             field="dataset.source.kind")
         stack = ExitStack()
         try:
-            con = stack.enter_context(sources.open_rows(spec.dataset))
+            con = stack.enter_context(sources.open_rows(spec.dataset, access=spec.data_access, write=[ctx.output]))
         except (ConfigError, DataError) as error:
             stack.close()
             raise _prefixed(error) from None
         with stack:
-            con.execute("SET enable_progress_bar = false")  # no progress bars in the worker's output
             return self._run(ctx, con)
 
     def _run(self, ctx: StageContext, con) -> StageResult:

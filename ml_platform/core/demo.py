@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.files import File
 from django.db import transaction
 
 from ml_platform.datasets import services as dataset_services
@@ -62,6 +63,13 @@ def _demo_data_file(rows: int) -> Path:
     return path
 
 
+def _demo_upload_source(project, user, data_file: Path) -> dict:
+    """The generated file, uploaded into the demo project like a user's own file."""
+    with data_file.open("rb") as handle:
+        upload = dataset_services.store_upload(project, user, File(handle, name=data_file.name))
+    return {"kind": "upload", "upload_id": upload.pk}
+
+
 def load_demo(rows: int = 100_000) -> dict:
     """Create (or complete) the demo project; return what a newcomer needs to log in."""
     user, password = _demo_user()
@@ -80,10 +88,14 @@ def load_demo(rows: int = 100_000) -> dict:
             user,
             name=DEMO_DATASET,
             description=f"{rows:,} generated purchases with planted buyer x product affinity",
-            source={"kind": "file", "path": str(data_file), "format": "parquet"},
+            source=_demo_upload_source(project, user, data_file),
             mapping=DEMO_MAPPING,
             filters={},
         )
+    elif Path(dataset.source.get("path", "/")).is_relative_to(data_file.parent):
+        # Demo projects loaded before sources were confined read the file in the data folder; that folder
+        # is no longer readable as a source, so the file becomes one of the project's uploads.
+        dataset = dataset_services.update_dataset(dataset, {"source": _demo_upload_source(project, user, data_file)})
     features = FeatureConfig.objects.filter(project=project, name=DEMO_FEATURES).first()
     if features is None:
         features = modeling_services.save_feature_config(

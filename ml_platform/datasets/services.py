@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 from pydantic import Field, TypeAdapter, ValidationError
 
 from ml_platform.core.errors import ApiError
+from ml_platform.datasets.access import data_access_for
 from ml_platform.datasets.models import Dataset, Upload
 from ml_pipeline.config.dataset import BigQuerySource, DatasetConfig, FileSource, SqlSource, StrictModel
 from ml_pipeline.data import sources
+from ml_pipeline.data.access import check_database_url, check_file
 from ml_pipeline.data.preview import preview as compute_preview
 from ml_pipeline.errors import (
     UNION_TAGS,
@@ -24,6 +25,7 @@ from ml_pipeline.errors import (
     problems_from_validation_error,
     validate_model,
 )
+from ml_pipeline.redact import MASK, redact
 
 UPLOAD_SUFFIXES = (".csv", ".parquet")
 
@@ -40,21 +42,21 @@ UNION_TAGS.add("upload")
 _source_adapter = TypeAdapter(DatasetSource)
 
 
-def allowed_roots() -> list[Path]:
-    return [Path(p).expanduser().resolve() for p in settings.DATASET_ALLOWED_ROOTS]
+def _check_readable_by(project, source, field: str) -> None:
+    """Refuse, when the dataset is saved, a path or database the project may not read.
 
-
-def _check_path_allowed(path: str, field: str) -> None:
-    """File and database paths must lie under an allowed root.
-
-    Without this, any member could read any file the server can (a preview
-    shows sample rows), so paths are confined to DATASET_ALLOWED_ROOTS.
+    The execution plane checks again when it reads (see ml_pipeline.data.access),
+    so a file swapped for a symlink later is refused then too.
     """
-    resolved = Path(path).expanduser().resolve()
-    if not any(resolved == root or root in resolved.parents for root in allowed_roots()):
-        roots = ", ".join(str(r) for r in allowed_roots())
-        raise ConfigError(Problem(field, f"'{path}' is outside the allowed data folders ({roots}); "
-                                  "upload the file or set DATASET_ALLOWED_ROOTS"))
+    access = data_access_for(project)
+    try:
+        if isinstance(source, SqlSource) and source.engine == "postgres":
+            check_database_url(access, source.database, field)
+        else:
+            given = source.path if isinstance(source, FileSource) else source.database
+            check_file(access, given, given, field)
+    except DataError as error:
+        raise ConfigError(error.problems) from None
 
 
 def resolve_config(project, source: dict, mapping: dict, filters: dict | None) -> DatasetConfig:
@@ -69,9 +71,9 @@ def resolve_config(project, source: dict, mapping: dict, filters: dict | None) -
             raise ConfigError(Problem("source.upload_id", f"no upload {parsed.upload_id} in this project"))
         parsed = FileSource(path=upload.file.path, format=Path(upload.file.name).suffix.lstrip(".") or "auto")
     elif isinstance(parsed, FileSource):
-        _check_path_allowed(parsed.path, "source.path")
-    elif isinstance(parsed, SqlSource) and parsed.engine != "postgres":
-        _check_path_allowed(parsed.database, "source.database")
+        _check_readable_by(project, parsed, "source.path")
+    elif isinstance(parsed, SqlSource):
+        _check_readable_by(project, parsed, "source.database")
     return validate_model(
         DatasetConfig, {"source": parsed.model_dump(), "mapping": mapping, "filters": filters or {}}
     )
@@ -81,11 +83,11 @@ def dataset_config(dataset: Dataset) -> DatasetConfig:
     return resolve_config(dataset.project, dataset.source, dataset.mapping, dataset.filters)
 
 
-def check_readable(config: DatasetConfig) -> None:
+def check_readable(project, config: DatasetConfig) -> None:
     """Open the source and check the mapping against its real columns (BigQuery: shape only)."""
     if config.source.kind == "bigquery":
         return
-    with sources.open_rows(config):
+    with sources.open_rows(config, access=data_access_for(project)):
         pass
 
 
@@ -96,7 +98,8 @@ def refresh_preview(dataset: Dataset) -> Dataset:
         dataset.preview, dataset.preview_error = None, "BigQuery sources are previewed on Google Cloud, not locally"
     else:
         try:
-            dataset.preview, dataset.preview_error = compute_preview(config), ""
+            dataset.preview = compute_preview(config, access=data_access_for(dataset.project))
+            dataset.preview_error = ""
         except (ConfigError, DataError) as error:
             dataset.preview, dataset.preview_error = None, str(error)
     dataset.previewed_at = timezone.now()
@@ -113,7 +116,7 @@ def _check_name_free(project, name: str, exclude_id: int | None = None) -> None:
 def create_dataset(project, user, *, name: str, description: str, source: dict, mapping: dict, filters: dict) -> Dataset:
     _check_name_free(project, name)
     config = resolve_config(project, source, mapping, filters)
-    check_readable(config)
+    check_readable(project, config)
     dataset = Dataset.objects.create(
         project=project,
         name=name,
@@ -129,11 +132,13 @@ def create_dataset(project, user, *, name: str, description: str, source: dict, 
 def update_dataset(dataset: Dataset, changes: dict) -> Dataset:
     if "name" in changes:
         _check_name_free(dataset.project, changes["name"], exclude_id=dataset.pk)
+    if "source" in changes:
+        changes = {**changes, "source": _keep_stored_password(dataset.source, changes["source"])}
     merged = {key: changes.get(key, getattr(dataset, key)) for key in ("source", "mapping", "filters")}
     config = resolve_config(dataset.project, **merged)
     data_changed = any(key in changes for key in ("source", "mapping", "filters"))
     if data_changed:
-        check_readable(config)
+        check_readable(dataset.project, config)
     for key in ("name", "description"):
         if key in changes:
             setattr(dataset, key, changes[key])
@@ -142,6 +147,19 @@ def update_dataset(dataset: Dataset, changes: dict) -> Dataset:
     dataset.filters = config.filters.model_dump(mode="json", exclude_defaults=True)
     dataset.save()
     return refresh_preview(dataset) if data_changed else dataset
+
+
+def _keep_stored_password(stored: dict, sent: dict) -> dict:
+    """A source sent back as the API showed it (password masked) keeps the stored password."""
+    database = sent.get("database")
+    if isinstance(database, str) and MASK in database and redact(stored.get("database")) == database:
+        return {**sent, "database": stored["database"]}
+    return sent
+
+
+def presented_source(dataset: Dataset) -> dict:
+    """The source as answers and pages show it: a database password is never echoed."""
+    return redact(dataset.source)
 
 
 def store_upload(project, user, uploaded: UploadedFile) -> Upload:
@@ -155,7 +173,8 @@ def store_upload(project, user, uploaded: UploadedFile) -> Upload:
         try:
             con = sources.connect()
             try:
-                sources.register_source(con, FileSource(path=upload.file.path, format=suffix.lstrip(".")))
+                sources.register_source(con, FileSource(path=upload.file.path, format=suffix.lstrip(".")),
+                                        access=data_access_for(project))
                 upload.columns = [{"name": n, "type": t} for n, t in sources.source_columns(con).items()]
             finally:
                 con.close()

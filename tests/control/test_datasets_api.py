@@ -149,7 +149,7 @@ def test_a_file_outside_the_allowed_folders_is_refused(api, project, tmp_path, p
          "mapping": {"buyer_id": "customer", "product_id": "item"}},
     )
     assert response.status_code == 422
-    assert "outside the allowed data folders" in errors_by_field(response)["source.path"]
+    assert "is not readable by this project" in errors_by_field(response)["source.path"]
 
 
 def test_a_missing_file_is_named(api, project, data_dir, purchases_mapping):

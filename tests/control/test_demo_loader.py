@@ -28,7 +28,7 @@ def test_it_loads_a_complete_demo_project():
     dataset = project.datasets.get()
     assert dataset.preview["rows"] == 5_000
     assert dataset.preview["summary"].startswith("5K rows | ")
-    assert Path(dataset.source["path"]).is_relative_to(Path(settings.DATA_DIR))
+    assert dataset.source == {"kind": "upload", "upload_id": project.uploads.get().pk}
 
     features = project.feature_configs.get()
     assert features.dataset == dataset

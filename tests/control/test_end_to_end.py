@@ -52,7 +52,7 @@ def until_finished(api, worker: Worker, url: str, timeout: float = 240) -> tuple
 
 
 def test_from_an_experiment_to_a_served_model_and_back_to_a_rerun(api, project, serving):  # noqa: F811
-    path = Path(django_settings.DATA_DIR) / "end-to-end" / uuid.uuid4().hex / "purchases.parquet"
+    path = Path(django_settings.DATASET_ALLOWED_ROOTS[0]) / "end-to-end" / uuid.uuid4().hex / "purchases.parquet"
     demo_data.write(demo_data.DemoSpec(rows=6_000, seed=5, products=300), path)
     dataset = ok(api.post(f"/api/projects/{project.id}/datasets/", {
         "name": "purchases", "source": {"kind": "file", "path": str(path)}, "mapping": DEMO_MAPPING}), 201)

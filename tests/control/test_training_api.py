@@ -529,7 +529,7 @@ def finished(django_db_setup, django_db_blocker):
 
 def execute_a_run(project, owner) -> TrainingRun:
     dataset, features, model = demo_catalog(
-        project, owner, Path(settings.DATA_DIR) / "training-api-tests" / project.name, rows=5_000, seed=11)
+        project, owner, Path(settings.DATASET_ALLOWED_ROOTS[0]) / "training-api-tests" / project.name, rows=5_000, seed=11)
     run = services.create_training_run(
         project, owner, name="recs", dataset_id=dataset.id, feature_config_id=features.id,
         model_config_id=model.id, split_config={"strategy": "time_holdout", "holdout_days": 45},

@@ -45,7 +45,7 @@ def demo_catalog(project, user, folder: Path, rows: int = 6_000, seed: int = 5) 
 @pytest.fixture
 def catalog(project, olivia):
     # A folder per test: the pipeline cache must not carry one test's stages into another.
-    return demo_catalog(project, olivia, Path(settings.DATA_DIR) / "worker-tests" / uuid.uuid4().hex)
+    return demo_catalog(project, olivia, Path(settings.DATASET_ALLOWED_ROOTS[0]) / "worker-tests" / uuid.uuid4().hex)
 
 
 def queue_run(project, olivia, catalog, epochs=2, batch_size=256, **params) -> TrainingRun:
