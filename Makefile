@@ -48,6 +48,7 @@ bench: install
 	$(PY) bench/demo_data.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/api.py
+	$(PY) bench/serving_limits.py
 
 clean:
 	rm -rf $(VENV) node_modules var

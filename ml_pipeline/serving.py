@@ -453,12 +453,16 @@ class Recommender:
             else:
                 values = np.array([""] * rows, dtype=object) if spec.dtype == tf.string else \
                     np.full(rows, np.nan if spec.dtype.is_floating else 0)
-            if spec.dtype == tf.string:
-                values = np.array(["" if v is None else str(v) for v in values], dtype=object)
-            elif spec.dtype.is_floating:
-                values = np.array([np.nan if v is None or v == "" else float(v) for v in values], dtype=np.float32)
-            else:
-                values = np.array([0 if v is None or v == "" else int(v) for v in values], dtype=np.int64)
+            try:
+                if spec.dtype == tf.string:
+                    values = np.array(["" if v is None else str(v) for v in values], dtype=object)
+                elif spec.dtype.is_floating:
+                    values = np.array([np.nan if v is None or v == "" else float(v) for v in values],
+                                      dtype=np.float32)
+                else:
+                    values = np.array([0 if v is None or v == "" else int(v) for v in values], dtype=np.int64)
+            except (TypeError, ValueError, OverflowError) as error:  # 1e300 as an int64, "abc" as a number
+                raise ValueError(f"input '{name}': {error}") from None
             tensors[name] = tf.constant(values, dtype=spec.dtype)
         return tensors
 
@@ -470,7 +474,10 @@ class Recommender:
         """
         if signature not in self.signatures:
             raise KeyError(f"no signature '{signature}' (this model has {sorted(self.signatures)})")
-        outputs = self.signatures[signature](**self._columns(signature, inputs))
+        try:
+            outputs = self.signatures[signature](**self._columns(signature, inputs))
+        except _tf().errors.InvalidArgumentError as error:  # inputs the graph refuses (shapes that disagree)
+            raise ValueError(error.message) from None
         return {name: value.numpy() for name, value in outputs.items()}
 
     def predict_instances(self, instances: Sequence[Mapping[str, Any]], signature: str = "serving_default"):

@@ -50,8 +50,35 @@ Endpoints
     caller that has the buyer's features gets recommendations for any buyer
     from ``POST /v1/models/<name>:predict``.
 
-Errors answer ``{"error": "..."}`` with 400 (bad request), 404 (unknown model
-or buyer) or 503 (the model is still loading, or failed to load).
+Errors answer ``{"error": "..."}`` (TF Serving's shape; with ``"errors":
+[{"field", "message"}]`` when one field is at fault) with 400 (bad request),
+401 (no or a wrong bearer token), 404 (unknown model or buyer), 408 (the body
+stalled), 411 (no ``Content-Length``, or a chunked body), 413 (the body is too
+large) or 503 (the model is still loading, or failed to load).
+
+Limits
+======
+
+A request is refused before its body is read when its ``Content-Length`` is
+missing (411), not a number (400) or over ``SERVING_MAX_BODY_BYTES`` (413,
+default 4 MiB; the connection is then closed, the body never read); a client
+that sends ``Expect: 100-continue`` (curl does for large bodies) gets the
+refusal instead of the go-ahead. A ``:predict`` body may hold at most
+``SERVING_MAX_INSTANCES`` rows (default 1,000); JSON nested deeper than
+Python's recursion limit, ``NaN``/``Infinity``, and input values that are not
+of the input's type (a timestamp beyond the year 9999, a non-finite number, a
+list where one value belongs) are 400s naming the field. Every connection's
+socket has a timeout (``--read-timeout``, 30 s), so a client that sends its
+headers and then stalls releases its thread.
+
+Authentication
+==============
+
+With ``SERVING_TOKEN`` set in the server's environment, every request but
+``GET /healthz`` needs ``Authorization: Bearer <token>`` (compared in
+constant time), else 401; ``/healthz`` then answers only ``{"status": "ok"}``
+to a caller without the token. Without a token the server authenticates
+nobody: keep it on loopback (the default) or behind a proxy that does.
 
 Why the standard library's ``ThreadingHTTPServer`` and not a web framework:
 the API is five routes of JSON in and out; the work is TensorFlow inference
@@ -60,21 +87,25 @@ the training image does not already have. A framework would add a dependency
 and a configuration surface for no gain here. Scale-out serving is a stock
 TF Serving, Vertex AI or Cloud Run deployment, not this process.
 
-The server binds to loopback unless told otherwise: it has no authentication.
+The server binds to loopback unless told otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
 import logging
 import math
 import os
+import re
 import signal
+import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -86,7 +117,14 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501
 POLL_SECONDS = 0.5
 DEFAULT_K = 10
-MAX_BODY_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_INSTANCES = 1000
+READ_TIMEOUT_SECONDS = 30.0
+MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z: Unix seconds beyond it are a mistake or an attack
+FLOAT32_MAX = 3.4028234663852886e38
+HEALTH_PATHS = ("/healthz", "/healthz/")
+LINGER_SECONDS = 2.0  # after refusing an unread body: how long what the client still sends is discarded
+BODY_METHODS = ("POST", "PUT", "PATCH")
 LATEST_TIMESTAMP = "__latest_timestamp"  # the buyers lookup's column: the buyer's newest interaction, Unix seconds
 BUYER_ID = "buyer_id"
 
@@ -94,11 +132,49 @@ AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
 
 
 class RequestError(Exception):
-    """An error answered as ``{"error": message}`` with ``status``."""
+    """An error answered as ``{"error": message}`` with ``status`` (and ``errors`` naming ``field``, if any)."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, field: str | None = None):
         super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
+        self.status, self.message, self.headers, self.field = status, message, headers or {}, field
+
+    def body(self) -> dict:
+        if self.field is None:
+            return {"error": self.message}
+        return {"error": self.message, "errors": [{"field": self.field, "message": self.message}]}
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """What one request may ask of the server, and the token it must bring (empty: no authentication)."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_instances: int = DEFAULT_MAX_INSTANCES
+    read_timeout: float = READ_TIMEOUT_SECONDS
+    token: str = field(default="", repr=False)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "ServerOptions":
+        """``SERVING_MAX_BODY_BYTES``, ``SERVING_MAX_INSTANCES``, ``SERVING_TOKEN``; defaults where unset."""
+        environ = os.environ if environ is None else environ
+
+        def number(name: str, default: int) -> int:
+            raw = environ.get(name, "").strip()
+            try:
+                value = int(raw) if raw else default
+            except ValueError:
+                raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+            return value
+
+        return cls(max_body_bytes=number("SERVING_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+                   max_instances=number("SERVING_MAX_INSTANCES", DEFAULT_MAX_INSTANCES),
+                   token=environ.get("SERVING_TOKEN", "").strip())
+
+    def public(self) -> dict:
+        """What ``/healthz`` shows an authenticated caller (the platform checks it is what it configured)."""
+        return {"auth": bool(self.token), "max_body_bytes": self.max_body_bytes, "max_instances": self.max_instances}
 
 
 # -- the config ----------------------------------------------------------------------
@@ -376,13 +452,103 @@ def _needs(model: ServedModel, signature: str) -> str:
     return ", ".join(model.recommender.input_specs(signature))
 
 
-def predict(model: ServedModel, body: Any) -> dict:
-    """A TF Serving ``:predict`` body (row or columnar format) run on ``model``."""
+def parse_json(raw: bytes) -> Any:
+    """The body as JSON; 400 for what is not JSON, ``NaN``/``Infinity``, and nesting too deep to parse."""
+    if not raw:
+        raise RequestError(400, "the body is empty; send a JSON object", field="body")
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:  # the C decoder recurses per level: 100,000 '[' would otherwise be a 500
+        raise RequestError(400, "the body is nested too deeply", field="body") from None
+    except ValueError as error:
+        raise RequestError(400, f"the body is not valid JSON: {error}", field="body") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def check_predict_body(body: Any, max_instances: int) -> None:
+    """The shape and size of a ``:predict`` body, checked before any model is touched."""
     if not isinstance(body, dict):
-        raise RequestError(400, "the body must be a JSON object with 'instances' or 'inputs'")
+        raise RequestError(400, "the body must be a JSON object with 'instances' or 'inputs'", field="body")
     has_instances, has_inputs = "instances" in body, "inputs" in body
     if has_instances == has_inputs:
-        raise RequestError(400, "the body needs exactly one of 'instances' (row format) or 'inputs' (columnar format)")
+        raise RequestError(400, "the body needs exactly one of 'instances' (row format) or 'inputs' (columnar format)",
+                           field="body")
+    values = body.get("instances") if has_instances else body.get("inputs")
+    columns = values.items() if isinstance(values, dict) else [("", values)]
+    for name, column in columns:
+        if isinstance(column, list) and len(column) > max_instances:
+            where = "instances" if has_instances else f"inputs.{name}" if name else "inputs"
+            raise RequestError(400, f"{where} holds {len(column):,} rows; at most {max_instances:,} are accepted "
+                                    f"per request (SERVING_MAX_INSTANCES): split the request", field=where)
+
+
+def unix_seconds(name: str, value: Any) -> int:
+    """Unix seconds from a JSON number or a query-string value; 400 naming ``name`` unless 0..year 9999."""
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = float(value) if not value.strip().isdigit() else int(value)
+        except ValueError:
+            number = None
+    if number is None or (isinstance(number, float) and not math.isfinite(number)) \
+            or not 0 <= number <= MAX_TIMESTAMP:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise RequestError(400, f"{name} must be Unix seconds between 0 and {MAX_TIMESTAMP} (the year 9999), "
+                                f"not {shown}", field=name)
+    return int(number)
+
+
+def _check_value(where: str, value: Any, dtype: str) -> None:
+    """One input value against its input's dtype (as ``Recommender`` converts it); 400 naming ``where``."""
+    if value is None or value == "":  # a missing value: the null the training data would have had
+        return
+    if isinstance(value, (list, dict)):
+        raise RequestError(400, f"{where} must be one {dtype} value, not a {type(value).__name__}", field=where)
+    if dtype == "string":
+        return
+    if dtype == "int64":  # timestamp inputs
+        unix_seconds(where, value)
+        return
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+    if number is None or not math.isfinite(number) or abs(number) > FLOAT32_MAX:
+        raise RequestError(400, f"{where} must be a finite {dtype} number, not {value!r:.40}", field=where)
+
+
+def _check_values(model: ServedModel, signature: str, rows: list[dict] | None, columns: dict | None) -> None:
+    from ml_pipeline.model.inputs import input_name
+
+    dtypes = {name: spec.dtype.name for name, spec in model.recommender.input_specs(signature).items()}
+
+    def dtype_of(key: str) -> str | None:
+        return dtypes.get(key) or dtypes.get(input_name(str(key)))
+
+    for index, row in enumerate(rows or []):
+        for key, value in row.items():
+            dtype = dtype_of(key)
+            if dtype is not None:
+                _check_value(f"instances[{index}].{key}", value, dtype)
+    for key, values in (columns or {}).items():
+        dtype = dtype_of(key)
+        if dtype is None:
+            continue
+        for index, value in enumerate(values if isinstance(values, list) else [values]):
+            _check_value(f"inputs.{key}[{index}]" if isinstance(values, list) else f"inputs.{key}", value, dtype)
+
+
+def predict(model: ServedModel, body: Any, max_instances: int = DEFAULT_MAX_INSTANCES) -> dict:
+    """A TF Serving ``:predict`` body (row or columnar format) run on ``model``."""
+    check_predict_body(body, max_instances)
+    has_instances = "instances" in body
     signature = _signature(model, body)
     specs = model.recommender.input_specs(signature)
     outputs = sorted(model.recommender.signatures[signature].structured_outputs)
@@ -400,6 +566,7 @@ def predict(model: ServedModel, body: Any) -> dict:
                 if missing:
                     raise RequestError(400, f"instances[{index}] is missing input '{missing[0]}' of signature "
                                             f"'{signature}' (it needs {_needs(model, signature)})")
+            _check_values(model, signature, instances, None)
             rows = model.recommender.predict_instances(instances, signature)
             if len(outputs) == 1:
                 rows = [row[outputs[0]] for row in rows]
@@ -416,8 +583,9 @@ def predict(model: ServedModel, body: Any) -> dict:
         lengths = {len(v) for v in inputs.values() if isinstance(v, list)}
         if len(lengths) > 1:
             raise RequestError(400, f"the inputs' lists differ in length ({sorted(lengths)}); give one value per row")
+        _check_values(model, signature, None, inputs)
         result = model.recommender.predict(inputs, signature)
-    except (ValueError, TypeError, KeyError) as error:
+    except (ValueError, TypeError, KeyError, OverflowError) as error:
         raise RequestError(400, f"could not run signature '{signature}': {error}") from None
     if len(outputs) == 1:
         return {"outputs": _plain(result[outputs[0]])}
@@ -429,12 +597,20 @@ def _request_time(raw: str | None, latest: Any) -> int:
         return int(time.time())
     if raw == "latest":
         if latest is None:
-            raise RequestError(400, "at=latest: the buyers lookup has no timestamp for this buyer; use at=now")
+            raise RequestError(400, "at=latest: the buyers lookup has no timestamp for this buyer; use at=now",
+                               field="at")
         return int(latest)
-    try:
-        return int(float(raw))
-    except ValueError:
-        raise RequestError(400, f"at must be 'now', 'latest' or Unix seconds, not {raw!r}") from None
+    return unix_seconds("at", raw)
+
+
+def parse_k(raw: str | None) -> int | None:
+    """``k`` of ``/recommend``: a whole number from 1 (the model's K bounds it from above); None when not given."""
+    if raw is None or raw == "":
+        return None
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or int(raw) < 1:
+        shown = repr(raw) if len(raw) <= 40 else repr(raw[:37] + "...")
+        raise RequestError(400, f"k must be a whole number from 1 up to the model's K, not {shown}", field="k")
+    return int(raw)
 
 
 def recommend(model: ServedModel, buyer_id: str, k: int | None, at: str | None) -> dict:
@@ -453,7 +629,8 @@ def recommend(model: ServedModel, buyer_id: str, k: int | None, at: str | None) 
     latest = features.pop(LATEST_TIMESTAMP, None)
     k = min(DEFAULT_K, recommender.k) if k is None else k
     if not 1 <= k <= recommender.k:
-        raise RequestError(400, f"k must be between 1 and {recommender.k} (the K this model was exported with)")
+        raise RequestError(400, f"k must be between 1 and {recommender.k} (the K this model was exported with)",
+                           field="k")
     timestamp = _request_time(at, latest)
     from ml_pipeline.model.inputs import input_name
 
@@ -489,9 +666,36 @@ class ServingHandler(BaseHTTPRequestHandler):
                                            and self.path.startswith("/v1/models/"))
         log.log(logging.DEBUG if quiet else logging.INFO, "%s %s", self.address_string(), format % args)
 
+    @property
+    def options(self) -> ServerOptions:
+        return self.server.options  # type: ignore[attr-defined]
+
+    def setup(self):
+        # A client that sends its headers and then stalls (or trickles nothing) times out and frees the thread.
+        self.timeout = self.options.read_timeout
+        super().setup()
+
+    def finish(self):
+        super().finish()
+        if self.close_connection and getattr(self, "_body_pending", False):
+            self._linger()
+
+    def _linger(self) -> None:
+        """After an answer to a request whose body was not read: end our side, then discard what the client
+        still sends for a moment, so it reads the answer instead of a reset (closing a socket with unread
+        input resets the connection). Nothing is kept: one 64 KiB buffer, reused."""
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(0.5)
+            buffer, deadline = bytearray(64 * 1024), time.monotonic() + LINGER_SECONDS
+            while time.monotonic() < deadline and self.connection.recv_into(buffer):
+                pass
+        except OSError:  # the client is gone, or silent: either way we are done
+            pass
+
     # plumbing --------------------------------------------------------------------
     def _send(self, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
-        if not getattr(self, "_body_read", True) and int(self.headers.get("Content-Length") or 0):
+        if getattr(self, "_body_pending", True):
             headers = {**(headers or {}), "Connection": "close"}  # an unread body would be read as a request
         data = json.dumps(body, separators=(",", ":")).encode()
         self.send_response(status)
@@ -503,29 +707,99 @@ class ServingHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            raise RequestError(413, f"the body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB")
-        raw = self.rfile.read(length) if length else b""
-        self._body_read = True
-        if not raw:
-            raise RequestError(400, "the body is empty; send a JSON object")
+    def send_error(self, code, message=None, explain=None):
+        """The standard library's own refusals (a malformed request line, a header line over 64 KiB, more
+        than 100 headers) in the endpoint's JSON shape."""
+        self.log_error("code %d, message %s", code, message)
+        self._send(code, {"error": message or HTTPStatus(code).phrase}, {"Connection": "close"})
+
+    def _begin(self) -> None:
+        """A new request on this connection: nothing of its body is read yet, nothing of it is checked."""
+        lengths = self.headers.get_all("Content-Length") or []
+        self._body_pending = bool(self.headers.get("Transfer-Encoding")) or any(v.strip() != "0" for v in lengths)
+        self._length = 0
+        self._admitted = False
+
+    def _admit(self) -> None:
+        """What is checked before a byte of the body is read: the token, then the body's declared length."""
+        if self.options.token and urlsplit(self.path).path not in HEALTH_PATHS and not self._authorized():
+            given = bool(self.headers.get("Authorization"))
+            raise RequestError(401, "the bearer token is not valid" if given else
+                               "this endpoint needs 'Authorization: Bearer <SERVING_TOKEN>'",
+                               {"WWW-Authenticate": 'Bearer realm="serving"'}, field="Authorization")
+        self._length = self._content_length()
+        self._admitted = True
+
+    def _authorized(self) -> bool:
+        if not self.options.token:
+            return True
+        scheme, _, given = (self.headers.get("Authorization") or "").strip().partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.options.token.encode())
+
+    def _content_length(self) -> int:
+        if self.headers.get("Transfer-Encoding"):
+            raise RequestError(411, "send the body with a Content-Length; chunked transfer encoding is not accepted",
+                               field="Transfer-Encoding")
+        values = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        if not values:
+            if self.command in BODY_METHODS:
+                raise RequestError(411, "a Content-Length header is required", field="Content-Length")
+            return 0
+        if len(values) > 1:
+            raise RequestError(400, "conflicting Content-Length headers", field="Content-Length")
+        [raw] = values
+        if not re.fullmatch(r"[0-9]{1,19}", raw):
+            shown = repr(raw) if len(raw) <= 40 else repr(raw[:37] + "...")
+            raise RequestError(400, f"Content-Length must be a number of bytes, not {shown}", field="Content-Length")
+        length, limit = int(raw), self.options.max_body_bytes
+        if length > limit:
+            raise RequestError(413, f"the body is {length:,} bytes; at most {limit:,} are accepted "
+                                    f"(SERVING_MAX_BODY_BYTES)", field="Content-Length")
+        return length
+
+    def handle_expect_100(self):
+        # curl sends bodies over 1 MiB with "Expect: 100-continue": a refusal here means the body is never sent.
+        self._begin()
         try:
-            return json.loads(raw)
-        except ValueError as error:
-            raise RequestError(400, f"the body is not valid JSON: {error}") from None
+            self._admit()
+        except RequestError as error:
+            self._send(error.status, error.body(), error.headers)
+            return False
+        return super().handle_expect_100()
+
+    def _body(self) -> Any:
+        """The body as JSON; at most ``max_body_bytes`` are ever read (the length was checked by :meth:`_admit`)."""
+        try:
+            raw = self.rfile.read(self._length) if self._length else b""
+        except TimeoutError:
+            raise RequestError(408, f"the body did not arrive ({self.options.read_timeout:.0f}s without a byte)",
+                               field="body") from None
+        if len(raw) < self._length:
+            raise RequestError(400, f"the body ended after {len(raw):,} of its {self._length:,} bytes",
+                               field="Content-Length")
+        self._body_pending = False
+        return parse_json(raw)
 
     def _handle(self, method: str) -> None:
-        self._body_read = False
+        if not getattr(self, "_admitted", False):
+            self._begin()
         try:
-            status, body = self._route(method)
-            self._send(status, body)
-        except RequestError as error:
-            self._send(error.status, {"error": error.message}, error.headers)
-        except Exception as error:  # noqa: BLE001 - answer, never drop the connection
-            log.exception("%s %s failed", method, self.path)
-            self._send(500, {"error": f"internal error: {type(error).__name__}: {error}"})
+            try:
+                if not self._admitted:
+                    self._admit()
+                status, body = self._route(method)
+                self._send(status, body)
+            except RequestError as error:
+                self._send(error.status, error.body(), error.headers)
+            except (ConnectionError, TimeoutError):
+                raise
+            except Exception:  # noqa: BLE001 - answer, never drop the connection
+                log.exception("%s %s failed", method, self.path)
+                self._send(500, {"error": "internal error; the serving log has the details"})
+        except (ConnectionError, TimeoutError):  # the client went away or stopped reading: nothing to answer
+            self.close_connection = True
+        finally:
+            self._admitted = False
 
     def do_GET(self):  # noqa: N802 - the stdlib's name
         self._handle("GET")
@@ -533,14 +807,26 @@ class ServingHandler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         self._handle("POST")
 
+    def do_PUT(self):  # noqa: N802 - answered 405 in JSON, not the stdlib's HTML 501
+        self._handle("PUT")
+
+    def do_PATCH(self):  # noqa: N802
+        self._handle("PATCH")
+
+    def do_DELETE(self):  # noqa: N802
+        self._handle("DELETE")
+
     # routes --------------------------------------------------------------------------
     def _route(self, method: str) -> tuple[int, dict]:
         url = urlsplit(self.path)
         path = url.path
-        if path in ("/healthz", "/healthz/"):
+        if path in HEALTH_PATHS:
             self._only(method, "GET")
+            if not self._authorized():  # open to load balancers, but what is served is for the token's holders
+                return 200, {"status": "ok"}
             return 200, {"status": "ok", "pid": os.getpid(), "config": str(self.store.config_path),
-                         "config_error": self.store.config_error, "models": self.store.summary()}
+                         "config_error": self.store.config_error, "models": self.store.summary(),
+                         "options": self.options.public()}
         if path.rstrip("/") == "/recommend":
             self._only(method, "GET")
             return 200, self._recommend(parse_qs(url.query))
@@ -572,7 +858,8 @@ class ServingHandler(BaseHTTPRequestHandler):
                 raise RequestError(400, f"':{verb}' is not supported; this server answers ':predict'")
             self._only(method, "POST")
             body = self._body()
-            return 200, predict(self._served(name, version), body)
+            check_predict_body(body, self.options.max_instances)  # before the model: a refusal costs nothing
+            return 200, predict(self._served(name, version), body, self.options.max_instances)
         self._only(method, "GET")
         if tail == ["metadata"]:
             model = self._served(name, version)
@@ -624,28 +911,28 @@ class ServingHandler(BaseHTTPRequestHandler):
             if len(served) > 1:
                 raise RequestError(400, f"several models are served ({', '.join(served)}); name one with ?model=")
             name = served[0]
-        raw_k = one("k")
-        try:
-            k = int(raw_k) if raw_k not in (None, "") else None
-        except ValueError:
-            raise RequestError(400, f"k must be an integer, not {raw_k!r}") from None
-        return recommend(self._served(name), buyer_id, k, one("at"))
+        k, at = parse_k(one("k")), one("at")
+        if at not in (None, "", "now", "latest"):
+            unix_seconds("at", at)  # refused before the model and the buyer are looked up
+        return recommend(self._served(name), buyer_id, k, at)
 
 
 class ServingServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, store: ModelStore):
+    def __init__(self, address, store: ModelStore, options: ServerOptions | None = None):
         super().__init__(address, ServingHandler)
         self.store = store
+        self.options = options or ServerOptions()
 
 
 def serve(config: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          poll_seconds: float = POLL_SECONDS) -> None:
+          poll_seconds: float = POLL_SECONDS, options: ServerOptions | None = None) -> None:
     """Serve until SIGTERM/SIGINT; the config is watched by a background thread."""
     store = ModelStore(config)
-    server = ServingServer((host, port), store)
+    options = options or ServerOptions.from_env()
+    server = ServingServer((host, port), store, options)
     stop = threading.Event()
     watcher = threading.Thread(target=store.watch, args=(stop, poll_seconds), daemon=True, name="config-watch")
 
@@ -655,9 +942,11 @@ def serve(config: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     signal.signal(signal.SIGTERM, terminate)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, lambda signum, frame: store.wake())
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("listening on %s: the serving API has no authentication; keep it behind a firewall", host)
-    log.info("serving on http://%s:%s (pid %s), models from %s", host, server.server_address[1], os.getpid(), config)
+    if host not in ("127.0.0.1", "localhost", "::1") and not options.token:
+        log.warning("listening on %s without SERVING_TOKEN: anyone who reaches the port may use the models; "
+                    "set SERVING_TOKEN or keep the port behind a firewall", host)
+    log.info("serving on http://%s:%s (pid %s), models from %s; %s", host, server.server_address[1], os.getpid(),
+             config, options)
     watcher.start()
     try:
         server.serve_forever(poll_interval=0.5)
@@ -676,13 +965,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--poll-seconds", type=float, default=POLL_SECONDS, help="how often the config is checked")
+    parser.add_argument("--read-timeout", type=float, default=READ_TIMEOUT_SECONDS,
+                        help="seconds a connection may stay silent (mid-request or idle) before it is closed")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:  # the token comes from the environment, never the command line (which every local user can read)
+        options = ServerOptions.from_env()
+    except ValueError as error:
+        parser.error(str(error))
+    options = replace(options, read_timeout=args.read_timeout)
     try:
-        serve(args.config, args.host, args.port, args.poll_seconds)
+        serve(args.config, args.host, args.port, args.poll_seconds, options)
     except OSError as error:  # the port is taken, the address is not ours
         log.error("cannot listen on %s:%s: %s", args.host, args.port, error)
         return 2

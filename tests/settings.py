@@ -14,10 +14,11 @@ if _key not in os.environ:
     atexit.register(shutil.rmtree, os.environ[_key], ignore_errors=True)
 os.environ["ML_PLATFORM_DATA_DIR"] = os.environ[_key]
 # Files the tests use as dataset sources live outside the data folder (which no source may read), in a folder
-# the tests' administrator allowed.
-os.environ.setdefault("DATASET_ALLOWED_ROOTS", os.path.join(os.environ[_key] + "-sources"))
-os.makedirs(os.environ["DATASET_ALLOWED_ROOTS"], exist_ok=True)
-atexit.register(shutil.rmtree, os.environ["DATASET_ALLOWED_ROOTS"], ignore_errors=True)
+# the tests' administrator allowed; made and removed like the data folder, by the process that made it.
+if f"{_key}_SOURCES" not in os.environ:
+    os.environ[f"{_key}_SOURCES"] = tempfile.mkdtemp(prefix="mlp-test-sources-")
+    atexit.register(shutil.rmtree, os.environ[f"{_key}_SOURCES"], ignore_errors=True)
+os.environ["DATASET_ALLOWED_ROOTS"] = os.environ[f"{_key}_SOURCES"]
 # Playwright's sync API runs an event loop in the test thread; Django's
 # async-safety guard would otherwise refuse ORM calls made by the tests.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -17,10 +17,16 @@ start|stop|restart|status`` manages it by hand (after a reboot, ``start``
 brings back everything ``models.json`` names).
 
 Settings (read when used, so tests may override them): ``SERVING_HOST``
-(default 127.0.0.1: the API has no authentication), ``SERVING_PORT`` (8501),
-``SERVING_URL`` (the base URL shown to users; default http://host:port),
-``SERVING_DIR``, ``SERVING_LOAD_TIMEOUT`` (seconds a version may take to
-load, 180). Each is also read from the environment variable of that name.
+(default 127.0.0.1), ``SERVING_PORT`` (8501), ``SERVING_URL`` (the base URL
+shown to users; default http://host:port), ``SERVING_DIR``,
+``SERVING_LOAD_TIMEOUT`` (seconds a version may take to load, 180),
+``SERVING_TOKEN`` (the bearer token the server requires; empty: none, so keep
+it on loopback), ``SERVING_MAX_BODY_BYTES`` and ``SERVING_MAX_INSTANCES``
+(what one request may carry). Each is also read from the environment variable
+of that name. The token and limits reach the server through its environment
+(never its command line), and every call the platform makes to it sends the
+token; a running server started with another token or other limits is
+restarted by :func:`ensure_server`.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 
+from ml_pipeline.serving_server import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, ServerOptions
 from ml_platform.deployment.buyers import write_buyers_lookup
 from ml_platform.deployment.targets import DeploymentFailed, DeploymentTarget, ModelToServe, TargetStatus
 
@@ -74,6 +81,23 @@ def serving_port() -> int:
 
 def load_timeout() -> float:
     return float(_setting("SERVING_LOAD_TIMEOUT", 180))
+
+
+def serving_token() -> str:
+    return str(_setting("SERVING_TOKEN", "")).strip()
+
+
+def server_options() -> ServerOptions:
+    """The limits and token the server is started with (``SERVING_MAX_BODY_BYTES``, ``SERVING_MAX_INSTANCES``,
+    ``SERVING_TOKEN``)."""
+    return ServerOptions(max_body_bytes=int(_setting("SERVING_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+                         max_instances=int(_setting("SERVING_MAX_INSTANCES", DEFAULT_MAX_INSTANCES)),
+                         token=serving_token())
+
+
+def _auth_headers() -> dict[str, str]:
+    token = serving_token()
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def serving_dir() -> Path:
@@ -202,8 +226,8 @@ def process_alive(pid: int) -> bool:
 def http_json(method: str, url: str, body: dict | None = None, timeout: float = 2.0) -> tuple[int, dict] | None:
     """(status, JSON body) of a request to the server; None when nothing answers."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+    headers = {**_auth_headers(), **({"Content-Type": "application/json"} if data else {})}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"{}")
@@ -217,8 +241,14 @@ def http_json(method: str, url: str, body: dict | None = None, timeout: float = 
 
 
 def healthz(host: str, port: int, timeout: float = 1.0) -> dict | None:
+    """The server's ``/healthz`` (with ``pid``, ``models``, ``options`` when our token is accepted)."""
     answer = http_json("GET", f"{internal_url(host, port)}/healthz", timeout=timeout)
     return answer[1] if answer and answer[0] == 200 else None
+
+
+def _configured_as_now(answer: dict) -> bool:
+    """Whether a server's ``/healthz`` shows the token and limits the settings name now."""
+    return answer.get("options") == server_options().public()
 
 
 def log_tail(lines: int = 20) -> str:
@@ -240,12 +270,15 @@ def start_server(wait: float = 60.0) -> ServerProcess:
     host, port = serving_host(), serving_port()
     other = healthz(host, port, timeout=0.5)
     if other is not None:
-        raise DeploymentFailed(f"port {port} is already used by another serving process (pid {other.get('pid')}, "
-                               f"config {other.get('config')}); stop it or set SERVING_PORT")
+        raise DeploymentFailed(f"port {port} is already used by another serving process (pid {other.get('pid', '?')}, "
+                               f"config {other.get('config', '?')}); stop it or set SERVING_PORT")
     if not config_path().exists():
         write_models_config({"models": {}})
     _rotate_log()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), "PYTHONUNBUFFERED": "1"}
+    options = server_options()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), "PYTHONUNBUFFERED": "1",
+           "SERVING_TOKEN": options.token, "SERVING_MAX_BODY_BYTES": str(options.max_body_bytes),
+           "SERVING_MAX_INSTANCES": str(options.max_instances)}
     command = [sys.executable, "-m", SERVER_MODULE, "--config", str(config_path()), "--host", host, "--port", str(port)]
     with open(log_path(), "ab") as output:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
@@ -277,8 +310,12 @@ def ensure_server() -> ServerProcess:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:  # it may still be starting
                 answer = healthz(info.host, info.port, timeout=0.5)
-                if answer is not None and answer.get("pid") == info.pid:
-                    return info
+                if answer is not None:
+                    if answer.get("pid") == info.pid and _configured_as_now(answer):
+                        return info
+                    log.info("the serving process (pid %s) does not answer as configured (another token or other "
+                             "limits, or another process); restarting it", info.pid)
+                    break
                 if not process_alive(info.pid):
                     break
                 time.sleep(0.1)

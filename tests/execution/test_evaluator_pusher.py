@@ -595,3 +595,31 @@ def test_a_ranking_model_serves_top_k_by_its_predicted_rating(world, pushed):
         expected = np.argsort(-predicted, kind="stable")[:max(KS)]
         assert answers["ranking_ids"][row][:10] == [world["products"][i] for i in expected[:10]]
         np.testing.assert_allclose(answers["ranking_scores"][row], predicted[expected], rtol=1e-5)
+
+
+def test_the_pushed_model_served_over_http_keeps_its_token_its_instance_limit_and_its_k(pushed, serving_endpoint,
+                                                                                         tmp_path):
+    """The brute-force export on the real serving server (SavedModel and buyers lookup; the refusals themselves
+    are tested one by one in ``test_serving_server.py``)."""
+    from ml_pipeline.serving_server import ServerOptions
+
+    buyers, segments = pushed["buyers"], pushed["segments"]
+    lookup = tmp_path / "buyers.parquet"
+    pq.write_table(pa.table({"buyer_id": buyers, "segment": segments}), lookup)
+    endpoint = serving_endpoint({"recs": {"path": str(pushed["exports"]["brute"]["destination"]), "version": 1,
+                                          "buyers": str(lookup)}},
+                                options=ServerOptions(max_instances=len(buyers), token="t0ken"))
+    predict, rows = "/v1/models/recs:predict", [{"buyer_id": b, "segment": s} for b, s in zip(buyers, segments)]
+
+    assert endpoint.call("POST", predict, {"instances": rows}).status == 401
+    answer = endpoint.call("POST", predict, {"instances": rows}, token="t0ken")
+    assert answer.status == 200, answer.json
+    assert [row["product_ids"] for row in answer.json["predictions"]] == pushed["answers"]["brute_ids"]
+    too_many = endpoint.call("POST", predict, {"instances": rows + rows[:1]}, token="t0ken")
+    assert too_many.status == 400 and too_many.json["errors"][0]["field"] == "instances"
+
+    top = endpoint.call("GET", f"/recommend?buyer_id={buyers[0]}&k=3", token="t0ken")
+    assert top.status == 200, top.json
+    assert [r["product_id"] for r in top.json["recommendations"]] == pushed["answers"]["brute_ids"][0][:3]
+    beyond = endpoint.call("GET", f"/recommend?buyer_id={buyers[0]}&k={max(KS) + 1}", token="t0ken")
+    assert beyond.status == 400 and beyond.json["errors"][0]["field"] == "k"
