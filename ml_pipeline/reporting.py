@@ -8,10 +8,12 @@ database or a signed webhook) is the implementation's business.
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
+import math
 import sys
 import threading
 import time
+import uuid
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -170,13 +172,24 @@ class FanOutReporter(Reporter):
         self._each("run_finished", status, summary)
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """HMAC-SHA256 over "<timestamp>.<body>": the signature a webhook receiver checks."""
+def sign(secret: str, timestamp: str, delivery_id: str, body: bytes) -> str:
+    """HMAC-SHA256 over "<timestamp>.<delivery id>.<body>": the signature a webhook receiver checks."""
     import hashlib
     import hmac
 
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
+    message = f"{timestamp}.{delivery_id}.".encode() + body
+    return f"sha256={hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()}"
+
+
+def _json_safe(value):
+    """NaN and infinities as null: JSON has no such numbers, and the platform refuses a body with them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(inner) for key, inner in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(inner) for inner in value]
+    return value
 
 
 WEBHOOK_PATHS = {
@@ -194,9 +207,12 @@ class WebhookReporter(EventReporter):
 
     ``base_url`` is the run's webhook root, e.g.
     ``https://ml.example.com/api/training-runs/42/webhook``. Each event goes
-    to ``<base_url>/<event path>/`` with ``X-Timestamp`` and ``X-Signature``
-    headers; log lines are not sent (they stay in the stage logs).
-    A delivery is retried a few times; a reporter must never fail the run.
+    to ``<base_url>/<event path>/`` with ``X-Timestamp``, ``X-Delivery-Id``
+    and ``X-Signature`` headers; log lines are not sent (they stay in the
+    stage logs). Every event gets its own delivery id, kept when the delivery
+    is retried: the platform applies a delivery once, so a retry of one that
+    did arrive (its answer lost) changes nothing. A delivery is retried a few
+    times; a reporter must never fail the run.
     """
 
     def __init__(self, base_url: str, secret: str, timeout: float = 10.0, retries: int = 3) -> None:
@@ -212,13 +228,14 @@ class WebhookReporter(EventReporter):
         path = WEBHOOK_PATHS.get(event["event"])
         if path is None:
             return
-        body = json.dumps(event, default=str).encode()
+        body = json.dumps(_json_safe(event), default=str, allow_nan=False).encode()
+        delivery_id = uuid.uuid4().hex
         for attempt in range(self.retries):
             timestamp = str(int(time.time()))
             request = urllib.request.Request(
                 f"{self.base_url}/{path}/", data=body, method="POST",
-                headers={"Content-Type": "application/json", "X-Timestamp": timestamp,
-                         "X-Signature": sign(self.secret, timestamp, body)},
+                headers={"Content-Type": "application/json", "X-Timestamp": timestamp, "X-Delivery-Id": delivery_id,
+                         "X-Signature": sign(self.secret, timestamp, delivery_id, body)},
             )
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout):
@@ -227,5 +244,6 @@ class WebhookReporter(EventReporter):
                 if getattr(error, "code", 500) < 500:
                     self.failures.append(f"{path}: {error}")
                     return
-                time.sleep(0.5 * (attempt + 1))
+                if attempt + 1 < self.retries:
+                    time.sleep(0.5 * (attempt + 1))
         self.failures.append(f"{path}: gave up after {self.retries} attempts")

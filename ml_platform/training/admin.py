@@ -12,8 +12,8 @@ class MetricsInline(admin.TabularInline):
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "kind", "project", "model_type", "status", "current_stage", "created_at")
-    list_filter = ("project", "kind", "status", "model_type")
+    list_display = ("__str__", "kind", "project", "model_type", "status", "runner", "current_stage", "created_at")
+    list_filter = ("project", "kind", "status", "runner", "model_type")
     search_fields = ("name", "description")
-    readonly_fields = ("webhook_secret",)
+    readonly_fields = ("webhook_secret", "last_event_at")
     inlines = [MetricsInline]

@@ -6,6 +6,7 @@ progress is readable through the API as soon as a stage or an epoch ends.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from datetime import datetime, timezone as dt_timezone
@@ -13,8 +14,11 @@ from datetime import datetime, timezone as dt_timezone
 from django.db import transaction
 
 from ml_platform.training import resources
-from ml_platform.training.models import TrainingMetricsHistory, TrainingRun
+from ml_platform.training.models import (STAGE_DONE, InvalidStageTransition, TrainingMetricsHistory, TrainingRun,
+                                          check_stage_move)
 from ml_pipeline.reporting import Reporter
+
+logger = logging.getLogger(__name__)
 
 HEADLINE_METRICS = ("loss", "val_loss", "recall_at_5", "recall_at_10", "recall_at_50", "recall_at_100", "rmse", "mae")
 
@@ -53,22 +57,39 @@ class DatabaseReporter(Reporter):
     ``sample_resources``: measure this process's CPU/memory/GPUs at each epoch
     (the local worker's child); webhooks pass False and use what the remote
     runner measured (``metrics["resources"]``).
+
+    A stage move the stage table does not allow (``STAGE_TRANSITIONS``) is
+    not written: ``strict`` (webhooks) raises InvalidStageTransition so the
+    runner hears it; otherwise (the local pipeline, which must not fail for
+    its own reporting) it is logged.
     """
 
-    def __init__(self, run: TrainingRun, sample_resources: bool = True) -> None:
+    def __init__(self, run: TrainingRun, sample_resources: bool = True, strict: bool = False) -> None:
         self.run = run
         self.sample_resources = sample_resources
+        self.strict = strict
 
-    def _update_stage(self, stage: str, **fields) -> None:
+    def _update_stage(self, stage: str, reused: bool = False, **fields) -> None:
         with transaction.atomic():
             run = TrainingRun.objects.select_for_update().get(pk=self.run.pk)
             stages = dict(run.stages)
+            current = stages.get(stage, {}).get("status", "pending")
+            if reused and current in STAGE_DONE:
+                return  # a resumed run announcing a stage it reuses: nothing starts again
+            try:
+                check_stage_move(stage, current, fields["status"])
+            except InvalidStageTransition as refused:
+                if self.strict:
+                    raise
+                logger.warning("run %s: %s; the event is ignored", run.pk, refused)
+                return
             stages[stage] = {**stages.get(stage, {}), **fields}
             extra = {"current_stage": stage} if fields.get("status") == "running" else {}
             TrainingRun.objects.filter(pk=run.pk).update(stages=stages, **extra)
 
     def stage_started(self, stage, info):
-        self._update_stage(stage, status="running", started_at=_iso(time.time()), ended_at=None)
+        self._update_stage(stage, reused=bool((info or {}).get("cached")), status="running",
+                           started_at=_iso(time.time()), ended_at=None)
 
     def stage_completed(self, stage, summary, properties, cached):
         self._update_stage(stage, status="cached" if cached else "completed", summary=summary,
