@@ -1,9 +1,15 @@
-"""Run the web server and the background worker together, and say where to open the platform."""
+"""Run the web server and the background worker together, and say where to open the platform.
 
+Both are supervised (ml_platform/core/supervisor.py): one that dies is logged
+and started again with back-off, while the other keeps going; Ctrl-C or
+SIGTERM stops both and the local serving process too.
+"""
+
+import logging
 import os
 import signal
-import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -11,10 +17,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from ml_platform.core.demo import DEMO_USERNAME, demo_password
+from ml_platform.core.supervisor import Program, Supervisor, describe_exit
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
-    help = "Start gunicorn (web) and the task worker; stop both on Ctrl-C or when either exits."
+    help = ("Start gunicorn (web) and the task worker, restart either when it dies, "
+            "and stop both (and the serving process) on Ctrl-C or SIGTERM.")
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("ML_PLATFORM_HOST", "127.0.0.1"))
@@ -23,16 +33,16 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, web_workers, **options):
         manage = str(settings.BASE_DIR / "manage.py")
-        children = {
-            "web": subprocess.Popen([
+        supervisor = Supervisor([
+            Program("web", [
                 sys.executable, "-m", "gunicorn", "ml_platform.wsgi:application",
                 "--bind", f"{host}:{port}", "--workers", str(web_workers), "--threads", "4",
                 "--access-logfile", "-", "--log-level", "warning",
                 # A deploy waits for the serving process to load the model.
                 "--timeout", str(int(settings.SERVING_LOAD_TIMEOUT) + 30),
             ]),
-            "worker": subprocess.Popen([sys.executable, manage, "run_worker"]),
-        }
+            Program("worker", [sys.executable, manage, "run_worker"]),
+        ])
         stopping = False
 
         def stop(*_):
@@ -41,33 +51,31 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        supervisor.start_all()
         try:
             url = f"http://{host}:{port}/"
-            self._wait_until_up(url + "healthz", children)
+            self._wait_until_up(url + "healthz", supervisor["web"].process)
             self.stdout.write(self.style.SUCCESS(f"ML Platform is running at {url}"), ending="\n")
             password, _ = demo_password()
             self.stdout.write(f"Log in as '{DEMO_USERNAME}' with password '{password}'  (Ctrl-C stops it)")
             self.stdout.flush()
+            # Loading models takes a while; supervision goes on meanwhile.
+            threading.Thread(target=resume_serving, daemon=True, name="resume-serving").start()
             while not stopping:
-                for name, child in children.items():
-                    if child.poll() is not None:
-                        raise CommandError(f"the {name} process exited with status {child.returncode}")
+                supervisor.check()
                 time.sleep(0.5)
+            logger.info("stopping the platform")
         finally:
-            for child in children.values():
-                if child.poll() is None:
-                    child.terminate()
-            for child in children.values():
-                try:
-                    child.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            supervisor.stop_all()
+            stop_serving()
 
-    def _wait_until_up(self, health_url: str, children: dict, timeout: float = 60) -> None:
+    def _wait_until_up(self, health_url: str, web, timeout: float = 60) -> None:
+        # A web server that dies before it ever answered is misconfigured (the port is taken): say so, no restarts.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if children["web"].poll() is not None:
-                raise CommandError("the web server failed to start (see its output above)")
+            if web.poll() is not None:
+                raise CommandError(f"the web server {describe_exit(web.returncode)} before it answered "
+                                   f"(see its output above)")
             try:
                 with urllib.request.urlopen(health_url, timeout=2) as response:
                     if response.status == 200:
@@ -75,3 +83,28 @@ class Command(BaseCommand):
             except OSError:
                 time.sleep(0.3)
         raise CommandError(f"the web server did not answer {health_url} within {timeout:.0f} s")
+
+
+def resume_serving() -> None:
+    """Serve again what was deployed when the platform was last stopped (the serving process stops with it)."""
+    from ml_platform.deployment import local
+    from ml_platform.deployment.targets import DeploymentFailed
+
+    try:
+        if not local.read_models_config()["models"]:
+            return
+        with local.serving_lock():
+            info = local.ensure_server()
+        logger.info("serving the deployed models on %s (pid %s)", info.url, info.pid)
+    except DeploymentFailed as error:
+        logger.error("the deployed models are not served: %s", error)
+
+
+def stop_serving() -> None:
+    from ml_platform.deployment import local
+
+    try:
+        with local.serving_lock(timeout=30):
+            local.stop_server()
+    except Exception:  # stopping must not be stopped by this; the pid file still names it for next time
+        logger.exception("could not stop the serving process")
