@@ -12,11 +12,14 @@ from django.http import Http404
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
-from ninja.security import HttpBearer, django_auth
+from ninja.security import HttpBearer
 
 from ml_platform.accounts.api import router as tokens_router
+from ml_platform.accounts.auth import session_auth
 from ml_platform.accounts.models import ApiToken
+from ml_platform.audit.api import router as audit_router
 from ml_platform.core.errors import ApiError, error_body, problems_from_ninja
+from ml_platform.core.parser import JsonObjectParser
 from ml_platform.datasets.api import router as datasets_router
 from ml_platform.deployment.api import router as deployment_router
 from ml_platform.experiments.api import router as experiments_router
@@ -29,10 +32,12 @@ from ml_pipeline.errors import ConfigError, DataError, Problem
 
 class TokenAuth(HttpBearer):
     def authenticate(self, request, token):
-        user = ApiToken.objects.authenticate(token)
-        if user is not None:
-            request.user = user
-        return user
+        found = ApiToken.objects.authenticate_token(token)
+        if found is None:
+            return None
+        request.user = found.user
+        request.api_token = found  # the audit trail names the token an action came with
+        return found.user
 
 
 api = NinjaAPI(
@@ -40,10 +45,11 @@ api = NinjaAPI(
     version="1",
     description="Projects, datasets, feature and model configs, experiments, training runs, the model registry "
                 "and deployments of the ML Platform.",
-    auth=[TokenAuth(), django_auth],
+    auth=[TokenAuth(), session_auth],
     docs_url="/docs",
     # The schema and docs pages are for logged-in users too (they name every endpoint).
     docs_decorator=login_required,
+    parser=JsonObjectParser(),
 )
 
 
@@ -98,6 +104,8 @@ def on_unauthenticated(request, exc):
 
 @api.exception_handler(HttpError)
 def on_http_error(request, exc):
+    if isinstance(exc.__cause__, ApiError):  # the body parser's, which ninja wraps in "Cannot parse request body"
+        return on_api_error(request, exc.__cause__)
     return api.create_response(request, error_body(str(exc)), status=exc.status_code)
 
 
@@ -109,3 +117,4 @@ api.add_router("", webhooks_router)
 api.add_router("", training_router)
 api.add_router("", experiments_router)
 api.add_router("", deployment_router)
+api.add_router("", audit_router)

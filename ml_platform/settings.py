@@ -6,11 +6,14 @@ platform runs self-contained: SQLite (WAL) and MLflow's SQLite store under
 the data folder, and a secret key generated there on first start.
 """
 
+import ipaddress
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -57,9 +60,9 @@ CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
 PIPELINE_ROOT = os.environ.get("PIPELINE_ROOT", str(DATA_DIR / "pipelines"))
 MLFLOW_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{DATA_DIR / 'mlflow.db'}")
 MLFLOW_ARTIFACT_ROOT = os.environ.get("MLFLOW_ARTIFACT_ROOT", (DATA_DIR / "mlflow-artifacts").as_uri())
-# Folders whose files may be used as dataset sources (colon-separated). Uploads
-# and the demo data live under the data folder, which is always allowed.
-DATASET_ALLOWED_ROOTS = [str(DATA_DIR)] + [p for p in os.environ.get("DATASET_ALLOWED_ROOTS", "").split(":") if p]
+# Folders whose files every project's dataset sources may read (colon-separated), besides each project's own
+# uploads. The data folder is never readable as a source, even inside one of these (ml_platform/datasets/access.py).
+DATASET_ALLOWED_ROOTS = [p for p in os.environ.get("DATASET_ALLOWED_ROOTS", "").split(":") if p]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -69,6 +72,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "axes",
+    "csp",
+    "ninja",  # serves Swagger UI for /api/docs from its own static files, not a CDN the CSP would block
     "ml_platform.core",
     "ml_platform.accounts",
     "ml_platform.projects",
@@ -78,10 +84,12 @@ INSTALLED_APPS = [
     "ml_platform.training",
     "ml_platform.experiments",
     "ml_platform.deployment",
+    "ml_platform.audit",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -90,6 +98,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "ml_platform.core.middleware.LoginRequiredMiddleware",
+    "ml_platform.core.middleware.ApiErrorShapeMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into the lockout page
 ]
 
 ROOT_URLCONF = "ml_platform.urls"
@@ -128,6 +138,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# django-axes counts failed logins per (username, address) and refuses that pair for a while after too many,
+# through its backend (first, so a locked-out pair never reaches the password check) and a request in
+# authenticate(): the login form passes one. The address is the one the audit trail records.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "ml_platform.audit.services.client_address"
+AXES_LOCKOUT_CALLABLE = "ml_platform.accounts.views.locked_out"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -171,6 +192,30 @@ CSRF_COOKIE_HTTPONLY = False  # the page's JS reads it to send X-CSRFToken
 SESSION_COOKIE_SECURE = _env_bool("ML_PLATFORM_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
+# Security headers. The pages load only the platform's own scripts and styles (no inline script, event
+# handler or style attribute anywhere: the CSP refuses them), and no other site may frame them.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],  # Swagger UI's icons are data: URLs
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+# HSTS only over HTTPS (the secure-cookie switch): browsers then refuse plain HTTP to this host for a year.
+SECURE_HSTS_SECONDS = 365 * 24 * 3600 if SESSION_COOKIE_SECURE else 0
+# Reverse proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated). Without any the
+# client's address (in the audit trail) is REMOTE_ADDR: anyone can send the header. A bad entry fails at start.
+TRUSTED_PROXIES = [ipaddress.ip_network(p, strict=False) for p in _env_list("ML_PLATFORM_TRUSTED_PROXIES", "")]
+
 
 LOGGING = {
     "version": 1,
@@ -196,3 +241,6 @@ SERVING_PORT = int(os.environ.get("SERVING_PORT", "8501"))
 SERVING_URL = os.environ.get("SERVING_URL", "")  # empty: http://SERVING_HOST:SERVING_PORT
 SERVING_DIR = os.environ.get("SERVING_DIR", str(DATA_DIR / "serving"))
 SERVING_LOAD_TIMEOUT = float(os.environ.get("SERVING_LOAD_TIMEOUT", "180"))
+SERVING_TOKEN = os.environ.get("SERVING_TOKEN", "")  # empty: the endpoint authenticates nobody (loopback only)
+SERVING_MAX_BODY_BYTES = int(os.environ.get("SERVING_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
+SERVING_MAX_INSTANCES = int(os.environ.get("SERVING_MAX_INSTANCES", "1000"))

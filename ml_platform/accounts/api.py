@@ -2,11 +2,13 @@
 
 from datetime import datetime
 
+from django.db import transaction
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
-from ninja.security import django_auth
 
+from ml_platform.accounts.auth import session_auth
 from ml_platform.accounts.models import ApiToken
+from ml_platform.audit import services as audit
 
 router = Router(tags=["tokens"])
 
@@ -28,9 +30,11 @@ class IssuedTokenOut(TokenOut):
 
 
 # Issuing a token needs the browser session: a leaked token must not mint more.
-@router.post("/tokens/", response={201: IssuedTokenOut}, auth=django_auth)
+@router.post("/tokens/", response={201: IssuedTokenOut}, auth=session_auth)
 def issue_token(request, payload: TokenIn):
-    token, raw = ApiToken.objects.issue(request.user, payload.name)
+    with transaction.atomic():
+        token, raw = ApiToken.objects.issue(request.user, payload.name)
+        audit.record(request, audit.Action.TOKEN_ISSUE, token, changes={"name": token.name})
     return Status(201, {**TokenOut.model_validate(token, from_attributes=True).model_dump(), "token": raw})
 
 
@@ -41,5 +45,7 @@ def list_tokens(request):
 
 @router.delete("/tokens/{token_id}/", response={204: None})
 def revoke_token(request, token_id: int):
-    get_object_or_404(ApiToken, pk=token_id, user=request.auth).delete()
+    token = get_object_or_404(ApiToken, pk=token_id, user=request.auth)
+    with transaction.atomic(), audit.recording(request, audit.Action.TOKEN_REVOKE, token, changes={"name": token.name}):
+        token.delete()
     return Status(204, None)

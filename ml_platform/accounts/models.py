@@ -21,6 +21,11 @@ class ApiTokenManager(models.Manager):
 
     def authenticate(self, raw: str):
         """The active user owning this raw token, or None."""
+        token = self.authenticate_token(raw)
+        return token.user if token is not None else None
+
+    def authenticate_token(self, raw: str) -> "ApiToken | None":
+        """The token with this raw value, if its user is active (its ``user`` loaded), or None."""
         token = self.select_related("user").filter(key_hash=hash_token(raw)).first()
         if token is None or not token.user.is_active:
             return None
@@ -28,7 +33,7 @@ class ApiTokenManager(models.Manager):
         now = timezone.now()
         if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        return token.user
+        return token
 
 
 class ApiToken(models.Model):

@@ -75,9 +75,9 @@ def load_demo(rows: int = 100_000) -> dict:
     user, password = _demo_user()
     data_file = _demo_data_file(rows)
     with transaction.atomic():
-        project, _ = Project.objects.get_or_create(
-            name=DEMO_PROJECT,
-            defaults={"description": "Demo: B2B purchase recommendations on generated data", "created_by": user},
+        project, _ = Project.objects.get_or_create(  # the demo user's own: names are unique per owner only
+            name=DEMO_PROJECT, created_by=user,
+            defaults={"description": "Demo: B2B purchase recommendations on generated data"},
         )
         Membership.objects.get_or_create(project=project, user=user, defaults={"role": Membership.OWNER})
 

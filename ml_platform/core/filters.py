@@ -1,7 +1,8 @@
-"""Query-string helpers shared by the list endpoints."""
+"""Query-string helpers shared by the list endpoints (each bad value answers 422 naming the query field)."""
 
 from __future__ import annotations
 
+from ml_platform.core.fields import MAX_ID
 from ml_pipeline.errors import ConfigError, Problem
 
 
@@ -15,3 +16,14 @@ def comma_choices(field: str, value: str | None, allowed: tuple[str, ...]) -> li
         raise ConfigError(Problem(field, f"unknown {field} {', '.join(map(repr, unknown))}; "
                                          f"one of {', '.join(allowed)}"))
     return wanted
+
+
+def comma_ids(field: str, value: str, what: str = "ids") -> list[int]:
+    """Comma-separated ids ("12,14"), in order, repeats dropped; each one an id a BIGINT column can hold."""
+    try:
+        ids = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:  # also a number of thousands of digits
+        raise ConfigError(Problem(field, f"comma-separated {what}, e.g. 12,14")) from None
+    if any(not 1 <= i <= MAX_ID for i in ids):
+        raise ConfigError(Problem(field, f"{what} are whole numbers from 1 to {MAX_ID}"))
+    return list(dict.fromkeys(ids))

@@ -1,9 +1,12 @@
 from datetime import datetime
 
+from django.db import transaction
 from ninja import File, Router, Schema, Status
 from ninja.files import UploadedFile
 from pydantic import Field
 
+from ml_platform.audit import services as audit
+from ml_platform.core.fields import BlankIfNull, NotNull, omittable
 from ml_platform.datasets import services
 from ml_platform.datasets.models import Dataset, Upload
 from ml_platform.projects.access import object_for_user, project_for_user
@@ -29,10 +32,12 @@ class DatasetIn(Schema):
 
 
 class DatasetPatch(Schema):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = None
-    source: services.DatasetSource | None = None
-    mapping: ColumnMapping | None = None
+    """Only the fields sent change; ``description`` or ``filters`` null clears them."""
+
+    name: NotNull[str] = omittable(min_length=1, max_length=200)
+    description: BlankIfNull = omittable()
+    source: NotNull[services.DatasetSource] = omittable()
+    mapping: NotNull[ColumnMapping] = omittable()
     filters: Filters | None = None
 
 
@@ -56,13 +61,17 @@ def _dataset_out(dataset: Dataset) -> dict:
     return {
         **{f: getattr(dataset, f) for f in DatasetOut.model_fields if hasattr(dataset, f)},
         "summary": (dataset.preview or {}).get("summary"),
+        "source": services.presented_source(dataset),
     }
 
 
 @router.post("/projects/{project_id}/uploads/", response={201: UploadOut})
 def upload_file(request, project_id: int, file: File[UploadedFile]):
     project = project_for_user(request.user, project_id)
-    return Status(201, services.store_upload(project, request.user, file))
+    upload = services.store_upload(project, request.user, file)
+    audit.record(request, audit.Action.UPLOAD, upload, changes={"name": upload.original_name,
+                                                                "size_bytes": upload.size_bytes})
+    return Status(201, upload)
 
 
 @router.get("/projects/{project_id}/uploads/", response=list[UploadOut])
@@ -81,6 +90,7 @@ def create_dataset(request, project_id: int, payload: DatasetIn):
     project = project_for_user(request.user, project_id)
     data = payload.model_dump(mode="json", exclude_unset=False)
     dataset = services.create_dataset(project, request.user, **data)
+    audit.record(request, audit.Action.CREATE, dataset, changes=data)
     return Status(201, _dataset_out(dataset))
 
 
@@ -93,12 +103,16 @@ def get_dataset(request, dataset_id: int):
 def update_dataset(request, dataset_id: int, payload: DatasetPatch):
     dataset = object_for_user(Dataset, request.user, dataset_id)
     changes = payload.model_dump(mode="json", exclude_unset=True)
-    return _dataset_out(services.update_dataset(dataset, changes))
+    dataset = services.update_dataset(dataset, changes)
+    audit.record(request, audit.Action.UPDATE, dataset, changes=changes)
+    return _dataset_out(dataset)
 
 
 @router.delete("/datasets/{dataset_id}/", response={204: None})
 def delete_dataset(request, dataset_id: int):
-    object_for_user(Dataset, request.user, dataset_id).delete()
+    dataset = object_for_user(Dataset, request.user, dataset_id)
+    with transaction.atomic(), audit.recording(request, audit.Action.DELETE, dataset):
+        dataset.delete()
     return Status(204, None)
 
 
@@ -115,4 +129,5 @@ def get_preview(request, dataset_id: int):
 def refresh_preview(request, dataset_id: int):
     """Recompute the preview from the source as it is now."""
     dataset = services.refresh_preview(object_for_user(Dataset, request.user, dataset_id))
+    audit.record(request, audit.Action.REFRESH, dataset)
     return {"preview": dataset.preview, "error": dataset.preview_error, "previewed_at": dataset.previewed_at}

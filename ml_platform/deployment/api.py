@@ -20,6 +20,8 @@ from django.http import Http404
 from ninja import Query, Router, Schema
 from pydantic import Field
 
+from ml_platform.audit import services as audit
+from ml_platform.core.fields import PAGE_MAX
 from ml_platform.core.filters import comma_choices
 from ml_platform.core.errors import ApiError
 from ml_platform.deployment import services
@@ -68,7 +70,7 @@ class DeploymentEventOut(Schema):
 class DeploymentOut(Schema):
     registered_model_id: int
     registered_model_name: str
-    serving_name: str = Field(description="The model's name at the endpoint (<project>.<model>)")
+    serving_name: str = Field(description="The model's name at the endpoint (p<project id>-<project>.<model>)")
     status: str = Field(description="none, deploying, deployed or failed")
     version: int | None
     training_run_id: int | None
@@ -204,7 +206,7 @@ def _item(registered: RegisteredModel, scheduled: set[int]) -> dict:
 @router.get("/projects/{project_id}/registered-models/", response=RegisteredModelPage)
 def list_registered_models(request, project_id: int, model_type: str | None = None,
                            has_schedule: bool | None = None, search: str | None = None,
-                           page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=200)):
+                           page: int = Query(1, ge=1, le=PAGE_MAX), page_size: int = Query(50, ge=1, le=200)):
     """The project's registered models by name. ``model_type`` takes one value or several, comma-separated."""
     project = project_for_user(request.user, project_id)
     everything = RegisteredModel.objects.filter(project=project)
@@ -273,7 +275,9 @@ def deploy(request, registered_id: int, payload: DeployIn):
     load it (the previous version, if any, keeps serving).
     """
     registered = registered_for_user(request.user, registered_id)
-    services.deploy(registered, payload.version, request.user, payload.target)
+    deployment = services.deploy(registered, payload.version, request.user, payload.target)
+    audit.record(request, audit.Action.DEPLOY, registered, changes={"version": deployment.version,
+                                                                    "target": deployment.target})
     return services.deployment_state(registered)
 
 
@@ -281,7 +285,10 @@ def deploy(request, registered_id: int, payload: DeployIn):
 def undeploy(request, registered_id: int):
     """Stop serving the model (409 when it is not deployed)."""
     registered = registered_for_user(request.user, registered_id)
-    services.undeploy(registered, request.user)
+    before = services.current(registered)
+    deployment = services.undeploy(registered, request.user)  # 409 unless something was deployed
+    audit.record(request, audit.Action.UNDEPLOY, registered, changes={"version": before.version,
+                                                                      "target": deployment.target})
     return services.deployment_state(registered)
 
 
@@ -289,7 +296,9 @@ def undeploy(request, registered_id: int):
 def rollback(request, registered_id: int):
     """Deploy the version that was deployed before the current one (409 when there is none)."""
     registered = registered_for_user(request.user, registered_id)
-    services.rollback(registered, request.user)
+    deployment = services.rollback(registered, request.user)
+    audit.record(request, audit.Action.ROLLBACK, registered, changes={"version": deployment.version,
+                                                                      "target": deployment.target})
     return services.deployment_state(registered)
 
 
@@ -303,5 +312,8 @@ def deploy_training_run(request, run_id: int, payload: DeployRunIn | None = None
     if run.registry_version is None or run.registered_model is None:
         raise ApiError(409, f"Run #{run.run_number} is not registered; push it to the registry before deploying")
     target = payload.target if payload else "local"
-    services.deploy(run.registered_model, run.registry_version, request.user, target)
+    deployment = services.deploy(run.registered_model, run.registry_version, request.user, target)
+    audit.record(request, audit.Action.DEPLOY, run.registered_model, changes={"version": deployment.version,
+                                                                              "target": deployment.target,
+                                                                              "training_run_id": run.pk})
     return services.deployment_state(run.registered_model)

@@ -37,8 +37,11 @@ log = logging.getLogger(__name__)
 
 
 def serving_name(registered: RegisteredModel) -> str:
-    """The model's name at the endpoint: ``<project>.<model>``, unique across projects (as in MLflow)."""
-    return f"{registered.project.name}.{registered.name}"
+    """The model's name at the endpoint: ``p<id>-<project>.<model>``, unique across projects (as in MLflow,
+    and project names are unique only per owner); a model deployed before keeps the name it was served as."""
+    deployment = current(registered)
+    return (deployment.serving_name if deployment and deployment.serving_name
+            else f"{registered.project.unique_name}.{registered.name}")
 
 
 def current(registered: RegisteredModel) -> Deployment | None:

@@ -25,7 +25,7 @@ class DeploymentFailed(Exception):
 class ModelToServe:
     """Everything a target needs to serve one registered version."""
 
-    serving_name: str  # unique across projects: "<project>.<registered model>"
+    serving_name: str  # unique across projects: "p<project id>-<project>.<registered model>"
     version: int  # the registry version
     model_path: Path  # the serving SavedModel the Pusher exported
     examples_path: Path  # the run's ExampleGen output (splits and catalog), for lookups built from the data

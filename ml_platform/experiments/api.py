@@ -10,6 +10,8 @@ from __future__ import annotations
 from ninja import Body, Query, Router, Schema, Status
 from pydantic import Field
 
+from ml_platform.audit import services as audit
+from ml_platform.core.fields import PAGE_MAX, Id
 from ml_platform.experiments import services as experiment_services
 from ml_platform.projects.access import project_for_user
 from ml_platform.training import api as runs
@@ -85,13 +87,14 @@ def create_experiment(request, project_id: int, payload: ExperimentIn):
     """Validate and queue a quick test (the pipeline without the Pusher)."""
     project = project_for_user(request.user, project_id)
     experiment = services.create_experiment(project, request.user, **payload.model_dump())
+    audit.record(request, audit.Action.CREATE, experiment, changes=payload.model_dump(exclude_defaults=True))
     return Status(201, runs.detail_of(experiment.pk))
 
 
 @router.get("/projects/{project_id}/experiments/", response=runs.RunPage)
 def list_experiments(request, project_id: int, status: str | None = None, model_type: str | None = None,
-                     dataset_id: int | None = None, search: str | None = None,
-                     page: int = Query(1, ge=1), page_size: int = Query(20, ge=1, le=100)):
+                     dataset_id: Id | None = None, search: str | None = None,
+                     page: int = Query(1, ge=1, le=PAGE_MAX), page_size: int = Query(20, ge=1, le=100)):
     """Newest first; ``status`` and ``model_type`` take one value or several, comma-separated."""
     project = project_for_user(request.user, project_id)
     found = runs.filtered_runs(project, EXPERIMENT, status=status, model_type=model_type, dataset_id=dataset_id,
@@ -100,7 +103,7 @@ def list_experiments(request, project_id: int, status: str | None = None, model_
 
 
 @router.get("/projects/{project_id}/experiments/best/", response=list[ModelTypeBestOut])
-def best_experiments(request, project_id: int, dataset_id: int | None = None):
+def best_experiments(request, project_id: int, dataset_id: Id | None = None):
     """Per model type (retrieval, ranking, hybrid): a KPI row and the top 10 configurations
     (of one dataset's experiments with ``dataset_id``)."""
     return experiment_services.best_experiments(project_for_user(request.user, project_id), dataset_id)
@@ -115,20 +118,23 @@ def get_experiment(request, experiment_id: int):
 def cancel_experiment(request, experiment_id: int):
     """A queued experiment is cancelled at once; a running one is stopped by its worker within seconds."""
     experiment = services.request_cancel(experiment_for_user(request.user, experiment_id))
+    audit.record(request, audit.Action.CANCEL, experiment, changes={"status": experiment.status})
     return runs.detail_of(experiment.pk)
 
 
 @router.delete("/experiments/{experiment_id}/", response={204: None})
 def delete_experiment(request, experiment_id: int):
     """Finished experiments only (409 otherwise); their artifacts go too."""
-    services.delete_run(experiment_for_user(request.user, experiment_id))
+    experiment = experiment_for_user(request.user, experiment_id)
+    with audit.recording(request, audit.Action.DELETE, experiment):
+        services.delete_run(experiment)
     return Status(204, None)
 
 
 @router.post("/experiments/{experiment_id}/rerun/", response={201: runs.RunDetail}, by_alias=True)
 def rerun_experiment(request, experiment_id: int, payload: Body[runs.RerunIn | None] = None):
     """The same experiment again, or edited (the body as for a training run's rerun)."""
-    experiment = runs.rerun_run(request.user, experiment_for_user(request.user, experiment_id), payload)
+    experiment = runs.rerun_run(request, experiment_for_user(request.user, experiment_id), payload)
     return Status(201, runs.detail_of(experiment.pk))
 
 
@@ -138,6 +144,8 @@ def promote_experiment(request, experiment_id: int, payload: PromoteIn):
     experiment = experiment_for_user(request.user, experiment_id)
     run = services.create_training_run(experiment.project, request.user, experiment_id=experiment.pk,
                                        **payload.model_dump())
+    audit.record(request, audit.Action.PROMOTE, run, changes={"experiment_id": experiment.pk,
+                                                              **payload.model_dump(exclude_defaults=True)})
     return Status(201, runs.detail_of(run.pk))
 
 

@@ -1,8 +1,11 @@
 from datetime import datetime
 
+from django.db import transaction
 from ninja import Router, Schema, Status
 from pydantic import Field
 
+from ml_platform.audit import services as audit
+from ml_platform.core.fields import BlankIfNull, Id, NotNull, omittable
 from ml_platform.modeling import services
 from ml_platform.modeling.models import FeatureConfig, ModelConfig
 from ml_platform.projects.access import object_for_user, project_for_user
@@ -20,10 +23,12 @@ class FeatureConfigIn(Schema):
 
 
 class FeatureConfigPatch(Schema):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = None
-    dataset_id: int | None = None
-    config: dict | None = None
+    """Only the fields sent change; ``description`` null clears it."""
+
+    name: NotNull[str] = omittable(min_length=1, max_length=200)
+    description: BlankIfNull = omittable()
+    dataset_id: NotNull[Id] = omittable()
+    config: NotNull[dict] = omittable()
 
 
 class FeatureConfigOut(Schema):
@@ -46,10 +51,12 @@ class ModelConfigIn(Schema):
 
 
 class ModelConfigPatch(Schema):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = None
-    feature_config_id: int | None = None
-    config: dict | None = None
+    """Only the fields sent change; ``description`` null clears it, ``feature_config_id`` null unpairs."""
+
+    name: NotNull[str] = omittable(min_length=1, max_length=200)
+    description: BlankIfNull = omittable()
+    feature_config_id: Id | None = None
+    config: NotNull[dict] = omittable()
 
 
 class ModelConfigOut(Schema):
@@ -76,7 +83,7 @@ def _model_out(mc: ModelConfig, paired: FeatureConfig | None = None) -> dict:
 
 
 @router.get("/projects/{project_id}/feature-configs/", response=list[FeatureConfigOut])
-def list_feature_configs(request, project_id: int, dataset_id: int | None = None):
+def list_feature_configs(request, project_id: int, dataset_id: Id | None = None):
     configs = project_for_user(request.user, project_id).feature_configs.all()
     if dataset_id is not None:
         configs = configs.filter(dataset_id=dataset_id)
@@ -86,7 +93,10 @@ def list_feature_configs(request, project_id: int, dataset_id: int | None = None
 @router.post("/projects/{project_id}/feature-configs/", response={201: FeatureConfigOut})
 def create_feature_config(request, project_id: int, payload: FeatureConfigIn):
     project = project_for_user(request.user, project_id)
-    return Status(201, _feature_out(services.save_feature_config(project, request.user, payload.model_dump())))
+    with transaction.atomic():
+        fc = services.save_feature_config(project, request.user, payload.model_dump())
+        audit.record(request, audit.Action.CREATE, fc, changes=payload.model_dump())
+    return Status(201, _feature_out(fc))
 
 
 @router.get("/feature-configs/{config_id}/", response=FeatureConfigOut)
@@ -98,12 +108,17 @@ def get_feature_config(request, config_id: int):
 def update_feature_config(request, config_id: int, payload: FeatureConfigPatch):
     fc = object_for_user(FeatureConfig, request.user, config_id)
     changes = payload.model_dump(exclude_unset=True)
-    return _feature_out(services.save_feature_config(fc.project, request.user, changes, instance=fc))
+    with transaction.atomic():
+        fc = services.save_feature_config(fc.project, request.user, changes, instance=fc)
+        audit.record(request, audit.Action.UPDATE, fc, changes=changes)
+    return _feature_out(fc)
 
 
 @router.delete("/feature-configs/{config_id}/", response={204: None})
 def delete_feature_config(request, config_id: int):
-    object_for_user(FeatureConfig, request.user, config_id).delete()
+    fc = object_for_user(FeatureConfig, request.user, config_id)
+    with transaction.atomic(), audit.recording(request, audit.Action.DELETE, fc):
+        fc.delete()
     return Status(204, None)
 
 
@@ -118,11 +133,14 @@ def list_model_configs(request, project_id: int, model_type: str | None = None):
 @router.post("/projects/{project_id}/model-configs/", response={201: ModelConfigOut})
 def create_model_config(request, project_id: int, payload: ModelConfigIn):
     project = project_for_user(request.user, project_id)
-    return Status(201, _model_out(services.save_model_config(project, request.user, payload.model_dump())))
+    with transaction.atomic():
+        mc = services.save_model_config(project, request.user, payload.model_dump())
+        audit.record(request, audit.Action.CREATE, mc, changes=payload.model_dump())
+    return Status(201, _model_out(mc))
 
 
 @router.get("/model-configs/{config_id}/", response=ModelConfigOut)
-def get_model_config(request, config_id: int, feature_config_id: int | None = None):
+def get_model_config(request, config_id: int, feature_config_id: Id | None = None):
     """With ``feature_config_id``, parameter counts are computed for that pairing."""
     mc = object_for_user(ModelConfig, request.user, config_id)
     paired = None
@@ -136,10 +154,15 @@ def get_model_config(request, config_id: int, feature_config_id: int | None = No
 def update_model_config(request, config_id: int, payload: ModelConfigPatch):
     mc = object_for_user(ModelConfig, request.user, config_id)
     changes = payload.model_dump(exclude_unset=True)
-    return _model_out(services.save_model_config(mc.project, request.user, changes, instance=mc))
+    with transaction.atomic():
+        mc = services.save_model_config(mc.project, request.user, changes, instance=mc)
+        audit.record(request, audit.Action.UPDATE, mc, changes=changes)
+    return _model_out(mc)
 
 
 @router.delete("/model-configs/{config_id}/", response={204: None})
 def delete_model_config(request, config_id: int):
-    object_for_user(ModelConfig, request.user, config_id).delete()
+    mc = object_for_user(ModelConfig, request.user, config_id)
+    with transaction.atomic(), audit.recording(request, audit.Action.DELETE, mc):
+        mc.delete()
     return Status(204, None)

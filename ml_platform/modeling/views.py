@@ -1,5 +1,6 @@
 from django.shortcuts import render
 
+from ml_platform.audit import services as audit
 from ml_platform.modeling import services
 from ml_platform.modeling.models import FeatureConfig, ModelConfig
 from ml_platform.projects.access import object_for_user
@@ -10,7 +11,7 @@ def feature_config_detail(request, config_id: int):
     return render(
         request,
         "modeling/feature_config.html",
-        {"fc": fc, "project": fc.project, "breakdown": services.breakdown(fc)},
+        {"fc": fc, "project": fc.project, "breakdown": services.breakdown(fc), "history": audit.history(fc)},
     )
 
 
@@ -19,5 +20,5 @@ def model_config_detail(request, config_id: int):
     return render(
         request,
         "modeling/model_config.html",
-        {"mc": mc, "project": mc.project, "counts": services.parameter_counts(mc)},
+        {"mc": mc, "project": mc.project, "counts": services.parameter_counts(mc), "history": audit.history(mc)},
     )

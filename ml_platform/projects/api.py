@@ -1,8 +1,11 @@
 from datetime import datetime
 
+from django.db import transaction
 from ninja import Router, Schema, Status
 from pydantic import Field
 
+from ml_platform.audit import services as audit
+from ml_platform.core.fields import BlankIfNull, omittable
 from ml_platform.projects import services
 from ml_platform.projects.access import owned_project_for_user, project_for_user
 from ml_platform.projects.models import Membership, Project
@@ -16,7 +19,9 @@ class ProjectIn(Schema):
 
 
 class ProjectPatch(Schema):
-    description: str | None = None
+    """``description`` null clears it; a project's name cannot be changed."""
+
+    description: BlankIfNull = omittable()
 
 
 class ProjectOut(Schema):
@@ -62,6 +67,7 @@ def list_projects(request):
 @router.post("/projects/", response={201: ProjectOut})
 def create_project(request, payload: ProjectIn):
     project = services.create_project(request.user, payload.name, payload.description)
+    audit.record(request, audit.Action.CREATE, project, changes=payload.model_dump())
     return Status(201, _project_out(project, request.user))
 
 
@@ -73,15 +79,19 @@ def get_project(request, project_id: int):
 @router.patch("/projects/{project_id}/", response=ProjectOut)
 def update_project(request, project_id: int, payload: ProjectPatch):
     project = owned_project_for_user(request.user, project_id)
-    if payload.description is not None:
+    if "description" in payload.model_fields_set:
         project.description = payload.description
-        project.save(update_fields=["description", "updated_at"])
+        with transaction.atomic():
+            project.save(update_fields=["description", "updated_at"])
+            audit.record(request, audit.Action.UPDATE, project, changes={"description": payload.description})
     return _project_out(project, request.user)
 
 
 @router.delete("/projects/{project_id}/", response={204: None})
 def delete_project(request, project_id: int):
-    owned_project_for_user(request.user, project_id).delete()
+    project = owned_project_for_user(request.user, project_id)
+    with transaction.atomic(), audit.recording(request, audit.Action.DELETE, project):
+        project.delete()
     return Status(204, None)
 
 
@@ -94,5 +104,11 @@ def list_members(request, project_id: int):
 @router.post("/projects/{project_id}/members/", response={201: MemberOut})
 def add_member(request, project_id: int, payload: MemberIn):
     project = owned_project_for_user(request.user, project_id)
-    membership = services.add_member(project, payload.username, payload.role)
+    with transaction.atomic():
+        before = project.memberships.filter(user__username=payload.username).values_list("role", flat=True).first()
+        membership = services.add_member(project, payload.username, payload.role)
+        if membership.role != before:
+            audit.record(request, audit.Action.MEMBER_CHANGE if before else audit.Action.MEMBER_ADD, project,
+                         changes={"username": membership.user.username, "role": membership.role,
+                                  **({"previous_role": before} if before else {})})
     return Status(201, {"username": membership.user.username, "role": membership.role})

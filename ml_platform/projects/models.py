@@ -14,9 +14,10 @@ class ProjectQuerySet(models.QuerySet):
 class Project(models.Model):
     """One recommender product (the spec's "model endpoint", e.g. b2b-recs); owns everything below it."""
 
+    # Unique per owner (see Meta), not platform-wide: a name taken elsewhere must not tell a
+    # non-member that the project exists. ``unique_name`` is what names things outside the database.
     name = models.CharField(
         max_length=100,
-        unique=True,
         validators=[RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "use lowercase letters, digits and dashes")],
     )
     description = models.TextField(blank=True)
@@ -28,9 +29,16 @@ class Project(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["created_by", "name"], name="project_name_unique_per_owner")]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def unique_name(self) -> str:
+        """The name made unique across the platform (``p12-b2b-recs``), for what every project shares:
+        the pipeline root's folders, MLflow's experiments and registered models, the serving endpoint."""
+        return f"p{self.pk}-{self.name}"
 
 
 class Membership(models.Model):

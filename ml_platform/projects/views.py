@@ -2,6 +2,7 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from ml_platform.audit import services as audit
 from ml_platform.core.errors import ApiError
 from ml_platform.modeling import services as modeling_services
 from ml_platform.projects import services
@@ -21,6 +22,8 @@ def home(request):
         except Exception as error:  # django ValidationError from full_clean
             messages.error(request, f"name: {'; '.join(getattr(error, 'messages', [str(error)]))}")
         else:
+            audit.record(request, audit.Action.CREATE, project,
+                         changes={"name": project.name, "description": project.description})
             return redirect("project", project_id=project.id)
     projects = Project.objects.for_user(request.user).prefetch_related("datasets")
     return render(request, "projects/home.html", {"projects": projects})
@@ -43,5 +46,6 @@ def project_detail(request, project_id: int):
                 for fc in project.feature_configs.select_related("dataset")
             ],
             "model_configs": model_configs,
+            "history": audit.history(project),
         },
     )

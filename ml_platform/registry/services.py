@@ -13,7 +13,8 @@ from ml_platform.training.models import TrainingRun
 
 
 def mlflow_model_name(registered: RegisteredModel) -> str:
-    return f"{registered.project.name}.{registered.name}"
+    """MLflow's registry is one namespace for every project; a model keeps the name it was first registered as."""
+    return registered.mlflow_model_name or f"{registered.project.unique_name}.{registered.name}"
 
 
 def _register_in_mlflow(run: TrainingRun, registered: RegisteredModel) -> str:

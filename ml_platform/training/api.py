@@ -22,7 +22,9 @@ from ninja import Body, Query, Router, Schema, Status
 from pydantic import Field
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from ml_platform.core.filters import comma_choices
+from ml_platform.audit import services as audit
+from ml_platform.core.fields import PAGE_MAX, Id
+from ml_platform.core.filters import comma_choices, comma_ids
 from ml_platform.core.errors import ApiError
 from ml_platform.projects.access import project_for_user
 from ml_platform.registry.models import RegisteredModel
@@ -30,6 +32,7 @@ from ml_platform.registry import services as registry_services
 from ml_platform.training import comparison, services
 from ml_platform.training.models import TrainingMetricsHistory, TrainingRun
 from ml_pipeline.errors import ConfigError, Problem
+from ml_pipeline.redact import redact
 from ml_pipeline.spec import STAGES
 
 router = Router(tags=["training"])
@@ -119,7 +122,8 @@ class RunPage(Schema):
 
 class StageOut(Schema):
     name: str
-    status: str
+    status: str = Field(description="pending, running, completed, cached, skipped, failed; interrupted (the run "
+                                    "failed, or lost its process and is resumed) or cancelled (the run was)")
     started_at: str | None = None
     ended_at: str | None = None
     summary: str | None = None
@@ -186,6 +190,8 @@ class RunDetail(Schema):
     total_epochs: int | None
     cancel_requested: bool
     attempts: int
+    runner: str = Field(description="local (the worker) or remote (a runner reporting through webhooks)")
+    last_event_at: datetime | None = Field(description="A remote run's latest event: its sign of life")
     stages: list[StageOut]
     dataset: CatalogRef
     feature_config: CatalogRef
@@ -298,12 +304,13 @@ def run_detail(run: TrainingRun) -> dict:
     return {
         **{f: getattr(run, f) for f in (
             "id", "project_id", "kind", "run_number", "name", "description", "model_type", "status", "is_terminal",
-            "current_stage", "current_epoch", "total_epochs", "cancel_requested", "attempts",
-            "dataset_snapshot", "feature_config_snapshot", "model_config_snapshot", "split_config",
+            "current_stage", "current_epoch", "total_epochs", "cancel_requested", "attempts", "runner", "last_event_at",
+            "feature_config_snapshot", "model_config_snapshot", "split_config",
             "training_params", "gpu_config", "evaluator_config", "schedule_config", "final_metrics", "blessed",
             "blessing_reasons", "resources", "duration_seconds", "from_stage", "config_diff", "mlflow_run_id",
             "created_at", "updated_at", "started_at", "completed_at")},
         "display_name": str(run),
+        "dataset_snapshot": redact(run.dataset_snapshot),
         "stages": _stage_table(run),
         "dataset": {"id": run.dataset_id,
                     "name": run.dataset.name if run.dataset else (run.dataset_snapshot or {}).get("name")},
@@ -464,13 +471,14 @@ def create_training_run(request, project_id: int, payload: TrainingRunIn):
     """Validate the whole run (configs, parameters, the source's columns) and queue it."""
     project = project_for_user(request.user, project_id)
     run = services.create_training_run(project, request.user, **payload.model_dump())
+    audit.record(request, audit.Action.CREATE, run, changes=payload.model_dump(exclude_defaults=True))
     return Status(201, detail_of(run.pk))
 
 
 @router.get("/projects/{project_id}/training-runs/", response=RunPage)
 def list_training_runs(request, project_id: int, status: str | None = None, model_type: str | None = None,
-                       dataset_id: int | None = None, search: str | None = None,
-                       page: int = Query(1, ge=1), page_size: int = Query(20, ge=1, le=100)):
+                       dataset_id: Id | None = None, search: str | None = None,
+                       page: int = Query(1, ge=1, le=PAGE_MAX), page_size: int = Query(20, ge=1, le=100)):
     """Newest first. ``status`` and ``model_type`` take one value or several, comma-separated.
 
     Two queries per page whatever its size (a count and the page's rows), and
@@ -549,10 +557,7 @@ def _number(value: Any) -> float | None:
 def compare_runs(request, ids: str = Query(..., description="Two to ten run or experiment ids, comma-separated")):
     """Runs (and experiments) side by side: every config leaf (differences marked), final metrics (the best
     one named), and per-epoch learning curves to overlay."""
-    try:
-        wanted = list(dict.fromkeys(int(part) for part in ids.split(",") if part.strip()))
-    except ValueError:
-        raise ConfigError(Problem("ids", "comma-separated run ids, e.g. 12,14")) from None
+    wanted = comma_ids("ids", ids, what="run ids")
     if not 2 <= len(wanted) <= comparison.MAX_COMPARED:
         raise ConfigError(Problem("ids", f"give between 2 and {comparison.MAX_COMPARED} different runs"))
     runs = [run_for_user(request.user, run_id, kind=None) for run_id in wanted]
@@ -569,13 +574,16 @@ def get_training_run(request, run_id: int):
 def cancel_training_run(request, run_id: int):
     """A queued run is cancelled at once; a running one is stopped by its worker within seconds."""
     run = services.request_cancel(run_for_user(request.user, run_id))
+    audit.record(request, audit.Action.CANCEL, run, changes={"status": run.status})
     return detail_of(run.pk)
 
 
 @router.delete("/training-runs/{run_id}/", response={204: None})
 def delete_training_run(request, run_id: int):
     """Finished runs only (409 otherwise); the run's artifacts folder goes too."""
-    services.delete_run(run_for_user(request.user, run_id))
+    run = run_for_user(request.user, run_id)
+    with audit.recording(request, audit.Action.DELETE, run):
+        services.delete_run(run)
     return Status(204, None)
 
 
@@ -587,15 +595,18 @@ def rerun_training_run(request, run_id: int, payload: Body[RerunIn | None] = Non
     ``from_stage`` to recompute from; earlier stages are reused when their fingerprints still match. The new
     run's ``config_diff`` lists what changed.
     """
-    return Status(201, detail_of(rerun_run(request.user, run_for_user(request.user, run_id), payload).pk))
+    return Status(201, detail_of(rerun_run(request, run_for_user(request.user, run_id), payload).pk))
 
 
-def rerun_run(user, run: TrainingRun, payload: RerunIn | None) -> TrainingRun:
+def rerun_run(request, run: TrainingRun, payload: RerunIn | None) -> TrainingRun:
     changes = payload.model_dump(exclude_unset=True) if payload else {}
     from_stage = changes.pop("from_stage", None)
     if from_stage is not None and from_stage not in STAGES:
         raise ConfigError(Problem("from_stage", f"unknown stage '{from_stage}'; one of {', '.join(STAGES)}"))
-    return services.rerun(run, user, from_stage=from_stage, changes=changes)
+    new = services.rerun(run, request.user, from_stage=from_stage, changes=changes)
+    audit.record(request, audit.Action.RERUN, new, changes={"rerun_of": run.pk, "from_stage": new.from_stage,
+                                                            "changed": [d["field"] for d in new.config_diff]})
+    return new
 
 
 @router.get("/training-runs/{run_id}/vs-experiment/", response=dict)
@@ -611,6 +622,8 @@ def results_vs_experiment(request, run_id: int):
 def push_training_run(request, run_id: int):
     """Register a blessed, completed run as the next version of its model (409 with the reasons otherwise)."""
     run = registry_services.push_to_registry(run_for_user(request.user, run_id))
+    audit.record(request, audit.Action.PUSH, run, changes={"registered_model": run.registered_model.name,
+                                                           "version": run.registry_version})
     return detail_of(run.pk)
 
 
@@ -734,6 +747,7 @@ def update_config(request, run_id: int, payload: RunConfigPatch):
     if not TrainingRun.objects.filter(pk=run.pk, status__in=EDITABLE).update(**fields):
         raise ApiError(409, "The run started meanwhile; its configuration can no longer be edited")
     run.refresh_from_db()
+    audit.record(request, audit.Action.UPDATE, run, changes=payload.model_dump(exclude_unset=True))
     return _config(run, updated=sorted(changes))
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
 
+from ml_platform.datasets.access import data_access_for
+from ml_platform.training import failures
 from ml_platform.training.models import InvalidTransition, TrainingRun
 from ml_platform.training.reporter import DatabaseReporter
 from ml_pipeline.reporting import FanOutReporter, JsonLinesReporter
@@ -44,7 +47,35 @@ def previous_version_baseline(run: TrainingRun) -> dict:
 
 
 def execute(run_id: int) -> str:
-    """Run the pipeline for a run the worker has marked running; return the final status."""
+    """Run the pipeline for a run the worker has marked running; return the final status.
+
+    What fails outside the stages (the pipeline root cannot be written, MLflow
+    cannot be reached, the source is gone before ExampleGen) fails the run
+    here and now, with the cause on the run, rather than leaving a process
+    that died and a run that looks "running" until its heartbeat goes stale.
+    """
+    try:
+        return _execute(run_id)
+    except Exception as error:
+        logger.exception("run %s failed outside its stages", run_id)
+        run = TrainingRun.objects.get(pk=run_id)
+        _close_mlflow_run(run)
+        return failures.fail_outside_stages(run, failures.outside_stages_message(error, "the pipeline could not run"),
+                                            traceback.format_exc())
+
+
+def _close_mlflow_run(run: TrainingRun) -> None:
+    if not run.mlflow_run_id:
+        return
+    try:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=settings.MLFLOW_TRACKING_URI).set_terminated(run.mlflow_run_id, "FAILED")
+    except Exception:  # MLflow may be what failed; the run's own record matters more
+        logger.warning("run %s: could not close its MLflow run %s", run.pk, run.mlflow_run_id, exc_info=True)
+
+
+def _execute(run_id: int) -> str:
     from ml_platform.training.services import cost_usd
 
     run = TrainingRun.objects.select_related("project", "registered_model").get(pk=run_id)
@@ -52,11 +83,12 @@ def execute(run_id: int) -> str:
     if baseline and {k: run.spec["evaluator"].get(k) for k in baseline} != baseline:
         run.spec = {**run.spec, "evaluator": {**run.spec["evaluator"], **baseline}}
         TrainingRun.objects.filter(pk=run.pk).update(spec=run.spec)
-    spec = PipelineSpec.model_validate(run.spec)
+    # The data policy is today's, not the one of the day the run was queued.
+    spec = PipelineSpec.model_validate(run.spec).model_copy(update={"data_access": data_access_for(run.project)})
     runner = PipelineRunner(spec, settings.PIPELINE_ROOT, run_id=run.pipeline_run_id)
     events = runner.store.run_dir(run.pipeline_run_id) / "events.jsonl"
     tracking = MlflowReporter(
-        settings.MLFLOW_TRACKING_URI, experiment=run.project.name, run_name=str(run),
+        settings.MLFLOW_TRACKING_URI, experiment=run.project.unique_name, run_name=str(run),
         spec=run.spec,
         tags={"ml_platform.run_id": str(run.pk), "ml_platform.model_type": run.model_type, "ml_platform.kind": run.kind},
         run_id=run.mlflow_run_id or None, artifact_root=settings.MLFLOW_ARTIFACT_ROOT,

@@ -6,6 +6,8 @@ import secrets
 
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models import F, OuterRef, Subquery
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from ml_platform.datasets.models import Dataset
@@ -23,6 +25,36 @@ class InvalidTransition(Exception):
 
 def new_webhook_secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+class InvalidStageTransition(Exception):
+    def __init__(self, stage: str, current: str, wanted: str):
+        super().__init__(f"stage {stage} is {current}; it cannot become {wanted}")
+        self.stage, self.current, self.wanted = stage, current, wanted
+
+
+# The stage table's state machine, the one place its moves are written down. Every pipeline event, from the
+# local worker's child or a remote runner's webhook, goes through DatabaseReporter, which refuses any other
+# move. A stage that ended never starts again within its run: a resumed run reports the stages it reuses as
+# cached. Repeating a status updates the same report. interrupted (resumed later) and cancelled come from
+# the run's own transitions (see end_stages).
+STAGE_TRANSITIONS: dict[str, set[str]] = {
+    "pending": {"running", "completed", "cached", "skipped", "failed", "interrupted", "cancelled"},
+    "running": {"running", "completed", "cached", "skipped", "failed", "interrupted", "cancelled"},
+    "interrupted": {"running", "completed", "cached", "skipped", "failed", "interrupted", "cancelled"},
+    "completed": {"completed", "cached"},
+    "cached": {"completed", "cached"},
+    "skipped": {"skipped"},
+    "failed": {"failed"},
+    "cancelled": {"cancelled"},
+}
+STAGE_DONE = ("completed", "cached", "skipped")
+
+
+def check_stage_move(stage: str, current: str, wanted: str) -> None:
+    """Raise InvalidStageTransition unless the stage table allows ``current`` -> ``wanted``."""
+    if wanted not in STAGE_TRANSITIONS.get(current, set()):
+        raise InvalidStageTransition(stage, current, wanted)
 
 
 class TrainingRun(models.Model):
@@ -43,6 +75,22 @@ class TrainingRun(models.Model):
                       pending (its worker was lost and the run is resumed)
 
     completed, not_blessed, failed and cancelled are terminal.
+
+    The stage table follows (see :func:`end_stages`): a failed run's stages
+    that were pending or running become ``interrupted``, a cancelled run's
+    ``cancelled``; a requeued run's running stage becomes ``interrupted``.
+
+    Who executes a run (``runner``): the local worker, or a **remote** runner
+    reporting through signed webhooks. A run becomes remote when its first
+    signed event takes it from pending (or submitting) to running, through
+    the same guarded UPDATE the local worker claims runs with, so exactly one
+    of the two gets it and the other is refused. That first event is the
+    first moment the platform knows a remote runner has the run (there is no
+    submit-to-a-remote-runner step in this installation), and it needs no
+    change to any runner. The local worker never claims nor recovers a remote
+    run, which has no local heartbeat: its liveness is its events
+    (``last_event_at``), and cancelling it cancels it at once (its runner's
+    next event is refused, which tells the runner to stop).
     """
 
     PENDING, SCHEDULED, SUBMITTING, RUNNING = "pending", "scheduled", "submitting", "running"
@@ -60,6 +108,8 @@ class TrainingRun(models.Model):
 
     TRAINING, EXPERIMENT = "training", "experiment"
     KINDS = [(TRAINING, "Training run"), (EXPERIMENT, "Experiment")]
+    LOCAL, REMOTE = "local", "remote"
+    RUNNERS = [(LOCAL, "Local worker"), (REMOTE, "Remote runner")]
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
     kind = models.CharField(max_length=20, choices=KINDS, default=TRAINING)
@@ -104,6 +154,9 @@ class TrainingRun(models.Model):
     worker_id = models.CharField(max_length=100, blank=True)
     worker_pid = models.IntegerField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    runner = models.CharField(max_length=10, choices=RUNNERS, default=LOCAL,
+                              help_text="remote: taken by a runner reporting through webhooks (never by the worker)")
+    last_event_at = models.DateTimeField(null=True, blank=True, help_text="A remote run's latest accepted event")
     attempts = models.PositiveIntegerField(default=0)
     pipeline_run_id = models.CharField(max_length=100, blank=True)
 
@@ -163,10 +216,14 @@ class TrainingRun(models.Model):
             return None
         return ((self.completed_at or timezone.now()) - self.started_at).total_seconds()
 
-    @classmethod
-    def next_run_number(cls, project, kind: str = TRAINING) -> int:
-        last = cls.objects.filter(project=project, kind=kind).order_by("-run_number").values_list("run_number", flat=True).first()
-        return (last or 0) + 1
+    @property
+    def is_remote(self) -> bool:
+        return self.runner == self.REMOTE
+
+    @property
+    def epoch_count(self) -> int:
+        """The epochs the run trains, from its frozen spec (``total_epochs`` is what its reports said)."""
+        return int(((self.spec or {}).get("training") or {}).get("epochs") or self.total_epochs or 0)
 
     @property
     def serving_model_path(self) -> str | None:
@@ -188,8 +245,15 @@ class TrainingRun(models.Model):
         if wanted in self.TERMINAL:
             fields.setdefault("completed_at", now)
         with transaction.atomic():
-            updated = TrainingRun.objects.filter(pk=self.pk, status__in=sources).update(
-                status=wanted, updated_at=now, **fields)
+            movable = TrainingRun.objects.filter(pk=self.pk, status__in=sources)
+            if wanted in STAGE_ENDINGS:
+                # Read and rewrite the stage table under the row lock: the pipeline's reporter writes it too.
+                table = fields.get("stages")
+                if table is None:
+                    table = movable.select_for_update().values_list("stages", flat=True).first()
+                if table is not None:
+                    fields["stages"] = end_stages(table, wanted)
+            updated = movable.update(status=wanted, updated_at=now, **fields)
             if updated != 1:
                 current = TrainingRun.objects.filter(pk=self.pk).values_list("status", flat=True).first()
                 raise InvalidTransition(self.pk, current or "deleted", wanted)
@@ -217,6 +281,74 @@ class TrainingMetricsHistory(models.Model):
     class Meta:
         ordering = ["epoch"]
         constraints = [models.UniqueConstraint(fields=["training_run", "epoch"], name="one_row_per_epoch")]
+
+
+class RunNumberCounter(models.Model):
+    """The last run number a project gave out, per kind (training runs and experiments count apart).
+
+    A new run takes ``last + 1`` with one UPDATE inside the transaction that
+    saves it, so concurrent creators queue on the counter row (its row lock
+    on PostgreSQL, the write lock on SQLite) for a moment instead of racing
+    for a number. Numbers are not reused, even after their run is deleted.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=20, choices=TrainingRun.KINDS)
+    last = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "kind"], name="one_run_counter_per_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}/{self.kind}: {self.last}"
+
+    @classmethod
+    def take_next(cls, project, kind: str) -> int:
+        """The next run number. Call it inside the transaction that saves the run: a rollback gives it back."""
+        if not transaction.get_connection().in_atomic_block:
+            raise RuntimeError("take a run number inside the transaction that saves the run")
+        # A concurrent first creator may insert the row first: get_or_create then reads theirs.
+        cls.objects.get_or_create(project=project, kind=kind)
+        # Never at or below a number already taken, so runs inserted without the counter (bulk loads, the
+        # admin) are stepped over instead of colliding; the index on (project, kind, run_number) answers it.
+        highest = (TrainingRun.objects.filter(project=OuterRef("project"), kind=OuterRef("kind"))
+                   .order_by("-run_number").values("run_number")[:1])
+        counter = cls.objects.filter(project=project, kind=kind)
+        counter.update(last=Greatest(F("last"), Coalesce(Subquery(highest), 0)) + 1)
+        return counter.values_list("last", flat=True).get()
+
+
+class WebhookDelivery(models.Model):
+    """A runner event already applied, by the delivery id its runner gave it (covered by the signature).
+
+    A replayed or retried delivery finds its row and changes nothing. A row
+    is needed only while its signed timestamp would still pass the freshness
+    check; older rows are pruned (a replay of one of those is refused as stale).
+    """
+
+    training_run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="+")
+    delivery_id = models.CharField(max_length=64)
+    signed_at = models.DateTimeField(help_text="The request's X-Timestamp")
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["training_run", "delivery_id"], name="one_delivery_per_id")]
+        indexes = [models.Index(fields=["signed_at"], name="delivery_signed_at_idx")]
+
+
+# What becomes of the stages still pending or running when a run moves to a status.
+STAGE_ENDINGS = {
+    TrainingRun.FAILED: {"pending": "interrupted", "running": "interrupted"},
+    TrainingRun.CANCELLED: {"pending": "cancelled", "running": "cancelled"},
+    TrainingRun.PENDING: {"running": "interrupted"},  # requeued: the rest is still to come
+}
+
+
+def end_stages(stages: dict, wanted: str) -> dict:
+    """The stage table of a run moving to ``wanted``: no stage shown running (or waiting) for a run that ended."""
+    endings = STAGE_ENDINGS.get(wanted, {})
+    return {name: ({**stage, "status": endings[stage.get("status")]} if stage.get("status") in endings else stage)
+            for name, stage in (stages or {}).items()}
 
 
 def empty_stage_table(selected=STAGES) -> dict:

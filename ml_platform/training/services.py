@@ -9,17 +9,20 @@ from pathlib import Path
 from typing import Literal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from pydantic import Field
 
 from ml_platform.core.errors import ApiError
+from ml_platform.datasets.access import data_access_for
 from ml_platform.datasets.models import Dataset
 from ml_platform.modeling.models import FeatureConfig, ModelConfig
 from ml_platform.registry.models import RegisteredModel
 from ml_platform.training import specs
-from ml_platform.training.models import InvalidTransition, TrainingRun, empty_stage_table
+from ml_platform.training.models import InvalidTransition, RunNumberCounter, TrainingRun, empty_stage_table
 from ml_pipeline.config.dataset import StrictModel
 from ml_pipeline.errors import ConfigError, Problem, validate_model
+from ml_pipeline.spec import PipelineSpec
+from ml_pipeline.redact import redact
 from ml_pipeline.stages.compile import check_spec
 
 GPU_TYPES = ("T4", "L4", "V100", "A100", "H100")
@@ -95,7 +98,8 @@ def prepare_spec(run: TrainingRun):
         feature_config=run.feature_config_snapshot, model_config=run.model_config_snapshot,
         split_config=run.split_config, training_params=run.training_params, gpu_config=run.gpu_config,
         evaluator_config=run.evaluator_config, with_pusher=not run.is_experiment,
-    )
+    ).model_copy(update={"data_access": data_access_for(run.project)})
+    specs.check_baseline_model(run.project, run.evaluator_config.get("baseline_model_uri"))
     problems = check_spec(spec)
     if problems:
         raise specs.as_run_problems(ConfigError(problems))
@@ -166,14 +170,15 @@ def create_training_run(project, user, *, name: str, description: str = "", expe
             raise ConfigError(missing)
         catalog = catalog_fields(project, **ids)
     gpu, schedule = validate_parameters(gpu_config, schedule_config)
+    run, spec = _new_run(
+        project=project, kind=TrainingRun.TRAINING, name=name, description=description,
+        source_experiment=experiment, **catalog,
+        split_config=split_config or {}, training_params=training_params or {}, gpu_config=gpu,
+        evaluator_config=evaluator_config or {}, schedule_config=schedule, created_by=user,
+    )
     with transaction.atomic():
-        registered = _registered_model(project, user, name, catalog["model_type"], description)
-        return _queue_run(
-            project=project, kind=TrainingRun.TRAINING, name=name, description=description,
-            registered_model=registered, source_experiment=experiment, **catalog,
-            split_config=split_config or {}, training_params=training_params or {}, gpu_config=gpu,
-            evaluator_config=evaluator_config or {}, schedule_config=schedule, created_by=user,
-        )
+        run.registered_model = _registered_model(project, user, name, catalog["model_type"], description)
+        return _save_numbered(run, spec)
 
 
 def create_experiment(project, user, *, dataset_id: int, feature_config_id: int, model_config_id: int,
@@ -192,27 +197,36 @@ def create_experiment(project, user, *, dataset_id: int, feature_config_id: int,
 
 def _queue_run(**fields) -> TrainingRun:
     """Save a new pending run with the next run number and a spec checked against its source."""
-    prefix = "exp" if fields["kind"] == TrainingRun.EXPERIMENT else "run"
-    for _ in range(5):  # two creators may race for a run number: the unique constraint decides
-        run = TrainingRun(run_number=TrainingRun.next_run_number(fields["project"], fields["kind"]),
-                          spec={}, **fields)
-        spec = prepare_spec(run)
+    return _save_numbered(*_new_run(**fields))
+
+
+def _new_run(**fields) -> tuple[TrainingRun, PipelineSpec]:
+    """An unsaved run and its spec, checked against its source: done before the saving transaction, as it
+    reads the source, so concurrent creators hold the run-number counter only for a moment."""
+    run = TrainingRun(run_number=0, spec={}, **fields)
+    return run, prepare_spec(run)
+
+
+def _save_numbered(run: TrainingRun, spec: PipelineSpec) -> TrainingRun:
+    """Give the run the project's next number (see RunNumberCounter) and save it, in one transaction."""
+    prefix = "exp" if run.kind == TrainingRun.EXPERIMENT else "run"
+    with transaction.atomic():
+        run.run_number = RunNumberCounter.take_next(run.project, run.kind)
+        # The number names the pushed model's folder, the only part of the spec it changes.
+        destination = specs.push_destination(run.project.unique_name, run.name or f"experiment-{run.run_number}",
+                                             run.run_number)
+        spec = spec.model_copy(update={"push": spec.push.model_copy(update={"destination": destination})})
         run.spec = spec.model_dump(mode="json")
         run.stages = empty_stage_table(spec.stages)
         run.total_epochs = spec.training.epochs
         # Unique even if a project is deleted and recreated under the same name.
         run.pipeline_run_id = f"{prefix}-{run.run_number}-{uuid.uuid4().hex[:8]}"
-        try:
-            with transaction.atomic():
-                run.save()
-        except IntegrityError:
-            continue
-        return run
-    raise ApiError(409, "Could not allocate a run number; try again")
+        run.save()
+    return run
 
 
 def request_cancel(run: TrainingRun) -> TrainingRun:
-    """Queued runs are cancelled at once; running ones are stopped by their worker within seconds."""
+    """Queued and remote runs are cancelled at once; local running ones are stopped by their worker within seconds."""
     if run.is_terminal:
         raise ApiError(409, f"Run is already {run.status}")
     if run.status in (TrainingRun.PENDING, TrainingRun.SCHEDULED):
@@ -221,6 +235,14 @@ def request_cancel(run: TrainingRun) -> TrainingRun:
             return run
         except InvalidTransition:
             run.refresh_from_db()  # a worker took it meanwhile: cancel it as a running run
+    if run.is_remote:
+        # No local worker to stop it: the run ends now, and its runner's next event is refused (409), its
+        # signal to stop.
+        try:
+            run.transition(TrainingRun.CANCELLED, error_message="cancelled by a user")
+        except InvalidTransition:
+            run.refresh_from_db()  # it finished just before the cancel landed
+        return run
     TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True)
     run.refresh_from_db()
     return run
@@ -331,7 +353,7 @@ def config_leaves(value, path: str) -> dict:
         for key, inner in value.items():
             leaves.update(config_leaves(inner, f"{path}.{key}"))
         return leaves
-    return {path: value}
+    return {path: redact(value)}  # diffs and comparisons are shown: no database password in them
 
 
 def config_diff(before: dict, after: dict) -> list[dict]:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from django.conf import settings
 
+from ml_platform.datasets.access import data_access_for
 from ml_platform.datasets.services import resolve_config
+from ml_pipeline.data.access import real_path
 from ml_pipeline.errors import ConfigError, Problem, validate_model
 from ml_pipeline.spec import PipelineSpec
 
@@ -54,6 +56,26 @@ def push_destination(project_name: str, run_name: str, run_number: int) -> str:
     return str(Path(settings.PIPELINE_ROOT) / "pushed" / safe_name(project_name, run_name) / str(run_number))
 
 
+def check_baseline_model(project, uri: str | None) -> None:
+    """A baseline model a user names must be one of the project's own models or lie in an allowed folder.
+
+    The Evaluator loads it and reports its metrics, so another project's model (or any folder the server can
+    read) must not be reachable by naming its path.
+    """
+    if not uri:
+        return
+    path = real_path(uri)
+    root = real_path(settings.PIPELINE_ROOT)
+    own_pipeline = root / pipeline_name(project.unique_name)
+    pushed = root / "pushed"
+    own_pushed = (path != pushed and path.is_relative_to(pushed)
+                  and path.relative_to(pushed).parts[0].startswith(f"{pipeline_name(project.unique_name)}."))
+    if not (own_pushed or path.is_relative_to(own_pipeline) or data_access_for(project).permits(path)):
+        raise ConfigError(Problem("evaluator_config.baseline_model_uri",
+                                  f"'{uri}' is neither a model of this project nor in a folder listed in "
+                                  "DATASET_ALLOWED_ROOTS"))
+
+
 def training_section(training_params: dict, gpu_config: dict) -> dict:
     hardware = {"gpu_count": gpu_config.get("gpu_count", 0),
                 "allow_cpu_fallback": gpu_config.get("allow_cpu_fallback", False)}
@@ -71,14 +93,14 @@ def build_spec(*, project, name: str, run_number: int, dataset_snapshot: dict, f
         dataset = resolve_config(project, dataset_snapshot["source"], dataset_snapshot["mapping"],
                                  dataset_snapshot.get("filters"))
         data = {
-            "name": pipeline_name(project.name),
+            "name": pipeline_name(project.unique_name),
             "dataset": dataset.model_dump(mode="json"),
             "split": split_config,
             "features": feature_config,
             "model": model_config,
             "training": training_section(training_params, gpu_config),
             "evaluator": {k: v for k, v in evaluator_config.items()},
-            "push": {"destination": push_destination(project.name, name, run_number)},
+            "push": {"destination": push_destination(project.unique_name, name, run_number)},
         }
         if not with_pusher:
             data["stages"] = ["Compile", "ExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer",

@@ -6,7 +6,9 @@ UPDATE (pending -> running), so several workers never take the same run.
 While a child runs, the worker writes the run's heartbeat; a run whose
 heartbeat goes stale (its worker died) is put back in the queue to resume
 from its last complete stage, or failed with "worker lost" after
-RUN_MAX_ATTEMPTS, so no run stays "running" forever.
+RUN_MAX_ATTEMPTS, so no run stays "running" forever. A child killed by a
+signal (the kernel's out-of-memory killer, an operator) is treated the same
+way; a run whose child cannot even be started fails at once, with the cause.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,6 +30,7 @@ from django.db import close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 
+from ml_platform.training import failures
 from ml_platform.training.models import InvalidTransition, TrainingRun
 from ml_platform.training.services import run_folder
 
@@ -38,6 +42,33 @@ class Child:
     run_id: int
     process: subprocess.Popen
     log_file: object
+    peak_rss_bytes: int = 0  # the kernel's high-water mark of the child's resident memory, as last read
+
+    def poll(self) -> int | None:
+        """The exit code once the child has ended (negative: the signal that killed it), else None.
+
+        Each poll first reads the child's peak resident memory (VmHWM): the
+        kernel keeps that high-water mark itself, so a kill by the
+        out-of-memory killer right after a poll still shows (nearly) its
+        peak. wait4's ru_maxrss would not do: it also counts the worker's own
+        memory, which the child shared between fork and exec.
+        """
+        if self.process.returncode is not None:
+            return self.process.returncode
+        self.peak_rss_bytes = max(self.peak_rss_bytes, _peak_rss_bytes(self.process.pid))
+        return self.process.poll()
+
+
+def _peak_rss_bytes(pid: int) -> int:
+    """VmHWM of a live process, 0 where /proc does not say (not Linux, or already gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 class Worker:
@@ -61,19 +92,18 @@ class Worker:
     def recover_orphans(self) -> int:
         """Runs marked running whose heartbeat is stale and that no child of ours executes."""
         stale_before = timezone.now() - timedelta(seconds=settings.RUN_STALE_AFTER_SECONDS)
-        orphans = TrainingRun.objects.filter(status=TrainingRun.RUNNING).filter(
+        # Remote runs have no local heartbeat: their events are their liveness (see TrainingRun.runner).
+        orphans = TrainingRun.objects.filter(status=TrainingRun.RUNNING, runner=TrainingRun.LOCAL).filter(
             Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)
         ).exclude(pk__in=list(self.children))
         recovered = 0
         for run in orphans:
-            stages = {name: ({**s, "status": "interrupted"} if s.get("status") == "running" else s)
-                      for name, s in run.stages.items()}
-            try:
+            try:  # the transition marks the stage that was running "interrupted"
                 if run.attempts < settings.RUN_MAX_ATTEMPTS and not run.cancel_requested:
-                    run.transition(TrainingRun.PENDING, stages=stages, worker_id="", worker_pid=None)
+                    run.transition(TrainingRun.PENDING, worker_id="", worker_pid=None)
                     logger.warning("run %s lost its worker; queued to resume (attempt %s)", run.pk, run.attempts + 1)
                 else:
-                    run.transition(TrainingRun.FAILED, stages=stages, error_stage=run.current_stage,
+                    run.transition(TrainingRun.FAILED, error_stage=run.current_stage,
                                    error_message=f"worker lost: no heartbeat since {run.heartbeat_at}")
                     logger.warning("run %s lost its worker; failed after %s attempts", run.pk, run.attempts)
                 recovered += 1
@@ -84,13 +114,20 @@ class Worker:
     def claim_and_start(self) -> TrainingRun | None:
         if len(self.children) >= self.max_concurrent:
             return None
-        for run in TrainingRun.objects.filter(status=TrainingRun.PENDING).order_by("created_at", "id")[:5]:
+        queued = TrainingRun.objects.filter(status=TrainingRun.PENDING, runner=TrainingRun.LOCAL)  # never a remote run
+        for run in queued.order_by("created_at", "id")[:5]:
             try:
                 run.transition(TrainingRun.RUNNING, worker_id=self.worker_id, heartbeat_at=timezone.now(),
                                attempts=run.attempts + 1, cancel_requested=False)
             except InvalidTransition:
                 continue
-            self._start(run)
+            try:
+                self._start(run)
+            except Exception as error:  # e.g. an unwritable pipeline root: say so on the run, now
+                logger.exception("run %s could not be started", run.pk)
+                failures.fail_outside_stages(
+                    run, failures.outside_stages_message(error, "the pipeline process could not be started"),
+                    traceback.format_exc())
             return run
         return None
 
@@ -99,9 +136,13 @@ class Worker:
         folder.mkdir(parents=True, exist_ok=True)
         log_file = open(folder / "worker.log", "a")
         command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "execute_training_run", str(run.pk)]
-        # A session of its own, so cancelling kills the pipeline and everything it started.
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        try:
+            # A session of its own, so cancelling kills the pipeline and everything it started.
+            process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        except BaseException:
+            log_file.close()
+            raise
         TrainingRun.objects.filter(pk=run.pk).update(worker_pid=process.pid)
         self.children[run.pk] = Child(run.pk, process, log_file)
         logger.info("run %s started in process %s", run.pk, process.pid)
@@ -124,20 +165,40 @@ class Worker:
         return stopped
 
     def reap_children(self) -> int:
-        finished = [child for child in self.children.values() if child.process.poll() is not None]
-        for child in finished:
+        finished = [(child, code) for child in list(self.children.values()) if (code := child.poll()) is not None]
+        for child, code in finished:
             del self.children[child.run_id]
             child.log_file.close()
-            code = child.process.returncode
             run = TrainingRun.objects.get(pk=child.run_id)
-            if run.status == TrainingRun.RUNNING:  # the child died before recording an outcome
-                try:
+            if run.status != TrainingRun.RUNNING:
+                continue  # it recorded its outcome
+            try:  # the child died before recording an outcome
+                if code < 0:
+                    self._killed(run, child, -code)
+                else:
                     run.transition(TrainingRun.FAILED, error_stage=run.current_stage,
                                    error_message=f"the pipeline process exited with code {code} "
                                                  f"(see worker.log in the run folder)")
-                except InvalidTransition:
-                    pass
+            except InvalidTransition:
+                pass
         return len(finished)
+
+    def _killed(self, run: TrainingRun, child: Child, signum: int) -> None:
+        """A child killed by a signal is a lost worker: resumed from its last complete stage while attempts last."""
+        _kill_group(child.process.pid, signal.SIGKILL)  # whatever it started dies with it
+        peak_mb = child.peak_rss_bytes / 2**20
+        if run.cancel_requested:
+            run.transition(TrainingRun.CANCELLED, error_message="cancelled by a user")
+        elif run.attempts < settings.RUN_MAX_ATTEMPTS:
+            run.transition(TrainingRun.PENDING, worker_id="", worker_pid=None)
+            logger.warning("run %s: its pipeline process was killed by %s at a peak memory of %.0f MB; "
+                           "queued to resume (attempt %s)", run.pk, failures.signal_name(signum), peak_mb,
+                           run.attempts + 1)
+        else:
+            run.transition(TrainingRun.FAILED, error_stage=run.current_stage,
+                           error_message=failures.killed_message(signum, child.peak_rss_bytes, run.attempts))
+            logger.warning("run %s: its pipeline process was killed by %s at a peak memory of %.0f MB; "
+                           "failed after %s attempts", run.pk, failures.signal_name(signum), peak_mb, run.attempts)
 
     # -- lifecycle -------------------------------------------------------------
     def _kill(self, child: Child, grace: float = 5.0) -> None:
@@ -180,3 +241,10 @@ class Worker:
                 time.sleep(0.1 if did else poll_seconds)
         finally:
             self.shutdown()
+
+
+def _kill_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass

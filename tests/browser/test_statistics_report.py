@@ -44,7 +44,7 @@ def test_the_report_of_a_finished_run_shows_its_features_histograms_and_splits(l
             "product_subcategory"} == set(feature_names(page, "categorical-features"))
     segment = page.locator('#categorical-features tr[data-feature="buyer_segment"]')
     expect(segment.locator(".top-values li")).to_have_count(5)
-    assert segment.locator(".tv-bar span").first.bounding_box()["width"] > 0
+    assert segment.locator(".tv-bar rect").first.bounding_box()["width"] > 0
 
     # A histogram per numeric column, drawn from StatisticsGen's buckets.
     price_bars = page.locator('#numeric-features tr[data-feature="price"] svg.mini-hist rect')

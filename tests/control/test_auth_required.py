@@ -7,8 +7,9 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from ml_platform.accounts.models import ApiToken
 from ml_platform.api import api as ninja_api
-from tests.conftest import PASSWORD, api_client_for
+from tests.conftest import api_client_for
 
 
 def all_api_operations():
@@ -105,7 +106,7 @@ def test_outsiders_get_404_for_every_object_of_a_project(project, dataset, api, 
     assert outsider.patch(f"/api/feature-configs/{feature_config['id']}/", {"name": "x"}).status_code == 404
 
     browser = Client()
-    browser.login(username="oscar", password=PASSWORD)
+    browser.force_login(oscar)
     for page in (f"/projects/{project.id}/", f"/datasets/{dataset['id']}/",
                  f"/feature-configs/{feature_config['id']}/", f"/model-configs/{model_config['id']}/"):
         assert browser.get(page).status_code == 404, page
@@ -119,7 +120,7 @@ def test_a_missing_object_answers_404_with_the_error_shape(api):
 
 def test_the_session_api_enforces_csrf(project, olivia):
     browser = Client(enforce_csrf_checks=True)
-    browser.login(username="olivia", password=PASSWORD)
+    browser.force_login(olivia)
     assert browser.get("/api/projects/").status_code == 200
     without_token = browser.post("/api/projects/", json.dumps({"name": "new-one"}), content_type="application/json")
     assert without_token.status_code == 403
@@ -132,7 +133,7 @@ def test_the_session_api_enforces_csrf(project, olivia):
 
 def test_a_token_is_issued_from_a_session_only_and_shown_once(olivia):
     browser = Client()
-    browser.login(username="olivia", password=PASSWORD)
+    browser.force_login(olivia)
     issued = browser.post("/api/tokens/", json.dumps({"name": "laptop"}), content_type="application/json")
     assert issued.status_code == 201
     raw = issued.json()["token"]
@@ -152,6 +153,25 @@ def test_a_token_is_issued_from_a_session_only_and_shown_once(olivia):
 def test_the_openapi_docs_need_a_login(olivia):
     assert Client().get("/api/docs").status_code in (302, 401)
     browser = Client()
-    browser.login(username="olivia", password=PASSWORD)
+    browser.force_login(olivia)
     assert browser.get("/api/docs").status_code == 200
     assert browser.get("/api/openapi.json").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("authorization", [None, "Bearer mlp_revoked-or-never-issued"])
+def test_a_write_without_a_login_answers_401_not_a_csrf_refusal(authorization):
+    browser = Client(enforce_csrf_checks=True)  # as over HTTP: Django's test client skips CSRF otherwise
+    extra = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+    response = browser.post("/api/projects/", json.dumps({"name": "new-one"}), content_type="application/json",
+                            **extra)
+    assert response.status_code == 401
+    assert "Authentication required" in response.json()["error"]
+
+
+def test_a_token_cannot_mint_tokens_over_http_either(olivia):
+    _, raw = ApiToken.objects.issue(olivia, "laptop")
+    response = Client(enforce_csrf_checks=True).post("/api/tokens/", json.dumps({"name": "x"}),
+                                                     content_type="application/json",
+                                                     HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert response.status_code == 401

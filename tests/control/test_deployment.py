@@ -10,6 +10,8 @@ import json
 import shutil
 import socket
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
@@ -27,6 +29,7 @@ from tests.conftest import api_client_for
 from tests.control.test_training_worker import catalog, drive, pid_alive, queue_run  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+SERVING_TOKEN = "deploy-test-token"
 
 
 def free_port() -> int:
@@ -43,6 +46,7 @@ def serving(settings):
     settings.SERVING_HOST = "127.0.0.1"
     settings.SERVING_PORT = free_port()
     settings.SERVING_LOAD_TIMEOUT = 120
+    settings.SERVING_TOKEN = SERVING_TOKEN  # so every call the platform makes below must send it
     yield f"http://127.0.0.1:{settings.SERVING_PORT}"
     info = local.read_pidfile()
     local.stop_server()
@@ -60,6 +64,33 @@ def get(url):
 
 def post(url, body):
     return local.http_json("POST", url, body, timeout=30)
+
+
+def anonymous(method, url) -> int:
+    """The status of a request without the platform's token."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_the_platform_restarts_a_server_that_runs_with_another_token_or_other_limits(serving, settings):
+    first = local.ensure_server()
+    health = local.healthz(first.host, first.port)
+    assert health["pid"] == first.pid
+    assert health["options"] == {"auth": True, "max_body_bytes": 4 * 1024 * 1024, "max_instances": 1000}
+    assert local.ensure_server().pid == first.pid  # as configured: kept
+
+    settings.SERVING_TOKEN = "another-token"
+    second = local.ensure_server()
+    assert second.pid != first.pid and not pid_alive(first.pid)
+    assert local.server_status()["answering"]
+    assert anonymous("GET", f"{serving}/v1/models/anything") == 401
+
+    settings.SERVING_MAX_INSTANCES = 10
+    third = local.ensure_server()
+    assert third.pid != second.pid and local.healthz(third.host, third.port)["options"]["max_instances"] == 10
 
 
 def test_deploy_replace_rollback_and_undeploy_on_the_local_endpoint(project, olivia, mark, oscar, catalog,  # noqa: F811
@@ -84,7 +115,7 @@ def test_deploy_replace_rollback_and_undeploy_on_the_local_endpoint(project, oli
     assert response.status_code == 200, response.content
     state = response.json()
     name = state["serving_name"]
-    assert name == "b2b-recs.recs"
+    assert name == f"p{project.id}-b2b-recs.recs"
     assert (state["status"], state["version"], state["target"]) == ("deployed", 1, "local")
     assert state["endpoint_url"] == f"{serving}/v1/models/{name}"
     assert state["live"]["state"] == "available" and state["rollback_version"] is None
@@ -92,6 +123,7 @@ def test_deploy_replace_rollback_and_undeploy_on_the_local_endpoint(project, oli
         {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
     health = get(f"{serving}/healthz")[1]
     assert health["models"][name]["version"] == 1
+    assert anonymous("GET", state["endpoint_url"]) == 401  # the platform's calls above all sent the token
 
     examples = Path(first.artifacts["ExampleGen"]["uri"]) / "output"
     catalog_ids = set(pq.read_table(examples / "catalog.parquet", columns=["product_id"]).column(0).to_pylist())
@@ -272,3 +304,17 @@ def test_the_server_swaps_versions_keeps_the_old_one_when_a_load_fails_and_drops
     apply({"other": {"path": "/o", "version": 7}})
     assert store.get("m") is None and store.version_status("m") is None
     assert loads == [1, 3, 7]
+
+
+def test_a_serving_host_off_loopback_without_a_token_is_a_system_check_warning(settings):
+    from django.core import checks
+
+    def serving_checks():
+        return [message.id for message in checks.run_checks() if message.id.startswith("deployment.")]
+
+    settings.SERVING_HOST, settings.SERVING_TOKEN = "0.0.0.0", ""
+    assert serving_checks() == ["deployment.W001"]
+    settings.SERVING_TOKEN = "a-token"
+    assert serving_checks() == []
+    settings.SERVING_HOST, settings.SERVING_TOKEN, settings.SERVING_MAX_INSTANCES = "127.0.0.1", "", 0
+    assert serving_checks() == ["deployment.E001"]

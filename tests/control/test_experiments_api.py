@@ -62,7 +62,7 @@ def test_an_experiment_is_queued_without_the_pusher_and_numbered_apart_from_runs
     stored = TrainingRun.objects.get(pk=experiment["id"])
     assert "Pusher" not in stored.spec["stages"] and stored.spec["split"]["sample_percent"] == 25
     # one pipeline folder per project: experiments and runs share their stages' cache
-    assert stored.spec["name"] == TrainingRun.objects.get(pk=run["id"]).spec["name"] == project.name
+    assert stored.spec["name"] == TrainingRun.objects.get(pk=run["id"]).spec["name"] == f"p{project.id}-b2b-recs"
     assert api.get(f"/api/experiments/{experiment['id']}/").json() == experiment
 
 

@@ -13,7 +13,6 @@ import pytest
 from django.test import Client
 
 from ml_platform.training.models import TrainingRun
-from tests.conftest import PASSWORD
 from tests.control.test_modeling_api import feature_config  # noqa: F401 (fixture)
 from tests.control.test_training_api import (  # noqa: F401 (fixtures)
     a_finished_run, pending_run, retrieval, run_body,
@@ -28,7 +27,7 @@ def report_url(run_id: int, split: str | None = None) -> str:
 
 def browser_of(user) -> Client:
     client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
+    client.force_login(user)
     return client
 
 

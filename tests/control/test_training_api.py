@@ -26,7 +26,7 @@ from ml_platform.datasets import services as dataset_services
 from ml_platform.modeling import services as modeling_services
 from ml_platform.modeling.models import FeatureConfig
 from ml_platform.projects import services as project_services
-from ml_platform.training import services
+from ml_platform.training import services, specs
 from ml_platform.training.models import TrainingRun
 from ml_platform.training.worker import Worker
 from ml_pipeline.spec import STAGES
@@ -145,6 +145,21 @@ def test_bad_training_params_are_named(api, project, run_body):
     response = api.post(runs_url(project), {**run_body, "training_params": {"epochs": 0, "batch_size": 64}})
     assert response.status_code == 422
     assert errors_by_field(response) == {"training_params.epochs": "Input should be greater than or equal to 1"}
+
+
+def test_a_baseline_model_of_another_project_is_refused(api, project, run_body, oscars_project):
+    theirs = (Path(settings.PIPELINE_ROOT) / "pushed" / f"{specs.pipeline_name(oscars_project.unique_name)}.recs"
+              / "1")
+    theirs.mkdir(parents=True, exist_ok=True)
+    response = api.post(runs_url(project), {**run_body, "evaluator_config": {"baseline_model_uri": str(theirs)}})
+    assert response.status_code == 422
+    assert "neither a model of this project" in errors_by_field(response)["evaluator_config.baseline_model_uri"]
+
+
+def test_a_baseline_model_of_the_same_project_is_accepted(api, project, run_body):
+    ours = Path(settings.PIPELINE_ROOT) / "pushed" / f"{specs.pipeline_name(project.unique_name)}.recs" / "1"
+    ours.mkdir(parents=True, exist_ok=True)
+    create_run(api, project, run_body, evaluator_config={"baseline_model_uri": str(ours)})
 
 
 def test_a_time_holdout_split_needs_holdout_days(api, project, run_body):

@@ -26,5 +26,15 @@ for (const tower of ["buyer", "product"]) {
     .selectAll("li")
     .data(slices)
     .join("li")
-    .html((d) => `<span class="swatch" style="background:${colour(d.name)}"></span>${d.name} <b>${d.dim}D</b> <i>${d.kind}</i>`);
+    .each(function (d) {
+      // Built node by node: a feature's name is text, never markup, and the CSP refuses style attributes.
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = colour(d.name);
+      const dim = document.createElement("b");
+      dim.textContent = `${d.dim}D`;
+      const kind = document.createElement("i");
+      kind.textContent = d.kind;
+      this.replaceChildren(swatch, `${d.name} `, dim, " ", kind);
+    });
 }
