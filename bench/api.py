@@ -73,7 +73,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,38 +89,108 @@ HISTORY_EPOCHS = 20
 PHASE_SECONDS = 120  # no phase of requests runs longer than this
 REQUEST_TIMEOUT = 10.0
 # Settings that would point the throwaway deployment elsewhere: unset, so everything lives in the temp folder.
-UNSET = ("DATABASE_URL", "PIPELINE_ROOT", "MLFLOW_TRACKING_URI", "MLFLOW_ARTIFACT_ROOT", "STATIC_ROOT",
-         "SERVING_DIR", "SERVING_URL", "ML_PLATFORM_DEMO_PASSWORD")
+UNSET = (
+    "DATABASE_URL",
+    "PIPELINE_ROOT",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_ARTIFACT_ROOT",
+    "STATIC_ROOT",
+    "SERVING_DIR",
+    "SERVING_URL",
+    "ML_PLATFORM_DEMO_PASSWORD",
+)
 
 MODEL_NAMES = {
-    "retrieval": ["weekly-recs", "two-tower-retail", "two-tower-wholesale", "recs-eu", "recs-us", "recs-apac",
-                  "cold-start-recs", "reorder-candidates", "cross-sell", "seasonal-recs", "new-buyers",
-                  "basket-completion"],
-    "ranking": ["ranker", "ranker-wholesale", "price-aware-ranker", "reorder-ranker", "homepage-ranker",
-                "email-ranker", "category-ranker", "promo-ranker"],
-    "multitask": ["hybrid", "hybrid-eu", "hybrid-us", "hybrid-large", "hybrid-small", "hybrid-promo",
-                  "hybrid-reorder", "hybrid-seasonal", "hybrid-catalog", "hybrid-v2"],
+    "retrieval": [
+        "weekly-recs",
+        "two-tower-retail",
+        "two-tower-wholesale",
+        "recs-eu",
+        "recs-us",
+        "recs-apac",
+        "cold-start-recs",
+        "reorder-candidates",
+        "cross-sell",
+        "seasonal-recs",
+        "new-buyers",
+        "basket-completion",
+    ],
+    "ranking": [
+        "ranker",
+        "ranker-wholesale",
+        "price-aware-ranker",
+        "reorder-ranker",
+        "homepage-ranker",
+        "email-ranker",
+        "category-ranker",
+        "promo-ranker",
+    ],
+    "multitask": [
+        "hybrid",
+        "hybrid-eu",
+        "hybrid-us",
+        "hybrid-large",
+        "hybrid-small",
+        "hybrid-promo",
+        "hybrid-reorder",
+        "hybrid-seasonal",
+        "hybrid-catalog",
+        "hybrid-v2",
+    ],
 }
 CADENCES = ["weekly", "nightly", "monthly", "ad-hoc", "scheduled"]
-NOTES = ["baseline for Q3", "more epochs", "larger towers", "lower learning rate", "time holdout 30 days",
-         "after the catalog refresh", "GPU trial", "retry after the data fix", "compare with last month",
-         "new buyer features", ""]
-STAGE_SECONDS = {"Compile": 1, "ExampleGen": 25, "StatisticsGen": 9, "SchemaGen": 1, "Transform": 35,
-                 "Trainer": 900, "Evaluator": 30, "Pusher": 4}
-ARTIFACT_TYPES = {"Compile": "PipelineSpec", "ExampleGen": "Examples", "StatisticsGen": "ExampleStatistics",
-                  "SchemaGen": "Schema", "Transform": "TransformGraph", "Trainer": "Model",
-                  "Evaluator": "ModelEvaluation", "Pusher": "PushedModel"}
-TRACEBACK = "".join(
-    f'  File "/work/main/ml_pipeline/{path}", line {line}, in {fn}\n    {code}\n'
-    for path, line, fn, code in [
-        ("runner.py", 212, "run", "result = stage.run(ctx)"),
-        ("stages/trainer.py", 371, "run", "data = self._load(ctx, built)"),
-        ("model/training.py", 144, "load", "arrays = _read_split(uri, columns)"),
-        ("model/training.py", 97, "_read_split", "table = pq.read_table(path, columns=columns)"),
-        ("../.venv/lib/python3.11/site-packages/pyarrow/parquet/core.py", 1793, "read_table",
-         "return dataset.read(columns=columns, use_threads=use_threads)"),
-    ] * 4
-) + "pyarrow.lib.ArrowInvalid: Column 'price' has type string in this file, float64 expected\n"
+NOTES = [
+    "baseline for Q3",
+    "more epochs",
+    "larger towers",
+    "lower learning rate",
+    "time holdout 30 days",
+    "after the catalog refresh",
+    "GPU trial",
+    "retry after the data fix",
+    "compare with last month",
+    "new buyer features",
+    "",
+]
+STAGE_SECONDS = {
+    "Compile": 1,
+    "ExampleGen": 25,
+    "StatisticsGen": 9,
+    "SchemaGen": 1,
+    "Transform": 35,
+    "Trainer": 900,
+    "Evaluator": 30,
+    "Pusher": 4,
+}
+ARTIFACT_TYPES = {
+    "Compile": "PipelineSpec",
+    "ExampleGen": "Examples",
+    "StatisticsGen": "ExampleStatistics",
+    "SchemaGen": "Schema",
+    "Transform": "TransformGraph",
+    "Trainer": "Model",
+    "Evaluator": "ModelEvaluation",
+    "Pusher": "PushedModel",
+}
+TRACEBACK = (
+    "".join(
+        f'  File "/work/main/ml_pipeline/{path}", line {line}, in {fn}\n    {code}\n'
+        for path, line, fn, code in [
+            ("runner.py", 212, "run", "result = stage.run(ctx)"),
+            ("stages/trainer.py", 371, "run", "data = self._load(ctx, built)"),
+            ("model/training.py", 144, "load", "arrays = _read_split(uri, columns)"),
+            ("model/training.py", 97, "_read_split", "table = pq.read_table(path, columns=columns)"),
+            (
+                "../.venv/lib/python3.11/site-packages/pyarrow/parquet/core.py",
+                1793,
+                "read_table",
+                "return dataset.read(columns=columns, use_threads=use_threads)",
+            ),
+        ]
+        * 4
+    )
+    + "pyarrow.lib.ArrowInvalid: Column 'price' has type string in this file, float64 expected\n"
+)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -134,8 +204,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> dict:
-    return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
-            "p99": percentile(values, 99), "max": max(values)}
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "max": max(values),
+    }
 
 
 # --------------------------------------------------------------------------- realistic run contents
@@ -146,20 +221,22 @@ def iso(moment: datetime) -> str:
 
 
 def fingerprint(rng: random.Random) -> str:
-    return "%064x" % rng.getrandbits(256)
+    return f"{rng.getrandbits(256):064x}"
 
 
 def histogram(rng: random.Random, spread: float) -> dict:
     edges = [round(-spread + 2 * spread * i / 20, 6) for i in range(21)]
-    counts = [int(4000 * math.exp(-((i - 9.5) / 4) ** 2) + rng.randint(0, 40)) for i in range(20)]
+    counts = [int(4000 * math.exp(-(((i - 9.5) / 4) ** 2)) + rng.randint(0, 40)) for i in range(20)]
     return {"counts": counts, "edges": edges}
 
 
 def epoch_metrics(rng: random.Random, epoch: int, model_type: str) -> dict:
     """What the Trainer reports after an epoch (``Trainer._train``): scalars and the histograms."""
     decay = math.exp(-epoch / 12)
-    metrics = {"loss": 2.2 * decay + 0.6 + rng.uniform(-0.01, 0.01),
-               "val_loss": 2.3 * decay + 0.7 + rng.uniform(-0.02, 0.02)}
+    metrics = {
+        "loss": 2.2 * decay + 0.6 + rng.uniform(-0.01, 0.01),
+        "val_loss": 2.3 * decay + 0.7 + rng.uniform(-0.02, 0.02),
+    }
     if model_type in ("retrieval", "multitask"):
         for k, base in ((5, 0.08), (10, 0.13), (50, 0.29), (100, 0.41)):
             metrics[f"recall_at_{k}"] = base * (1 - 0.7 * decay) + rng.uniform(-0.005, 0.005)
@@ -171,8 +248,14 @@ def epoch_metrics(rng: random.Random, epoch: int, model_type: str) -> dict:
     parts = ["buyer_tower", "product_tower"] + (["rating_head"] if model_type != "retrieval" else [])
     histograms = {"weights": {}, "gradients": {}}
     for part in parts:
-        for stat, value in (("l1", 1800 + epoch * 9), ("l2", 14 + epoch * 0.05), ("mean", 0.0012),
-                            ("std", 0.061 + epoch * 0.0002), ("min", -0.41), ("max", 0.43)):
+        for stat, value in (
+            ("l1", 1800 + epoch * 9),
+            ("l2", 14 + epoch * 0.05),
+            ("mean", 0.0012),
+            ("std", 0.061 + epoch * 0.0002),
+            ("min", -0.41),
+            ("max", 0.43),
+        ):
             metrics[f"{part}_weight_{stat}"] = value * rng.uniform(0.98, 1.02)
         metrics[f"{part}_grad_norm"] = 0.9 * decay + rng.uniform(0.01, 0.05)
         histograms["weights"][part] = histogram(rng, 0.42)
@@ -182,9 +265,16 @@ def epoch_metrics(rng: random.Random, epoch: int, model_type: str) -> dict:
 
 
 def resource_sample(rng: random.Random, gpu: dict) -> dict:
-    gpus = [{"index": i, "name": f"NVIDIA {gpu['gpu_type']}", "memory_used_mb": float(rng.randint(3000, 9000)),
-             "memory_total_mb": 40960.0, "utilization_pct": float(rng.randint(40, 99))}
-            for i in range(gpu.get("gpu_count") or 0)]
+    gpus = [
+        {
+            "index": i,
+            "name": f"NVIDIA {gpu['gpu_type']}",
+            "memory_used_mb": float(rng.randint(3000, 9000)),
+            "memory_total_mb": 40960.0,
+            "utilization_pct": float(rng.randint(40, 99)),
+        }
+        for i in range(gpu.get("gpu_count") or 0)
+    ]
     return {"cpu_pct": round(rng.uniform(90, 390), 1), "rss_mb": round(rng.uniform(1800, 3400), 1), "gpus": gpus}
 
 
@@ -192,16 +282,28 @@ def final_metrics(rng: random.Random, model_type: str, epochs: int, blessed: boo
     """The Trainer's properties merged with the Evaluator's (``execution.execute``)."""
     last = epoch_metrics(rng, epochs, model_type)
     trainer = {k: v for k, v in last.items() if k in ("loss", "val_loss", "rmse", "mae") or k.startswith("recall_at_")}
-    trainer.update(epochs_run=epochs, best_epoch=max(1, epochs - rng.randint(0, 3)), early_stopped_epoch=None,
-                   examples_per_second=last["examples_per_second"], devices=["/CPU:0"], strategy="default")
-    evaluator = {"blessed": blessed, "reasons": [], "holdout": "test", "buyers": rng.randint(3000, 4000),
-                 "rows": rng.randint(9000, 11000), "compare_metric": "recall_at_100" if model_type != "ranking"
-                 else "rmse"}
+    trainer.update(
+        epochs_run=epochs,
+        best_epoch=max(1, epochs - rng.randint(0, 3)),
+        early_stopped_epoch=None,
+        examples_per_second=last["examples_per_second"],
+        devices=["/CPU:0"],
+        strategy="default",
+    )
+    evaluator = {
+        "blessed": blessed,
+        "reasons": [],
+        "holdout": "test",
+        "buyers": rng.randint(3000, 4000),
+        "rows": rng.randint(9000, 11000),
+        "compare_metric": "recall_at_100" if model_type != "ranking" else "rmse",
+    }
     for key, value in trainer.items():
         if key.startswith("recall_at_") or key in ("rmse", "mae"):
             evaluator[key] = value * rng.uniform(0.97, 1.03)
-            evaluator[f"popularity_{key}" if key.startswith("recall") else f"mean_baseline_{key}"] = \
-                value * (0.68 if key.startswith("recall") else 1.3)
+            evaluator[f"popularity_{key}" if key.startswith("recall") else f"mean_baseline_{key}"] = value * (
+                0.68 if key.startswith("recall") else 1.3
+            )
     return {**trainer, **evaluator}
 
 
@@ -209,32 +311,49 @@ def blessing_reasons(model_type: str, blessed: bool, metrics: dict) -> list[str]
     metric = "recall_at_100" if model_type != "ranking" else "rmse"
     value = metrics.get(metric, 0.0)
     word = "beats" if blessed else "does not beat"
-    return [f"{metric} {value:.4f} {word} the popularity baseline by the required 5% margin",
-            "no baseline model configured: compared with the popularity / mean baselines only"]
+    return [
+        f"{metric} {value:.4f} {word} the popularity baseline by the required 5% margin",
+        "no baseline model configured: compared with the popularity / mean baselines only",
+    ]
 
 
 def stage_summaries(rng: random.Random, model_type: str, epochs: int, metrics: dict) -> dict:
     rows = rng.randint(95_000, 100_000)
     return {
         "Compile": f"spec checked: 8 stages, {model_type} model, {epochs} epochs",
-        "ExampleGen": f"{rows:,} rows: train {int(rows * .8):,} / eval {int(rows * .1):,} / test {int(rows * .1):,}",
+        "ExampleGen": f"{rows:,} rows: train {int(rows * 0.8):,} / eval {int(rows * 0.1):,} / test {int(rows * 0.1):,}",
         "StatisticsGen": "3 splits, 9 columns, 0.4% missing on average",
         "SchemaGen": "9 features (4 categorical, 3 numeric, 1 timestamp, 1 target), 0 anomalies",
         "Transform": f"14 model inputs; vocabularies {rng.randint(3800, 4100):,} buyers / "
-                     f"{rng.randint(1900, 2000):,} products",
+        f"{rng.randint(1900, 2000):,} products",
         "Trainer": f"{epochs} epochs (best {metrics.get('best_epoch', epochs)}), "
-                   + (f"Recall@100 {metrics.get('recall_at_100', 0):.3g}" if model_type != "ranking"
-                      else f"RMSE {metrics.get('rmse', 0):.3g}"),
+        + (
+            f"Recall@100 {metrics.get('recall_at_100', 0):.3g}"
+            if model_type != "ranking"
+            else f"RMSE {metrics.get('rmse', 0):.3g}"
+        ),
         "Evaluator": ("BLESSED — " if metrics.get("blessed") else "NOT BLESSED — ")
-                     + (f"Recall@100 {metrics.get('recall_at_100', 0):.3g} vs popularity "
-                        f"{metrics.get('popularity_recall_at_100', 0):.3g}" if model_type != "ranking"
-                        else f"RMSE {metrics.get('rmse', 0):.3g} vs mean {metrics.get('mean_baseline_rmse', 0):.3g}"),
+        + (
+            f"Recall@100 {metrics.get('recall_at_100', 0):.3g} vs popularity "
+            f"{metrics.get('popularity_recall_at_100', 0):.3g}"
+            if model_type != "ranking"
+            else f"RMSE {metrics.get('rmse', 0):.3g} vs mean {metrics.get('mean_baseline_rmse', 0):.3g}"
+        ),
         "Pusher": f"exported the serving model ({rng.randint(8, 40)} MB)",
     }
 
 
-def run_contents(rng: random.Random, stages_order, status: str, model_type: str, epochs: int, started: datetime,
-                 pipeline_root: str, spec_name: str, pipeline_run_id: str) -> dict:
+def run_contents(
+    rng: random.Random,
+    stages_order,
+    status: str,
+    model_type: str,
+    epochs: int,
+    started: datetime,
+    pipeline_root: str,
+    spec_name: str,
+    pipeline_run_id: str,
+) -> dict:
     """Stage table, artifacts, outcome and times of a run of this status that started at ``started``."""
     blessed = status == "completed"
     metrics = final_metrics(rng, model_type, epochs, blessed) if status in ("completed", "not_blessed") else {}
@@ -250,27 +369,50 @@ def run_contents(rng: random.Random, stages_order, status: str, model_type: str,
             seconds = STAGE_SECONDS[stage] * (epochs / 30 if stage == "Trainer" else 1) * rng.uniform(0.8, 1.3)
             cached = 0 < index < cached_upto
             seconds = 0.2 if cached else seconds
-            stages[stage] = {"status": "cached" if cached else "completed", "started_at": iso(clock),
-                             "ended_at": iso(clock + timedelta(seconds=seconds)), "summary": summaries[stage]}
+            stages[stage] = {
+                "status": "cached" if cached else "completed",
+                "started_at": iso(clock),
+                "ended_at": iso(clock + timedelta(seconds=seconds)),
+                "summary": summaries[stage],
+            }
             uri = f"{pipeline_root}/{spec_name}/runs/{pipeline_run_id}/{stage}"
             own = fingerprint(rng)
-            artifacts[stage] = {"type": ARTIFACT_TYPES[stage], "uri": uri, "producer": stage,
-                                "run": pipeline_run_id, "fingerprint": own,
-                                "inputs": {previous: fingerprint(rng)} if previous else {},
-                                "summary": summaries[stage]}
+            artifacts[stage] = {
+                "type": ARTIFACT_TYPES[stage],
+                "uri": uri,
+                "producer": stage,
+                "run": pipeline_run_id,
+                "fingerprint": own,
+                "inputs": {previous: fingerprint(rng)} if previous else {},
+                "summary": summaries[stage],
+            }
             previous = stage
             clock += timedelta(seconds=seconds)
         elif index == stop_at and status in ("failed", "cancelled"):
             seconds = rng.uniform(2, 300)
-            message = ("Column 'price' has type string in this file, float64 expected" if status == "failed"
-                       else "cancelled by the user")
-            stages[stage] = {"status": "failed" if status == "failed" else "cancelled", "started_at": iso(clock),
-                             "ended_at": iso(clock + timedelta(seconds=seconds)), "summary": message}
+            message = (
+                "Column 'price' has type string in this file, float64 expected"
+                if status == "failed"
+                else "cancelled by the user"
+            )
+            stages[stage] = {
+                "status": "failed" if status == "failed" else "cancelled",
+                "started_at": iso(clock),
+                "ended_at": iso(clock + timedelta(seconds=seconds)),
+                "summary": message,
+            }
             clock += timedelta(seconds=seconds)
         else:
-            stages[stage] = {"status": "pending"} if status != "not_blessed" else {
-                "status": "skipped", "started_at": iso(clock), "ended_at": iso(clock),
-                "summary": "not blessed: nothing to push"}
+            stages[stage] = (
+                {"status": "pending"}
+                if status != "not_blessed"
+                else {
+                    "status": "skipped",
+                    "started_at": iso(clock),
+                    "ended_at": iso(clock),
+                    "summary": "not blessed: nothing to push",
+                }
+            )
     failed_stage = stages_order[stop_at] if status == "failed" else ""
     return {
         "stages": stages,
@@ -282,8 +424,11 @@ def run_contents(rng: random.Random, stages_order, status: str, model_type: str,
         "current_epoch": epochs if stop_at > stages_order.index("Trainer") else None,
         "completed_at": clock,
         "error_stage": failed_stage,
-        "error_message": (f"{failed_stage} failed: Column 'price' has type string in this file, float64 expected"
-                          if status == "failed" else ("cancelled by the user" if status == "cancelled" else "")),
+        "error_message": (
+            f"{failed_stage} failed: Column 'price' has type string in this file, float64 expected"
+            if status == "failed"
+            else ("cancelled by the user" if status == "cancelled" else "")
+        ),
         "error_traceback": ("Traceback (most recent call last):\n" + TRACEBACK) if status == "failed" else "",
     }
 
@@ -302,6 +447,7 @@ def seed(runs: int, history_runs: int, lag_epochs: int, experiments: int, rng: r
     from django.db.models import Count
     from django.utils import timezone as dj_timezone
 
+    from ml_pipeline.spec import STAGES
     from ml_platform.accounts.models import ApiToken
     from ml_platform.core.demo import load_demo
     from ml_platform.datasets.models import Dataset
@@ -309,7 +455,6 @@ def seed(runs: int, history_runs: int, lag_epochs: int, experiments: int, rng: r
     from ml_platform.training import services
     from ml_platform.training.models import TrainingMetricsHistory, TrainingRun
     from ml_platform.training.reporter import record_epoch
-    from ml_pipeline.spec import STAGES
 
     demo = load_demo(rows=1000)
     user = get_user_model().objects.get(username=demo["username"])
@@ -319,13 +464,22 @@ def seed(runs: int, history_runs: int, lag_epochs: int, experiments: int, rng: r
     configs = {m.config["model_type"]: m for m in ModelConfig.objects.filter(project=project)}
     templates = {
         model_type: services.create_training_run(
-            project, user, name=f"template-{model_type}", description="", dataset_id=dataset.id,
-            feature_config_id=features.id, model_config_id=config.id,
-            training_params={"epochs": 30, "batch_size": 1024})
+            project,
+            user,
+            name=f"template-{model_type}",
+            description="",
+            dataset_id=dataset.id,
+            feature_config_id=features.id,
+            model_config_id=config.id,
+            training_params={"epochs": 30, "batch_size": 1024},
+        )
         for model_type, config in configs.items()
     }
-    registered = {name: services._registered_model(project, user, name, model_type, "")
-                  for model_type, names in MODEL_NAMES.items() for name in names}
+    registered = {
+        name: services._registered_model(project, user, name, model_type, "")
+        for model_type, names in MODEL_NAMES.items()
+        for name in names
+    }
     names = [(name, model_type) for model_type, group in MODEL_NAMES.items() for name in group]
 
     now = dj_timezone.now()
@@ -344,40 +498,75 @@ def seed(runs: int, history_runs: int, lag_epochs: int, experiments: int, rng: r
         template = templates[model_type]
         epochs = rng.choice([10, 20, 30, 30, 50, 80])
         gpu_type = rng.choice([None, None, "T4", "L4", "A100"])
-        gpu = {"gpu_type": gpu_type, "gpu_count": rng.choice([1, 1, 2, 4]) if gpu_type else 0,
-               "preemptible": rng.random() < 0.3, "allow_cpu_fallback": False}
+        gpu = {
+            "gpu_type": gpu_type,
+            "gpu_count": rng.choice([1, 1, 2, 4]) if gpu_type else 0,
+            "preemptible": rng.random() < 0.3,
+            "allow_cpu_fallback": False,
+        }
         pipeline_run_id = f"run-{number}-{rng.getrandbits(32):08x}"
         run = TrainingRun(
-            project=project, run_number=number, name=name,
+            project=project,
+            run_number=number,
+            name=name,
             description=f"{rng.choice(CADENCES)} {model_type} model for {rng.choice(['retail', 'wholesale', 'all'])} "
-                        f"buyers; {rng.choice(NOTES)}".strip("; "),
-            registered_model=registered[name], dataset=dataset, feature_config=features,
-            model_config=configs[model_type], model_type=model_type,
-            dataset_snapshot=template.dataset_snapshot, feature_config_snapshot=template.feature_config_snapshot,
-            model_config_snapshot=template.model_config_snapshot, split_config=template.split_config,
-            training_params={"epochs": epochs, "batch_size": 1024}, gpu_config=gpu,
-            evaluator_config=template.evaluator_config, schedule_config=template.schedule_config,
+            f"buyers; {rng.choice(NOTES)}".strip("; "),
+            registered_model=registered[name],
+            dataset=dataset,
+            feature_config=features,
+            model_config=configs[model_type],
+            model_type=model_type,
+            dataset_snapshot=template.dataset_snapshot,
+            feature_config_snapshot=template.feature_config_snapshot,
+            model_config_snapshot=template.model_config_snapshot,
+            split_config=template.split_config,
+            training_params={"epochs": epochs, "batch_size": 1024},
+            gpu_config=gpu,
+            evaluator_config=template.evaluator_config,
+            schedule_config=template.schedule_config,
             spec={**template.spec, "training": {**template.spec.get("training", {}), "epochs": epochs}},
-            status=status, total_epochs=epochs, pipeline_run_id=pipeline_run_id, created_by=user,
-            webhook_secret="%043x" % rng.getrandbits(172),
+            status=status,
+            total_epochs=epochs,
+            pipeline_run_id=pipeline_run_id,
+            created_by=user,
+            webhook_secret=f"{rng.getrandbits(172):043x}",
         )
         if status in ("pending", "scheduled"):
             run.stages = {stage: {"status": "pending"} for stage in STAGES}
         else:
             started = created_at + timedelta(seconds=rng.uniform(2, 120))
-            contents = run_contents(rng, STAGES, "completed" if status == "running" else status, model_type,
-                                    epochs, started, settings.PIPELINE_ROOT, template.spec.get("name", ""),
-                                    pipeline_run_id)
+            contents = run_contents(
+                rng,
+                STAGES,
+                "completed" if status == "running" else status,
+                model_type,
+                epochs,
+                started,
+                settings.PIPELINE_ROOT,
+                template.spec.get("name", ""),
+                pipeline_run_id,
+            )
             run.started_at, run.attempts, run.worker_id = started, 1, f"worker-{rng.randint(1000, 9999)}"
-            run.mlflow_run_id = "%032x" % rng.getrandbits(128)
+            run.mlflow_run_id = f"{rng.getrandbits(128):032x}"
             run.resources = {**resource_sample(rng, gpu), "cost_so_far_usd": 0.0}
             if status == "running":
                 pass  # filled in below, as a live run
             else:
-                for field in ("stages", "artifacts", "final_metrics", "blessed", "blessing_reasons", "current_stage",
-                              "current_epoch", "completed_at", "error_stage", "error_message", "error_traceback"):
+                for field in (
+                    "stages",
+                    "artifacts",
+                    "final_metrics",
+                    "blessed",
+                    "blessing_reasons",
+                    "current_stage",
+                    "current_epoch",
+                    "completed_at",
+                    "error_stage",
+                    "error_message",
+                    "error_traceback",
+                ):
                     setattr(run, field, contents[field])
-                run.cost_usd = services.cost_usd(run)
+                run.cost_usd = run.cost_so_far()
                 run.resources["cost_so_far_usd"] = float(run.cost_usd)
         made.append(run)
         created.append(created_at)
@@ -401,21 +590,40 @@ def seed(runs: int, history_runs: int, lag_epochs: int, experiments: int, rng: r
         status = rng.choices(["completed", "failed", "cancelled"], [85, 10, 5])[0]
         sample = rng.choice([10, 25, 50])
         learning_rate = rng.choice([0.01, 0.05, 0.1])
-        quick.append(TrainingRun(
-            project=project, kind=TrainingRun.EXPERIMENT, run_number=number, name=rng.choice(NOTES),
-            dataset=dataset, feature_config=features, model_config=configs[model_type], model_type=model_type,
-            dataset_snapshot=template.dataset_snapshot, feature_config_snapshot=template.feature_config_snapshot,
-            model_config_snapshot=template.model_config_snapshot, split_config={"sample_percent": sample},
-            training_params={"epochs": epochs, "batch_size": 1024, "learning_rate": learning_rate},
-            gpu_config=template.gpu_config, evaluator_config={}, schedule_config=template.schedule_config,
-            spec={**template.spec, "stages": list(STAGES[:-1]), "split": {**template.spec["split"],
-                                                                          "sample_percent": sample},
-                  "training": {**template.spec["training"], "epochs": epochs, "learning_rate": learning_rate}},
-            status=status, total_epochs=epochs, pipeline_run_id=f"exp-{number}-{rng.getrandbits(32):08x}",
-            stages={stage: {"status": "completed"} for stage in STAGES[:-1]} | {"Pusher": {"status": "skipped"}},
-            final_metrics=final_metrics(rng, model_type, epochs, True) if status == "completed" else {},
-            created_by=user, started_at=now - timedelta(hours=number), completed_at=now - timedelta(hours=number),
-        ))
+        quick.append(
+            TrainingRun(
+                project=project,
+                kind=TrainingRun.EXPERIMENT,
+                run_number=number,
+                name=rng.choice(NOTES),
+                dataset=dataset,
+                feature_config=features,
+                model_config=configs[model_type],
+                model_type=model_type,
+                dataset_snapshot=template.dataset_snapshot,
+                feature_config_snapshot=template.feature_config_snapshot,
+                model_config_snapshot=template.model_config_snapshot,
+                split_config={"sample_percent": sample},
+                training_params={"epochs": epochs, "batch_size": 1024, "learning_rate": learning_rate},
+                gpu_config=template.gpu_config,
+                evaluator_config={},
+                schedule_config=template.schedule_config,
+                spec={
+                    **template.spec,
+                    "stages": list(STAGES[:-1]),
+                    "split": {**template.spec["split"], "sample_percent": sample},
+                    "training": {**template.spec["training"], "epochs": epochs, "learning_rate": learning_rate},
+                },
+                status=status,
+                total_epochs=epochs,
+                pipeline_run_id=f"exp-{number}-{rng.getrandbits(32):08x}",
+                stages={stage: {"status": "completed"} for stage in STAGES[:-1]} | {"Pusher": {"status": "skipped"}},
+                final_metrics=final_metrics(rng, model_type, epochs, True) if status == "completed" else {},
+                created_by=user,
+                started_at=now - timedelta(hours=number),
+                completed_at=now - timedelta(hours=number),
+            )
+        )
     TrainingRun.objects.bulk_create(quick, batch_size=500)
 
     # Metrics history of some finished runs (what the charts of older runs read): a realistic table size.
@@ -424,11 +632,28 @@ def seed(runs: int, history_runs: int, lag_epochs: int, experiments: int, rng: r
     for run in finished:
         for epoch in range(1, HISTORY_EPOCHS + 1):
             metrics = epoch_metrics(rng, epoch, run.model_type)
-            rows.append(TrainingMetricsHistory(
-                training_run=run, epoch=epoch, metrics={k: v for k, v in metrics.items() if k != "histograms"},
-                histograms=metrics["histograms"], resources=resource_sample(rng, run.gpu_config),
-                **{k: metrics.get(k) for k in ("loss", "val_loss", "recall_at_5", "recall_at_10", "recall_at_50",
-                                               "recall_at_100", "rmse", "mae")}))
+            rows.append(
+                TrainingMetricsHistory(
+                    training_run=run,
+                    epoch=epoch,
+                    metrics={k: v for k, v in metrics.items() if k != "histograms"},
+                    histograms=metrics["histograms"],
+                    resources=resource_sample(rng, run.gpu_config),
+                    **{
+                        k: metrics.get(k)
+                        for k in (
+                            "loss",
+                            "val_loss",
+                            "recall_at_5",
+                            "recall_at_10",
+                            "recall_at_50",
+                            "recall_at_100",
+                            "rmse",
+                            "mae",
+                        )
+                    },
+                )
+            )
     TrainingMetricsHistory.objects.bulk_create(rows, batch_size=500)
 
     # The two RUNNING runs: in the Trainer, earlier stages done. The newer one is the lag run (no epoch yet),
@@ -436,34 +661,70 @@ def seed(runs: int, history_runs: int, lag_epochs: int, experiments: int, rng: r
     detail_run, lag_run = saved[-2], saved[-1]
     for run, epochs, done in ((detail_run, 80, DETAIL_EPOCHS), (lag_run, lag_epochs, 0)):
         started = now - timedelta(seconds=200 + 16 * done)
-        contents = run_contents(rng, STAGES, "completed", run.model_type, epochs, started, settings.PIPELINE_ROOT,
-                                run.spec.get("name", ""), run.pipeline_run_id)
+        contents = run_contents(
+            rng,
+            STAGES,
+            "completed",
+            run.model_type,
+            epochs,
+            started,
+            settings.PIPELINE_ROOT,
+            run.spec.get("name", ""),
+            run.pipeline_run_id,
+        )
         stages = contents["stages"]
         trainer = STAGES.index("Trainer")
         for stage in STAGES[trainer:]:
             stages[stage] = {"status": "pending"}
-        stages["Trainer"] = {"status": "running", "started_at": iso(started + timedelta(seconds=100)),
-                             "ended_at": None}
+        stages["Trainer"] = {"status": "running", "started_at": iso(started + timedelta(seconds=100)), "ended_at": None}
         TrainingRun.objects.filter(pk=run.pk).update(
-            stages=stages, current_stage="Trainer", current_epoch=None, total_epochs=epochs, started_at=started,
-            training_params={"epochs": epochs, "batch_size": 1024}, heartbeat_at=now, worker_pid=os.getpid(),
+            stages=stages,
+            current_stage="Trainer",
+            current_epoch=None,
+            total_epochs=epochs,
+            started_at=started,
+            training_params={"epochs": epochs, "batch_size": 1024},
+            heartbeat_at=now,
+            worker_pid=os.getpid(),
             gpu_config={"gpu_type": "A100", "gpu_count": 1, "preemptible": False, "allow_cpu_fallback": False},
-            completed_at=None, final_metrics={}, artifacts={}, blessed=None, blessing_reasons=[],
-            error_message="", error_stage="", error_traceback="", cost_usd=Decimal("0"))
+            completed_at=None,
+            final_metrics={},
+            artifacts={},
+            blessed=None,
+            blessing_reasons=[],
+            error_message="",
+            error_stage="",
+            error_traceback="",
+            cost_usd=Decimal("0"),
+        )
         run.refresh_from_db()
         for epoch in range(1, done + 1):
             metrics = epoch_metrics(rng, epoch, run.model_type)
             record_epoch(run, epoch, epochs, metrics, resource_sample(rng, run.gpu_config))
 
     _, token = ApiToken.objects.issue(user, "bench")
-    by_status = dict(TrainingRun.objects.filter(project=project, kind=TrainingRun.TRAINING).order_by().values("status")
-                     .annotate(n=Count("id")).values_list("status", "n"))
-    return {"project_id": project.id, "token": token, "detail_run": detail_run.pk, "lag_run": lag_run.pk,
-            "lag_total_epochs": lag_epochs, "finished_run": finished[-1].pk if finished else saved[0].pk,
-            "by_status": by_status, "search_name": "hybrid-eu", "search_word": "wholesale",
-            "model_type_of_lag_run": lag_run.model_type, "history_rows": TrainingMetricsHistory.objects.count(),
-            "runs": TrainingRun.objects.filter(project=project, kind=TrainingRun.TRAINING).count(),
-            "experiments": TrainingRun.objects.filter(project=project, kind=TrainingRun.EXPERIMENT).count()}
+    by_status = dict(
+        TrainingRun.objects.filter(project=project, kind=TrainingRun.TRAINING)
+        .order_by()
+        .values("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    return {
+        "project_id": project.id,
+        "token": token,
+        "detail_run": detail_run.pk,
+        "lag_run": lag_run.pk,
+        "lag_total_epochs": lag_epochs,
+        "finished_run": finished[-1].pk if finished else saved[0].pk,
+        "by_status": by_status,
+        "search_name": "hybrid-eu",
+        "search_word": "wholesale",
+        "model_type_of_lag_run": lag_run.model_type,
+        "history_rows": TrainingMetricsHistory.objects.count(),
+        "runs": TrainingRun.objects.filter(project=project, kind=TrainingRun.TRAINING).count(),
+        "experiments": TrainingRun.objects.filter(project=project, kind=TrainingRun.EXPERIMENT).count(),
+    }
 
 
 # --------------------------------------------------------------------------- the server and the client
@@ -479,12 +740,32 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
     """gunicorn with run_platform's command line, bound to loopback; its output goes to a file in the folder."""
     from django.conf import settings
 
-    log = open(folder / "gunicorn.log", "wb")
+    log = open(folder / "gunicorn.log", "wb")  # noqa: SIM115 (the child process writes to it; closed when it is reaped)
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "ml_platform.wsgi:application",
-         "--bind", f"127.0.0.1:{port}", "--workers", str(WEB_WORKERS), "--threads", str(WEB_THREADS),
-         "--access-logfile", "-", "--log-level", "warning", "--timeout", str(int(settings.SERVING_LOAD_TIMEOUT) + 30)],
-        cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "ml_platform.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(WEB_WORKERS),
+            "--threads",
+            str(WEB_THREADS),
+            "--access-logfile",
+            "-",
+            "--log-level",
+            "warning",
+            "--timeout",
+            str(int(settings.SERVING_LOAD_TIMEOUT) + 30),
+        ],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     log.close()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -557,17 +838,29 @@ def list_mix(project_id: int, seeded: dict, requests: int, rng: random.Random) -
         ("first page", 15, lambda: f"{base}"),
         ("random page (20/page)", 20, lambda: f"{base}?page={rng.randint(2, last_page(total))}"),
         ("random page (100/page)", 10, lambda: f"{base}?page={rng.randint(1, last_page(total, 100))}&page_size=100"),
-        ("status=completed, random page", 10,
-         lambda: f"{base}?status=completed&page={rng.randint(1, last_page(counts.get('completed', 1)))}"),
+        (
+            "status=completed, random page",
+            10,
+            lambda: f"{base}?status=completed&page={rng.randint(1, last_page(counts.get('completed', 1)))}",
+        ),
         ("status=running,pending", 7.5, lambda: f"{base}?status=running,pending"),
-        ("status=failed, random page", 7.5,
-         lambda: f"{base}?status=failed&page={rng.randint(1, last_page(counts.get('failed', 1)))}"),
-        (f"search={seeded['search_name']} (a name)", 10,
-         lambda: f"{base}?search={seeded['search_name']}&page={rng.randint(1, 5)}"),
+        (
+            "status=failed, random page",
+            7.5,
+            lambda: f"{base}?status=failed&page={rng.randint(1, last_page(counts.get('failed', 1)))}",
+        ),
+        (
+            f"search={seeded['search_name']} (a name)",
+            10,
+            lambda: f"{base}?search={seeded['search_name']}&page={rng.randint(1, 5)}",
+        ),
         (f"search={seeded['search_word']} (description)", 7.5, lambda: f"{base}?search={seeded['search_word']}"),
         ("search=no-such-run", 5, lambda: f"{base}?search=no-such-run"),
-        (f"status=completed&search={seeded['search_name']}", 7.5,
-         lambda: f"{base}?status=completed&search={seeded['search_name']}"),
+        (
+            f"status=completed&search={seeded['search_name']}",
+            7.5,
+            lambda: f"{base}?status=completed&search={seeded['search_name']}",
+        ),
     ]
     shares = sum(share for _, share, _ in kinds)
     mix = []
@@ -620,8 +913,9 @@ def epoch_writer(run_id: int, epochs: int, total_epochs: int, seed: int, go, end
 def measure_lag(client: Client, seeded: dict, epochs: int, poll_ms: float) -> dict:
     context = multiprocessing.get_context("spawn")
     go, ended = context.Event(), context.Queue()
-    writer = context.Process(target=epoch_writer, args=(seeded["lag_run"], epochs, seeded["lag_total_epochs"], 7,
-                                                          go, ended), daemon=True)
+    writer = context.Process(
+        target=epoch_writer, args=(seeded["lag_run"], epochs, seeded["lag_total_epochs"], 7, go, ended), daemon=True
+    )
     writer.start()
     path = f"/api/training-runs/{seeded['lag_run']}/metrics/"
     seen, ends, writes, polls = {}, {}, [], []
@@ -678,8 +972,7 @@ def report(seeded: dict, db_bytes: int, measured: dict, lag: dict, poll_ms: floa
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     statuses = ", ".join(f"{status} {n:,}" for status, n in sorted(seeded["by_status"].items()))
     lines = [
-        f"Training-runs API benchmark: {seeded['runs']:,} runs over HTTP — "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"Training-runs API benchmark: {seeded['runs']:,} runs over HTTP — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"{cpus} CPUs, {psutil.virtual_memory().total / 1024**3:.0f} GB RAM, Python {platform.python_version()}, "
         f"Django {django.__version__}, django-ninja {ninja.__version__}, gunicorn {gunicorn.__version__} "
         f"({WEB_WORKERS} workers x {WEB_THREADS} threads), SQLite {connection.Database.sqlite_version} (WAL), "
@@ -693,8 +986,10 @@ def report(seeded: dict, db_bytes: int, measured: dict, lag: dict, poll_ms: floa
     ]
     for label, stats in measured.items():
         over = "" if label.startswith("  ") else f"{stats['p50'] - floor:>+11.1f}"
-        lines.append(f"{label:<58} {stats['n']:>4} {stats['p50']:>7.1f} {stats['p95']:>7.1f} {stats['p99']:>7.1f} "
-                     f"{stats['max']:>7.1f}  {over}")
+        lines.append(
+            f"{label:<58} {stats['n']:>4} {stats['p50']:>7.1f} {stats['p95']:>7.1f} {stats['p99']:>7.1f} "
+            f"{stats['max']:>7.1f}  {over}"
+        )
     lines += [
         "",
         f"epoch -> readable through GET /api/training-runs/{{id}}/metrics/ ({lag['epochs']} epochs, "
@@ -708,18 +1003,26 @@ def report(seeded: dict, db_bytes: int, measured: dict, lag: dict, poll_ms: floa
     ]
     list_stats = measured["list: all requests (mixed pages, filters, searches)"]
     checks = [
-        (f"list p95 under {LIST_P95_TARGET_MS:g} ms", list_stats["p95"] < LIST_P95_TARGET_MS,
-         f"{list_stats['p95']:.1f} ms"),
-        (f"epoch lag under {LAG_TARGET_S:g} s (every epoch: max)", lag["lag"]["max"] < LAG_TARGET_S * 1000,
-         f"{lag['lag']['max']:.0f} ms"),
+        (
+            f"list p95 under {LIST_P95_TARGET_MS:g} ms",
+            list_stats["p95"] < LIST_P95_TARGET_MS,
+            f"{list_stats['p95']:.1f} ms",
+        ),
+        (
+            f"epoch lag under {LAG_TARGET_S:g} s (every epoch: max)",
+            lag["lag"]["max"] < LAG_TARGET_S * 1000,
+            f"{lag['lag']['max']:.0f} ms",
+        ),
     ]
     lines += ["", "targets:"]
     passed = True
     for label, ok, value in checks:
         passed &= ok
         lines.append(f"  {label:<44} {value:>10}  {'PASS' if ok else 'FAIL'}")
-    for label, key in (("detail of a RUNNING run", "detail: RUNNING run, 50 epochs of metrics rows"),
-                       ("best experiments", BEST_LABEL)):
+    for label, key in (
+        ("detail of a RUNNING run", "detail: RUNNING run, 50 epochs of metrics rows"),
+        ("best experiments", BEST_LABEL),
+    ):
         stats = measured[key]
         lines.append(f"  {label + ' (no target)':<44} {stats['p95']:>7.1f} ms  p95 (p50 {stats['p50']:.1f} ms)")
     return "\n".join(lines) + "\n", passed
@@ -762,8 +1065,9 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         seeded = seed(args.runs, args.history_runs, args.epochs, args.experiments, rng)
         connection.close()
-        print(f"seeded {seeded['runs']:,} runs in {time.monotonic() - started:.0f} s; starting gunicorn",
-              file=sys.stderr)
+        print(
+            f"seeded {seeded['runs']:,} runs in {time.monotonic() - started:.0f} s; starting gunicorn", file=sys.stderr
+        )
         db_file = Path(settings.DATABASES["default"]["NAME"])
         db_bytes = sum(p.stat().st_size for p in db_file.parent.glob(db_file.name + "*"))
 
@@ -781,9 +1085,11 @@ def main(argv: list[str] | None = None) -> int:
 
         measured = {}
         measured["GET /healthz (floor: WSGI, middleware, DB connection)"] = summary(
-            client.timed(["/healthz"] * args.floor_requests, auth=False))
+            client.timed(["/healthz"] * args.floor_requests, auth=False)
+        )
         measured["GET /api/projects/{id}/ (floor + token auth, membership)"] = summary(
-            client.timed([f"/api/projects/{pid}/"] * args.floor_requests))
+            client.timed([f"/api/projects/{pid}/"] * args.floor_requests)
+        )
         times = client.timed([path for _, path in mix])
         measured["list: all requests (mixed pages, filters, searches)"] = summary(times)
         by_kind: dict[str, list[float]] = {}
@@ -792,15 +1098,20 @@ def main(argv: list[str] | None = None) -> int:
         for kind in kinds:
             measured[f"  {kind}"] = summary(by_kind[kind])
         measured["detail: RUNNING run, 50 epochs of metrics rows"] = summary(
-            client.timed([detail] * args.detail_requests))
+            client.timed([detail] * args.detail_requests)
+        )
         measured["detail: a finished (completed) run"] = summary(
-            client.timed([f"/api/training-runs/{seeded['finished_run']}/"] * max(2, args.detail_requests // 2)))
+            client.timed([f"/api/training-runs/{seeded['finished_run']}/"] * max(2, args.detail_requests // 2))
+        )
         measured["metrics: RUNNING run, 50 epochs (no histograms)"] = summary(
-            client.timed([detail + "metrics/"] * max(2, args.detail_requests // 2)))
+            client.timed([detail + "metrics/"] * max(2, args.detail_requests // 2))
+        )
         measured[f"experiments: first page of {seeded['experiments']:,}"] = summary(
-            client.timed([f"/api/projects/{pid}/experiments/"] * max(2, args.detail_requests // 2)))
+            client.timed([f"/api/projects/{pid}/experiments/"] * max(2, args.detail_requests // 2))
+        )
         measured[BEST_LABEL] = summary(
-            client.timed([f"/api/projects/{pid}/experiments/best/"] * max(2, args.detail_requests // 2)))
+            client.timed([f"/api/projects/{pid}/experiments/best/"] * max(2, args.detail_requests // 2))
+        )
 
         lag = measure_lag(client, seeded, args.epochs, args.poll_ms)
         text, passed = report(seeded, db_bytes, measured, lag, args.poll_ms)

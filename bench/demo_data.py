@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,8 +84,15 @@ def measure(source: str, format: str, rows: int, folder: str) -> dict:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     size = path.stat().st_size
     path.unlink()
-    return {"source": source, "format": format, "rows": written, "seconds": seconds, "peak": peak,
-            "imported": imported_rss, "size": size}
+    return {
+        "source": source,
+        "format": format,
+        "rows": written,
+        "seconds": seconds,
+        "peak": peak,
+        "imported": imported_rss,
+        "size": size,
+    }
 
 
 def run_child(*args) -> dict:
@@ -98,7 +105,7 @@ def report(rows: int, measured: list[dict]) -> tuple[str, bool]:
     by = {(m["source"], m["format"]): m for m in measured}
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     lines = [
-        f"Demo data benchmark: {rows:,} rows, seed 0 — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"Demo data benchmark: {rows:,} rows, seed 0 — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"{cpus} CPUs, {psutil.virtual_memory().total / 1024**3:.0f} GB RAM, Python {platform.python_version()}, "
         f"numpy {np.__version__}, pyarrow {pa.__version__}",
         "",
@@ -113,18 +120,26 @@ def report(rows: int, measured: list[dict]) -> tuple[str, bool]:
     lines += ["", "generator cost over the I/O floor (uniform rows, same schema, same writer):"]
     for format in demo_data.FORMATS:
         generator, floor = by["generator", format], by["uniform", format]
-        lines.append(f"  {format:<8} +{generator['seconds'] - floor['seconds']:.2f} s, "
-                     f"+{(generator['peak'] - floor['peak']) / MB:.0f} MB peak")
+        lines.append(
+            f"  {format:<8} +{generator['seconds'] - floor['seconds']:.2f} s, "
+            f"+{(generator['peak'] - floor['peak']) / MB:.0f} MB peak"
+        )
     time_target = SECONDS_PER_MILLION_ROWS * rows / 1_000_000
-    lines += ["", f"targets for the generator: under {time_target:g} s ({SECONDS_PER_MILLION_ROWS:g} s per 1M rows), "
-                  f"peak memory under {PEAK_MEMORY_BYTES / 1024**3:g} GB"]
+    lines += [
+        "",
+        f"targets for the generator: under {time_target:g} s ({SECONDS_PER_MILLION_ROWS:g} s per 1M rows), "
+        f"peak memory under {PEAK_MEMORY_BYTES / 1024**3:g} GB",
+    ]
     passed = True
     for format in demo_data.FORMATS:
         m = by["generator", format]
         for label, ok, value in (
             (f"time under {time_target:g} s", m["seconds"] < time_target, f"{m['seconds']:.2f} s"),
-            (f"peak under {PEAK_MEMORY_BYTES / 1024**3:g} GB", m["peak"] < PEAK_MEMORY_BYTES,
-             f"{m['peak'] / MB:.0f} MB"),
+            (
+                f"peak under {PEAK_MEMORY_BYTES / 1024**3:g} GB",
+                m["peak"] < PEAK_MEMORY_BYTES,
+                f"{m['peak'] / MB:.0f} MB",
+            ),
         ):
             passed &= ok
             lines.append(f"  {format:<8} {label:<22} {value:>10}  {'PASS' if ok else 'FAIL'}")

@@ -85,6 +85,7 @@ the pipeline fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -95,7 +96,7 @@ import tempfile
 import threading
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,16 +246,21 @@ def pipeline_child(spec_json: dict, root: str, events_path: str) -> dict:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # the Pusher's retracing notes: noise here
     spec = PipelineSpec.model_validate(spec_json)
     result = PipelineRunner(spec, root, run_id="bench", reporter=reporter).run()
-    out: dict = {"status": result.status, "error": result.error, "exact_memory": reporter.exact,
-                 "properties": {name: a.properties for name, a in result.artifacts.items()},
-                 "paths": {name: str(a.path) for name, a in result.artifacts.items()}}
+    out: dict = {
+        "status": result.status,
+        "error": result.error,
+        "exact_memory": reporter.exact,
+        "properties": {name: a.properties for name, a in result.artifacts.items()},
+        "paths": {name: str(a.path) for name, a in result.artifacts.items()},
+    }
     if "Trainer" in result.artifacts:
         folder = result.artifacts["Trainer"].path
         summary = json.loads((folder / "trainer_summary.json").read_text())
         out["trainer_summary"] = {k: v for k, v in summary.items() if k not in ("parameters", "configured_parameters")}
         history = json.loads((folder / "history.json").read_text())
-        out["history"] = [{k: h.get(k) for k in ("epoch", "epoch_seconds", "examples_per_second", "loss")}
-                          for h in history]
+        out["history"] = [
+            {k: h.get(k) for k in ("epoch", "epoch_seconds", "examples_per_second", "loss")} for h in history
+        ]
     return out
 
 
@@ -289,8 +295,10 @@ def plain_child(spec_json: dict, examples: str, transform: str) -> dict:
     counts = np.bincount(candidate_index).astype(np.float64)
     sampling_probability = (counts / counts.sum()).astype(np.float32)[candidate_index]
     rows = len(candidate_index)
-    tensors = {name: tf.constant(values, dtype=tf.string if values.dtype == object else None)
-               for name, values in arrays.items()}
+    tensors = {
+        name: tf.constant(values, dtype=tf.string if values.dtype == object else None)
+        for name, values in arrays.items()
+    }
     tensors["__candidate_index"] = tf.constant(candidate_index)
     tensors["__sampling_probability"] = tf.constant(sampling_probability)
     del table, arrays
@@ -334,8 +342,11 @@ def plain_child(spec_json: dict, examples: str, transform: str) -> dict:
     def one_epoch(_):
         order = tf.random.shuffle(tf.range(rows, dtype=tf.int64))
         return tf.data.Dataset.range(steps).map(
-            lambda i: {name: tf.gather(values, order[i * batch_size:(i + 1) * batch_size])
-                       for name, values in tensors.items()})
+            lambda i: {
+                name: tf.gather(values, order[i * batch_size : (i + 1) * batch_size])
+                for name, values in tensors.items()
+            }
+        )
 
     dataset = tf.data.Dataset.range(epochs).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
     setup_seconds = time.perf_counter() - setup_started
@@ -357,9 +368,16 @@ def plain_child(spec_json: dict, examples: str, transform: str) -> dict:
 
     model.fit(dataset, epochs=epochs, steps_per_epoch=steps, verbose=0, callbacks=[Timer()])
     trained = rows if not drop else steps * batch_size
-    return {"rows": rows, "examples_per_epoch": trained, "epoch_seconds": epoch_seconds, "losses": losses,
-            "windows": windows,
-            "setup_seconds": setup_seconds, "keras": keras.__version__, "tensorflow": tf.__version__}
+    return {
+        "rows": rows,
+        "examples_per_epoch": trained,
+        "epoch_seconds": epoch_seconds,
+        "losses": losses,
+        "windows": windows,
+        "setup_seconds": setup_seconds,
+        "keras": keras.__version__,
+        "tensorflow": tf.__version__,
+    }
 
 
 # -- in the parent ---------------------------------------------------------------------------------
@@ -387,10 +405,8 @@ class Sampler(threading.Thread):
                 listed = now
             rss = 0
             for process in family:
-                try:
+                with contextlib.suppress(psutil.Error):
                     rss += process.memory_info().rss
-                except psutil.Error:
-                    pass
             if rss:
                 self.samples.append((now, rss))
             try:
@@ -482,8 +498,14 @@ def stage_table(events: list[dict], samples: list[tuple[float, int]]) -> tuple[l
     stages: dict[str, dict] = {}
     for event in events:
         if event["event"] == "stage_started":
-            stages[event["stage"]] = {"stage": event["stage"], "start": event["time"], "end": None,
-                                      "status": "running", "exact": None, "sampled": None}
+            stages[event["stage"]] = {
+                "stage": event["stage"],
+                "start": event["time"],
+                "end": None,
+                "status": "running",
+                "exact": None,
+                "sampled": None,
+            }
         elif event["event"] in ("stage_completed", "stage_failed", "stage_skipped") and event["stage"] in stages:
             stages[event["stage"]]["end"] = event["time"]
             stages[event["stage"]]["status"] = event["event"].removeprefix("stage_")
@@ -491,8 +513,9 @@ def stage_table(events: list[dict], samples: list[tuple[float, int]]) -> tuple[l
     for event in events:
         if event["event"] == "bench_rss" and event["peak"] is not None:
             phase = event["phase"]
-            slot = stages.get(phase) or outside.setdefault("startup" if phase == "startup" else "between stages",
-                                                           {"exact": None, "sampled": None})
+            slot = stages.get(phase) or outside.setdefault(
+                "startup" if phase == "startup" else "between stages", {"exact": None, "sampled": None}
+            )
             slot["exact"] = max(slot["exact"] or 0, event["peak"])
     first = min((s["start"] for s in stages.values()), default=float("inf"))
     for when, rss in samples:
@@ -508,8 +531,10 @@ def stage_table(events: list[dict], samples: list[tuple[float, int]]) -> tuple[l
 def trainer_breakdown(events: list[dict]) -> dict | None:
     """Where the Trainer's wall time goes, from its log lines and epoch events."""
     start = next((e["time"] for e in events if e["event"] == "stage_started" and e["stage"] == "Trainer"), None)
-    end = next((e["time"] for e in events if e["event"] in ("stage_completed", "stage_failed")
-                and e["stage"] == "Trainer"), None)
+    end = next(
+        (e["time"] for e in events if e["event"] in ("stage_completed", "stage_failed") and e["stage"] == "Trainer"),
+        None,
+    )
     if start is None or end is None:
         return None
     logs = [e for e in events if e["event"] == "log" and e["stage"] == "Trainer"]
@@ -552,7 +577,7 @@ def report(args, generated: dict, run: dict, plain: dict | None, events: list[di
     lines = [
         f"Pipeline benchmark: {args.rows:,} demo rows (seed 0), {MODEL}, time_holdout {args.holdout_days} days, "
         f"{args.epochs} epoch{'s' if args.epochs != 1 else ''} x batch {args.batch_size} — "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"{cpus} CPUs here, children pinned to {min(cpus, args.cpus)}; "
         f"{psutil.virtual_memory().total / 1024**3:.0f} GB RAM, Python {platform.python_version()}, "
         f"TensorFlow {(plain or {}).get('tensorflow', '?')}, Keras {(plain or {}).get('keras', '?')}",
@@ -567,12 +592,16 @@ def report(args, generated: dict, run: dict, plain: dict | None, events: list[di
         f"   {'stage':<16} {'wall s':>8} {'peak RSS exact':>15} {'peak RSS sampled':>17}  status",
     ]
     stages, outside = stage_table(events, run.get("samples", []))
-    lines.append(f"   {'(startup)':<16} {'':>8} {_mb(outside['startup']['exact']):>15} "
-                 f"{_mb(outside['startup']['sampled']):>17}  imports, spec")
+    lines.append(
+        f"   {'(startup)':<16} {'':>8} {_mb(outside['startup']['exact']):>15} "
+        f"{_mb(outside['startup']['sampled']):>17}  imports, spec"
+    )
     for stage in stages:
         seconds = f"{stage['seconds']:.2f}" if stage["seconds"] is not None else "—"
-        lines.append(f"   {stage['stage']:<16} {seconds:>8} {_mb(stage['exact']):>15} {_mb(stage['sampled']):>17}"
-                     f"  {stage['status']}")
+        lines.append(
+            f"   {stage['stage']:<16} {seconds:>8} {_mb(stage['exact']):>15} {_mb(stage['sampled']):>17}"
+            f"  {stage['status']}"
+        )
     non_training = sum(s["seconds"] or 0.0 for s in stages if s["stage"] != "Trainer")
     all_stages = sum(s["seconds"] or 0.0 for s in stages)
     peaks = [v for s in [*stages, *outside.values()] for v in (s["exact"], s["sampled"]) if v]
@@ -588,8 +617,11 @@ def report(args, generated: dict, run: dict, plain: dict | None, events: list[di
         lines += ["", "   Trainer wall time:"]
         lines += [f"     {label:<72} {seconds:>6.2f} s" for label, seconds in breakdown.items()]
 
-    lines += ["", "2. Training throughput (examples/s over the epochs' training loops; setup, data loading and "
-                  "between-epoch work excluded)"]
+    lines += [
+        "",
+        "2. Training throughput (examples/s over the epochs' training loops; setup, data loading and "
+        "between-epoch work excluded)",
+    ]
     ratio = None
     if summary and plain and "crash" not in plain:
         history = run.get("history", [])
@@ -599,31 +631,57 @@ def report(args, generated: dict, run: dict, plain: dict | None, events: list[di
         def side(label, rate, first, last, seconds, loss, windows, cpu):
             """One row: examples/s (all, first, last epoch), seconds, last loss, others' load in the loops."""
             busy = [others_cores(cpu, *w) for w in windows]
-            load = (sum(b * (w[1] - w[0]) for b, w in zip(busy, windows)) / sum(w[1] - w[0] for w in windows)
-                    if busy and None not in busy else None)
-            return {"label": label, "rate": rate, "first": first, "last": last, "seconds": seconds, "loss": loss,
-                    "others": load}
+            load = (
+                sum(b * (w[1] - w[0]) for b, w in zip(busy, windows)) / sum(w[1] - w[0] for w in windows)
+                if busy and None not in busy
+                else None
+            )
+            return {
+                "label": label,
+                "rate": rate,
+                "first": first,
+                "last": last,
+                "seconds": seconds,
+                "loss": loss,
+                "others": load,
+            }
 
-        trainer = side("Trainer (trainer_summary)", summary.get("examples_per_second") or 0.0,
-                       history[0]["examples_per_second"] if history else float("nan"),
-                       history[-1]["examples_per_second"] if history else float("nan"),
-                       summary.get("train_seconds", 0.0), history[-1]["loss"] if history else float("nan"),
-                       trainer_windows, run.get("cpu", []))
+        trainer = side(
+            "Trainer (trainer_summary)",
+            summary.get("examples_per_second") or 0.0,
+            history[0]["examples_per_second"] if history else float("nan"),
+            history[-1]["examples_per_second"] if history else float("nan"),
+            summary.get("train_seconds", 0.0),
+            history[-1]["loss"] if history else float("nan"),
+            trainer_windows,
+            run.get("cpu", []),
+        )
         examples = plain["examples_per_epoch"]
         seconds = plain["epoch_seconds"]
-        baseline = side("plain Keras model.fit", examples * len(seconds) / sum(seconds), examples / seconds[0],
-                        examples / seconds[-1], sum(seconds), plain["losses"][-1], plain_windows,
-                        plain.get("cpu", []))
+        baseline = side(
+            "plain Keras model.fit",
+            examples * len(seconds) / sum(seconds),
+            examples / seconds[0],
+            examples / seconds[-1],
+            sum(seconds),
+            plain["losses"][-1],
+            plain_windows,
+            plain.get("cpu", []),
+        )
         ratio = trainer["rate"] / baseline["rate"]
 
         def number(value, spec):
             return format(value, spec) if value is not None else "n/a"
 
-        lines.append(f"   {'':<26} {'all epochs':>10} {'1st epoch':>10} {'last epoch':>10} {'train s':>8} "
-                     f"{'last loss':>9}  other processes")
+        lines.append(
+            f"   {'':<26} {'all epochs':>10} {'1st epoch':>10} {'last epoch':>10} {'train s':>8} "
+            f"{'last loss':>9}  other processes"
+        )
         for row in (trainer, baseline):
-            lines.append(f"   {row['label']:<26} {row['rate']:>10,.0f} {row['first']:>10,.0f} {row['last']:>10,.0f} "
-                         f"{row['seconds']:>8.1f} {row['loss']:>9.4f}  {number(row['others'], '.2f')} cores busy")
+            lines.append(
+                f"   {row['label']:<26} {row['rate']:>10,.0f} {row['first']:>10,.0f} {row['last']:>10,.0f} "
+                f"{row['seconds']:>8.1f} {row['loss']:>9.4f}  {number(row['others'], '.2f')} cores busy"
+            )
         lines += [
             f"   {'Trainer / plain':<26} {ratio:>9.2f}x {trainer['first'] / baseline['first']:>9.2f}x "
             f"{trainer['last'] / baseline['last']:>9.2f}x",
@@ -631,12 +689,17 @@ def report(args, generated: dict, run: dict, plain: dict | None, events: list[di
         ]
         stalled = [(h["epoch"], h["epoch_seconds"]) for h in history if autotune_boundary(h.get("epoch_seconds"))]
         if stalled:
-            lines.append("   NOTE: Trainer epoch(s) " + ", ".join(f"{e} ({s:.2f} s)" for e, s in stalled)
-                         + " ended on a tf.data autotune period boundary, 10 ms x (2^k - 1): the signature of "
-                           "the epoch's iterator teardown waiting for the autotune thread")
+            lines.append(
+                "   NOTE: Trainer epoch(s) "
+                + ", ".join(f"{e} ({s:.2f} s)" for e, s in stalled)
+                + " ended on a tf.data autotune period boundary, 10 ms x (2^k - 1): the signature of "
+                "the epoch's iterator teardown waiting for the autotune thread"
+            )
         if max(trainer["others"] or 0.0, baseline["others"] or 0.0) > 0.25:
-            lines.append("   NOTE: other processes were busy on these CPUs during the training loops (last column), "
-                         "so the ratio is noisy: rerun on a quiet machine before acting on it")
+            lines.append(
+                "   NOTE: other processes were busy on these CPUs during the training loops (last column), "
+                "so the ratio is noisy: rerun on a quiet machine before acting on it"
+            )
     else:
         why = (plain or {}).get("crash") or run.get("crash") or "no Trainer output"
         lines.append("   not measured: " + why.strip().splitlines()[-1])
@@ -662,14 +725,22 @@ def report(args, generated: dict, run: dict, plain: dict | None, events: list[di
     completed = run.get("status") == "completed"
     checks = [
         ("pipeline completed", completed, run.get("status") or "error"),
-        (f"stages but Trainer under {stage_target:g} s", completed and non_training < stage_target,
-         f"{non_training:.2f} s"),
-        (f"peak memory under {PEAK_MEMORY_BYTES / 1024**3:g} GB", completed and peak < PEAK_MEMORY_BYTES,
-         _mb(peak)),
-        (f"Trainer >= {THROUGHPUT_RATIO:g}x plain Keras", ratio is not None and ratio >= THROUGHPUT_RATIO,
-         f"{ratio:.3f}x" if ratio is not None else "n/a"),
-        (f"Recall@100 >= {RECALL_RATIO:g}x popularity", recall_ratio is not None and recall_ratio >= RECALL_RATIO,
-         f"{recall_ratio:.3f}x" if recall_ratio is not None else "n/a"),
+        (
+            f"stages but Trainer under {stage_target:g} s",
+            completed and non_training < stage_target,
+            f"{non_training:.2f} s",
+        ),
+        (f"peak memory under {PEAK_MEMORY_BYTES / 1024**3:g} GB", completed and peak < PEAK_MEMORY_BYTES, _mb(peak)),
+        (
+            f"Trainer >= {THROUGHPUT_RATIO:g}x plain Keras",
+            ratio is not None and ratio >= THROUGHPUT_RATIO,
+            f"{ratio:.3f}x" if ratio is not None else "n/a",
+        ),
+        (
+            f"Recall@100 >= {RECALL_RATIO:g}x popularity",
+            recall_ratio is not None and recall_ratio >= RECALL_RATIO,
+            f"{recall_ratio:.3f}x" if recall_ratio is not None else "n/a",
+        ),
     ]
     lines += ["", "targets"]
     lines += [f"   {label:<36} {value:>10}  {'PASS' if ok else 'FAIL'}" for label, ok, value in checks]
@@ -720,14 +791,14 @@ def main(argv: list[str] | None = None) -> int:
             import shutil
 
             shutil.rmtree(root)
-        run = run_child(pipeline_child, (spec, str(root), str(events_path)), folder, "pipeline", args.cpus,
-                        sample=True)
+        run = run_child(pipeline_child, (spec, str(root), str(events_path)), folder, "pipeline", args.cpus, sample=True)
         plain = None
         paths = run.get("paths", {})
         if "ExampleGen" in paths and "Transform" in paths and "trainer_summary" in run:
             say("training the same model with plain Keras (child log: plain.log) …")
-            plain = run_child(plain_child, (spec, paths["ExampleGen"], paths["Transform"]), folder, "plain",
-                              args.cpus, sample=True)
+            plain = run_child(
+                plain_child, (spec, paths["ExampleGen"], paths["Transform"]), folder, "plain", args.cpus, sample=True
+            )
         text, passed = report(args, generated, run, plain, read_events(events_path))
     print(text, end="")
     args.results.parent.mkdir(parents=True, exist_ok=True)

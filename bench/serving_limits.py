@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/serving_limits.py [--repeats 10] [--instances 520000]
 
-Two serving processes (``python -m ml_pipeline.serving_server``, as the
+Two serving processes (``python -m ml_pipeline.serving.server``, as the
 platform starts them, an empty models config) on free loopback ports:
 
 * **limited**: the defaults (``SERVING_MAX_BODY_BYTES`` 4 MiB,
@@ -46,7 +46,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -62,10 +62,20 @@ TARGETS = {  # phase: (peak growth, growth left behind), MiB, limited server onl
     "4 MiB of too many instances": (256, 64),
     "4 MiB nested 2M levels": (256, 64),
 }
-EXPECTED = {"limited": {"oversized, sent in full": 413, "oversized, headers only": 413,
-                        "4 MiB of too many instances": 400, "4 MiB nested 2M levels": 400},
-            "baseline": {"oversized, sent in full": 404, "oversized, headers only": None,
-                         "4 MiB of too many instances": 404, "4 MiB nested 2M levels": 400}}
+EXPECTED = {
+    "limited": {
+        "oversized, sent in full": 413,
+        "oversized, headers only": 413,
+        "4 MiB of too many instances": 400,
+        "4 MiB nested 2M levels": 400,
+    },
+    "baseline": {
+        "oversized, sent in full": 404,
+        "oversized, headers only": None,
+        "4 MiB of too many instances": 404,
+        "4 MiB nested 2M levels": 400,
+    },
+}
 
 
 def free_port() -> int:
@@ -89,9 +99,22 @@ def start(name: str, folder: Path, env: dict[str, str]) -> Server:
     config = folder / f"{name}.json"
     config.write_text(json.dumps({"models": {}}))
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "ml_pipeline.serving_server", "--config", str(config),
-                                "--port", str(port), "--log-level", "WARNING"], cwd=ROOT,
-                               env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ml_pipeline.serving.server",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -127,8 +150,9 @@ class Phase:
     seconds: list = field(default_factory=list)
 
 
-def run_phase(server: Server, name: str, head: list[str], body: bytes, repeats: int, baseline_rss: int,
-              timeout: float = 120.0) -> Phase:
+def run_phase(
+    server: Server, name: str, head: list[str], body: bytes, repeats: int, baseline_rss: int, timeout: float = 120.0
+) -> Phase:
     phase = Phase(server.name, name, baseline_rss)
     stop, peak = threading.Event(), [server.rss]
 
@@ -165,36 +189,51 @@ def main() -> int:
 
     phases: list[Phase] = []
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as folder:
-        servers = [start("limited", Path(folder), {"SERVING_MAX_BODY_BYTES": str(4 * MIB),
-                                                   "SERVING_MAX_INSTANCES": "1000"}),
-                   start("baseline", Path(folder), {"SERVING_MAX_BODY_BYTES": str(64 * MIB),
-                                                    "SERVING_MAX_INSTANCES": str(10 ** 9)})]
+        servers = [
+            start("limited", Path(folder), {"SERVING_MAX_BODY_BYTES": str(4 * MIB), "SERVING_MAX_INSTANCES": "1000"}),
+            start(
+                "baseline", Path(folder), {"SERVING_MAX_BODY_BYTES": str(64 * MIB), "SERVING_MAX_INSTANCES": str(10**9)}
+            ),
+        ]
         try:
             for server in servers:
                 request(server.port, ["GET /healthz HTTP/1.1", "Host: 127.0.0.1"], b"")
                 baseline_rss = server.rss
-                for name, body, send in (("oversized, sent in full", oversized, True),
-                                         ("oversized, headers only", oversized, False),
-                                         ("4 MiB of too many instances", many, True),
-                                         ("4 MiB nested 2M levels", deep, True)):
+                for name, body, send in (
+                    ("oversized, sent in full", oversized, True),
+                    ("oversized, headers only", oversized, False),
+                    ("4 MiB of too many instances", many, True),
+                    ("4 MiB nested 2M levels", deep, True),
+                ):
                     if server.name == "baseline" and not send:
                         continue  # the baseline would wait for the body: nothing to measure
                     head = post + [f"Content-Length: {len(body)}"]
-                    phases.append(run_phase(server, name, head, body if send else b"", args.repeats, baseline_rss,
-                                            timeout=10.0 if not send else 120.0))
+                    phases.append(
+                        run_phase(
+                            server,
+                            name,
+                            head,
+                            body if send else b"",
+                            args.repeats,
+                            baseline_rss,
+                            timeout=10.0 if not send else 120.0,
+                        )
+                    )
         finally:
             for server in servers:
                 server.process.terminate()
                 server.process.wait(timeout=10)
 
-    lines = [f"Serving endpoint limits: memory of refused requests — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-             f"{os.cpu_count()} CPUs, {psutil.virtual_memory().total / 1024 ** 3:.0f} GB RAM, Python "
-             f"{platform.python_version()}; {args.repeats} requests per phase, one at a time, each on a new "
-             f"loopback connection; the oversized body: {len(oversized) / 1e6:.0f} MB, {args.instances:,} instances",
-             "RSS of the serving process (psutil, sampled every 5 ms), MiB; 'before' is before the first request",
-             "",
-             f"{'server':<9} {'phase':<28} {'status':>7} {'before':>7} {'peak':>7} {'after':>7} {'+peak':>7} "
-             f"{'+after':>7} {'s/req':>6}  target"]
+    lines = [
+        f"Serving endpoint limits: memory of refused requests — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"{os.cpu_count()} CPUs, {psutil.virtual_memory().total / 1024**3:.0f} GB RAM, Python "
+        f"{platform.python_version()}; {args.repeats} requests per phase, one at a time, each on a new "
+        f"loopback connection; the oversized body: {len(oversized) / 1e6:.0f} MB, {args.instances:,} instances",
+        "RSS of the serving process (psutil, sampled every 5 ms), MiB; 'before' is before the first request",
+        "",
+        f"{'server':<9} {'phase':<28} {'status':>7} {'before':>7} {'peak':>7} {'after':>7} {'+peak':>7} "
+        f"{'+after':>7} {'s/req':>6}  target",
+    ]
     ok = True
     for phase in phases:
         growth_peak, growth_after = (phase.peak - phase.before) / MIB, (phase.after - phase.before) / MIB
@@ -207,9 +246,11 @@ def main() -> int:
             passed = right and growth_peak < peak_target and growth_after < after_target
             ok = ok and passed
             verdict = f"+peak < {peak_target}, +after < {after_target}, {expected}: {'PASS' if passed else 'FAIL'}"
-        lines.append(f"{phase.server:<9} {phase.name:<28} {','.join(statuses):>7} {phase.before / MIB:>7.0f} "
-                     f"{phase.peak / MIB:>7.0f} {phase.after / MIB:>7.0f} {growth_peak:>+7.1f} {growth_after:>+7.1f} "
-                     f"{sum(phase.seconds) / len(phase.seconds):>6.2f}  {verdict}")
+        lines.append(
+            f"{phase.server:<9} {phase.name:<28} {','.join(statuses):>7} {phase.before / MIB:>7.0f} "
+            f"{phase.peak / MIB:>7.0f} {phase.after / MIB:>7.0f} {growth_peak:>+7.1f} {growth_after:>+7.1f} "
+            f"{sum(phase.seconds) / len(phase.seconds):>6.2f}  {verdict}"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from ml_pipeline.errors import ConfigError, Problem, validate_model
 from ml_pipeline.reporting import ConsoleReporter, FanOutReporter, JsonLinesReporter
 from ml_pipeline.runner import PipelineRunner
-from ml_pipeline.spec import STAGES, PipelineSpec
+from ml_pipeline.spec import STAGES, PipelineSpec, StageStatus
 
 
 def load_spec(path: str) -> PipelineSpec:
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     runner = PipelineRunner(spec, args.root, run_id=args.run_id, reporter=reporter)
     print(f"Run {runner.run_id} of {spec.name} under {runner.store.base}")
     result = runner.run(args.from_stage)
-    if result.status != "completed":
+    if result.status != StageStatus.COMPLETED:
         print(f"Failed at {result.error['stage']}: {result.error['message']}", file=sys.stderr)
         return 1
     if result.blessed is False:

@@ -69,7 +69,7 @@ class Artifact:
         return asdict(self)
 
     @classmethod
-    def load(cls, stage_dir: Path) -> "Artifact | None":
+    def load(cls, stage_dir: Path) -> Artifact | None:
         manifest = Path(stage_dir) / MANIFEST
         if not manifest.exists():
             return None
@@ -85,9 +85,7 @@ class Artifact:
 
 
 def list_files(folder: Path) -> dict[str, int]:
-    return {
-        str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()
-    }
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 class ArtifactStore:
@@ -102,6 +100,10 @@ class ArtifactStore:
 
     def stage_dir(self, run_id: str, stage: str) -> Path:
         return self.run_dir(run_id) / stage
+
+    def output_dir(self, run_id: str, stage: str) -> Path:
+        """Where a stage's files are once it has succeeded (while it runs, they are in ``output.partial``)."""
+        return self.stage_dir(run_id, stage) / "output"
 
     def begin_stage(self, run_id: str, stage: str) -> Path:
         """A clean ``output.partial`` folder for a stage attempt (the old manifest, if any, removed first)."""

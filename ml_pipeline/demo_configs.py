@@ -19,8 +19,12 @@ DEMO_FEATURE_CONFIG = {
             {"kind": "id", "column": "buyer_id", "embedding_dim": 32, "max_vocab_size": 50_000},
             {"kind": "categorical", "column": "buyer_segment", "embedding_dim": 4, "max_vocab_size": 50},
             {"kind": "categorical", "column": "buyer_city", "embedding_dim": 8, "max_vocab_size": 500},
-            {"kind": "timestamp", "column": "timestamp", "transform": "cyclical",
-             "periods": ["day_of_week", "month_of_year"]},
+            {
+                "kind": "timestamp",
+                "column": "timestamp",
+                "transform": "cyclical",
+                "periods": ["day_of_week", "month_of_year"],
+            },
         ],
         "crosses": [{"columns": ["buyer_segment", "buyer_city"], "hash_buckets": 1000, "embedding_dim": 8}],
     },
@@ -31,9 +35,7 @@ DEMO_FEATURE_CONFIG = {
             {"kind": "categorical", "column": "product_subcategory", "embedding_dim": 8, "max_vocab_size": 1000},
             {"kind": "numeric", "column": "price", "transform": "bucketize", "buckets": 10, "embedding_dim": 4},
         ],
-        "crosses": [
-            {"columns": ["product_category", "product_subcategory"], "hash_buckets": 500, "embedding_dim": 8}
-        ],
+        "crosses": [{"columns": ["product_category", "product_subcategory"], "hash_buckets": 500, "embedding_dim": 8}],
     },
     "target": {"column": "target", "transforms": [{"op": "log1p"}]},
 }
@@ -41,8 +43,16 @@ DEMO_FEATURE_CONFIG = {
 DEMO_MODEL_CONFIGS = {
     "Retrieval two-tower": {
         "model_type": "retrieval",
-        "buyer_tower": [{"type": "dense", "units": 128}, {"type": "dropout", "rate": 0.1}, {"type": "dense", "units": 64}],
-        "product_tower": [{"type": "dense", "units": 128}, {"type": "dropout", "rate": 0.1}, {"type": "dense", "units": 64}],
+        "buyer_tower": [
+            {"type": "dense", "units": 128},
+            {"type": "dropout", "rate": 0.1},
+            {"type": "dense", "units": 64},
+        ],
+        "product_tower": [
+            {"type": "dense", "units": 128},
+            {"type": "dropout", "rate": 0.1},
+            {"type": "dense", "units": 64},
+        ],
         "output_dim": 32,
         "optimizer": "adam",
         "learning_rate": 0.01,

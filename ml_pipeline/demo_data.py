@@ -35,6 +35,9 @@ the batch size, never on ``rows``.
 Command line::
 
     python -m ml_pipeline.demo_data --rows 100000 --out /tmp/x.parquet [--format csv] [--seed 0]
+
+(One module over the usual size, on purpose: the world's constants and the one
+generator that draws from them are a single model of the data, read together.)
 """
 
 from __future__ import annotations
@@ -46,10 +49,10 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -107,17 +110,34 @@ class Category:
 CATEGORIES = (
     Category("Beverages", ("Coffee", "Tea", "Soft drinks", "Bottled water", "Juices"), 14.0, (7, 15), 0.35),
     Category("Food", ("Snacks", "Dairy", "Bakery", "Frozen food", "Canned goods", "Dry goods"), 9.0, (12, 10), 0.2),
-    Category("Cleaning", ("Detergents", "Disinfectants", "Paper towels", "Trash bags", "Cleaning tools"),
-             16.0, (4, 1), 0.15),
-    Category("Office supplies", ("Copy paper", "Pens and markers", "Folders and binders", "Printer ink",
-                                 "Desk accessories"), 8.0, (9, 1), 0.2),
-    Category("Kitchen", ("Cookware", "Utensils", "Disposable tableware", "Food storage", "Small appliances"),
-             35.0, (11, 15), 0.15),
+    Category(
+        "Cleaning", ("Detergents", "Disinfectants", "Paper towels", "Trash bags", "Cleaning tools"), 16.0, (4, 1), 0.15
+    ),
+    Category(
+        "Office supplies",
+        ("Copy paper", "Pens and markers", "Folders and binders", "Printer ink", "Desk accessories"),
+        8.0,
+        (9, 1),
+        0.2,
+    ),
+    Category(
+        "Kitchen",
+        ("Cookware", "Utensils", "Disposable tableware", "Food storage", "Small appliances"),
+        35.0,
+        (11, 15),
+        0.15,
+    ),
     Category("Furniture", ("Chairs", "Desks", "Storage cabinets", "Shelving"), 190.0, (8, 25), 0.25),
-    Category("Electronics", ("Laptops", "Monitors", "Peripherals", "Cables and adapters", "Printers"),
-             110.0, (11, 25), 0.3),
-    Category("Education", ("Textbooks", "Art supplies", "Lab equipment", "Classroom decor", "Educational games"),
-             22.0, (8, 15), 0.7),
+    Category(
+        "Electronics", ("Laptops", "Monitors", "Peripherals", "Cables and adapters", "Printers"), 110.0, (11, 25), 0.3
+    ),
+    Category(
+        "Education",
+        ("Textbooks", "Art supplies", "Lab equipment", "Classroom decor", "Educational games"),
+        22.0,
+        (8, 15),
+        0.7,
+    ),
     Category("Packaging", ("Boxes", "Tape", "Shipping labels", "Bubble wrap", "Carrier bags"), 18.0, (12, 1), 0.45),
     Category("Health and safety", ("Gloves", "First aid", "Hand soap", "Masks", "Safety signs"), 12.0, (1, 20), 0.35),
 )
@@ -137,37 +157,111 @@ class Segment:
 
 NOT_PREFERRED = -1.0
 SEGMENTS = (
-    Segment("wholesale", 0.08, 3.0, 7.0, 24.0, 0.82, 0.55,
-            {"Food": 1.2, "Beverages": 1.2, "Packaging": 1.5, "Cleaning": 0.8, "Health and safety": 0.5}),
-    Segment("retail", 0.30, 1.0, 3.0, 6.0, 0.95, 0.5,
-            {"Food": 1.5, "Beverages": 1.5, "Packaging": 0.8, "Health and safety": 0.5, "Cleaning": 0.3}),
-    Segment("horeca", 0.27, 1.6, 4.0, 8.0, 0.92, 0.6,
-            {"Food": 1.5, "Beverages": 1.3, "Kitchen": 1.5, "Cleaning": 0.8, "Health and safety": 0.5}),
-    Segment("office", 0.25, 0.6, 2.5, 3.0, 1.0, 0.45,
-            {"Office supplies": 1.8, "Electronics": 1.2, "Furniture": 1.0, "Beverages": 0.6, "Cleaning": 0.2}),
-    Segment("education", 0.10, 0.8, 3.5, 10.0, 0.9, 0.45,
-            {"Education": 2.0, "Office supplies": 1.2, "Furniture": 0.6, "Cleaning": 0.3, "Health and safety": 0.3}),
+    Segment(
+        "wholesale",
+        0.08,
+        3.0,
+        7.0,
+        24.0,
+        0.82,
+        0.55,
+        {"Food": 1.2, "Beverages": 1.2, "Packaging": 1.5, "Cleaning": 0.8, "Health and safety": 0.5},
+    ),
+    Segment(
+        "retail",
+        0.30,
+        1.0,
+        3.0,
+        6.0,
+        0.95,
+        0.5,
+        {"Food": 1.5, "Beverages": 1.5, "Packaging": 0.8, "Health and safety": 0.5, "Cleaning": 0.3},
+    ),
+    Segment(
+        "horeca",
+        0.27,
+        1.6,
+        4.0,
+        8.0,
+        0.92,
+        0.6,
+        {"Food": 1.5, "Beverages": 1.3, "Kitchen": 1.5, "Cleaning": 0.8, "Health and safety": 0.5},
+    ),
+    Segment(
+        "office",
+        0.25,
+        0.6,
+        2.5,
+        3.0,
+        1.0,
+        0.45,
+        {"Office supplies": 1.8, "Electronics": 1.2, "Furniture": 1.0, "Beverages": 0.6, "Cleaning": 0.2},
+    ),
+    Segment(
+        "education",
+        0.10,
+        0.8,
+        3.5,
+        10.0,
+        0.9,
+        0.45,
+        {"Education": 2.0, "Office supplies": 1.2, "Furniture": 0.6, "Cleaning": 0.3, "Health and safety": 0.3},
+    ),
 )
 
 # (city, region, population in millions): the buyers' cities, drawn by population.
 CITIES = (
-    ("New York", "Northeast", 8.3), ("Los Angeles", "West", 3.9), ("Chicago", "Midwest", 2.7),
-    ("Houston", "South", 2.3), ("Phoenix", "West", 1.6), ("Philadelphia", "Northeast", 1.6),
-    ("San Antonio", "South", 1.5), ("San Diego", "West", 1.4), ("Dallas", "South", 1.3),
-    ("Austin", "South", 0.97), ("San Jose", "West", 0.97), ("Fort Worth", "South", 0.96),
-    ("Jacksonville", "South", 0.95), ("Columbus", "Midwest", 0.91), ("Charlotte", "South", 0.88),
-    ("Indianapolis", "Midwest", 0.88), ("San Francisco", "West", 0.81), ("Seattle", "West", 0.75),
-    ("Denver", "West", 0.72), ("Nashville", "South", 0.69), ("Oklahoma City", "South", 0.69),
-    ("Washington", "South", 0.68), ("El Paso", "South", 0.68), ("Las Vegas", "West", 0.66),
-    ("Boston", "Northeast", 0.65), ("Portland", "West", 0.63), ("Detroit", "Midwest", 0.63),
-    ("Memphis", "South", 0.62), ("Louisville", "South", 0.62), ("Baltimore", "Northeast", 0.57),
-    ("Milwaukee", "Midwest", 0.56), ("Albuquerque", "West", 0.56), ("Tucson", "West", 0.55),
-    ("Fresno", "West", 0.54), ("Sacramento", "West", 0.53), ("Kansas City", "Midwest", 0.51),
-    ("Atlanta", "South", 0.5), ("Omaha", "Midwest", 0.49), ("Raleigh", "South", 0.48),
-    ("Miami", "South", 0.45), ("Minneapolis", "Midwest", 0.43), ("Tampa", "South", 0.4),
-    ("New Orleans", "South", 0.37), ("Cleveland", "Midwest", 0.36), ("Cincinnati", "Midwest", 0.31),
-    ("Newark", "Northeast", 0.31), ("Pittsburgh", "Northeast", 0.3), ("St. Louis", "Midwest", 0.29),
-    ("Buffalo", "Northeast", 0.27), ("Salt Lake City", "West", 0.2), ("Providence", "Northeast", 0.19),
+    ("New York", "Northeast", 8.3),
+    ("Los Angeles", "West", 3.9),
+    ("Chicago", "Midwest", 2.7),
+    ("Houston", "South", 2.3),
+    ("Phoenix", "West", 1.6),
+    ("Philadelphia", "Northeast", 1.6),
+    ("San Antonio", "South", 1.5),
+    ("San Diego", "West", 1.4),
+    ("Dallas", "South", 1.3),
+    ("Austin", "South", 0.97),
+    ("San Jose", "West", 0.97),
+    ("Fort Worth", "South", 0.96),
+    ("Jacksonville", "South", 0.95),
+    ("Columbus", "Midwest", 0.91),
+    ("Charlotte", "South", 0.88),
+    ("Indianapolis", "Midwest", 0.88),
+    ("San Francisco", "West", 0.81),
+    ("Seattle", "West", 0.75),
+    ("Denver", "West", 0.72),
+    ("Nashville", "South", 0.69),
+    ("Oklahoma City", "South", 0.69),
+    ("Washington", "South", 0.68),
+    ("El Paso", "South", 0.68),
+    ("Las Vegas", "West", 0.66),
+    ("Boston", "Northeast", 0.65),
+    ("Portland", "West", 0.63),
+    ("Detroit", "Midwest", 0.63),
+    ("Memphis", "South", 0.62),
+    ("Louisville", "South", 0.62),
+    ("Baltimore", "Northeast", 0.57),
+    ("Milwaukee", "Midwest", 0.56),
+    ("Albuquerque", "West", 0.56),
+    ("Tucson", "West", 0.55),
+    ("Fresno", "West", 0.54),
+    ("Sacramento", "West", 0.53),
+    ("Kansas City", "Midwest", 0.51),
+    ("Atlanta", "South", 0.5),
+    ("Omaha", "Midwest", 0.49),
+    ("Raleigh", "South", 0.48),
+    ("Miami", "South", 0.45),
+    ("Minneapolis", "Midwest", 0.43),
+    ("Tampa", "South", 0.4),
+    ("New Orleans", "South", 0.37),
+    ("Cleveland", "Midwest", 0.36),
+    ("Cincinnati", "Midwest", 0.31),
+    ("Newark", "Northeast", 0.31),
+    ("Pittsburgh", "Northeast", 0.3),
+    ("St. Louis", "Midwest", 0.29),
+    ("Buffalo", "Northeast", 0.27),
+    ("Salt Lake City", "West", 0.2),
+    ("Providence", "Northeast", 0.19),
     ("Hartford", "Northeast", 0.12),
 )
 REGIONS = ("Northeast", "Midwest", "South", "West")
@@ -182,8 +276,32 @@ FAVOURITE_CANDIDATES = 16  # favourites are chosen harder: they express a buyer'
 LATE_JOINERS = 0.2  # share of buyers whose first possible order is during the period
 WEEKDAY_VOLUME = (1.0, 1.08, 1.05, 1.0, 0.85, 0.25, 0.1)  # Monday .. Sunday
 HOLIDAYS = ((1, 1), (7, 4), (12, 25), (12, 26))
-HOURLY_VOLUME = (0.02, 0.02, 0.02, 0.02, 0.03, 0.1, 0.4, 1.2, 2.6, 3.6, 3.8, 3.3,
-                 2.2, 2.8, 3.2, 3.0, 2.2, 1.2, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05)
+HOURLY_VOLUME = (
+    0.02,
+    0.02,
+    0.02,
+    0.02,
+    0.03,
+    0.1,
+    0.4,
+    1.2,
+    2.6,
+    3.6,
+    3.8,
+    3.3,
+    2.2,
+    2.8,
+    3.2,
+    3.0,
+    2.2,
+    1.2,
+    0.6,
+    0.4,
+    0.3,
+    0.2,
+    0.1,
+    0.05,
+)
 
 
 # --------------------------------------------------------------------------- the spec
@@ -289,11 +407,17 @@ class _World:
         medians = np.array([c.median_price for c in CATEGORIES])
         sub_price_shift = rng.normal(0.0, 0.35, n_subs)
         self.list_price = np.round(
-            np.maximum(medians[self.product_category] * np.exp(sub_price_shift[self.product_sub]
-                                                               + rng.normal(0.0, 0.5, n_products)), 0.5), 2)
+            np.maximum(
+                medians[self.product_category]
+                * np.exp(sub_price_shift[self.product_sub] + rng.normal(0.0, 0.5, n_products)),
+                0.5,
+            ),
+            2,
+        )
         # Cheaper categories and cheaper items within a category sell in larger quantities.
-        self.log_quantity_price = (-0.35 * np.log(medians[self.product_category] / 15.0)
-                                   - 0.3 * np.log(self.list_price / medians[self.product_category]))
+        self.log_quantity_price = -0.35 * np.log(medians[self.product_category] / 15.0) - 0.3 * np.log(
+            self.list_price / medians[self.product_category]
+        )
 
         # Zipf-like popularity over a random ranking.
         rank = rng.permutation(n_products)
@@ -303,10 +427,10 @@ class _World:
 
         # Latent taste.
         category_latent = rng.normal(0.0, 0.6, (len(CATEGORIES), d))
-        self.sub_latent = (category_latent[self.sub_category]
-                           + rng.normal(0.0, 0.45, (n_subs, d))).astype(np.float32)
-        self.product_latent = (self.sub_latent[self.product_sub]
-                               + rng.normal(0.0, 0.55, (n_products, d))).astype(np.float32)
+        self.sub_latent = (category_latent[self.sub_category] + rng.normal(0.0, 0.45, (n_subs, d))).astype(np.float32)
+        self.product_latent = (self.sub_latent[self.product_sub] + rng.normal(0.0, 0.55, (n_products, d))).astype(
+            np.float32
+        )
 
         # Buyers.
         self.segment_names = pa.array([s.name for s in SEGMENTS])
@@ -319,8 +443,11 @@ class _World:
         city_region = np.array([REGIONS.index(c[1]) for c in CITIES])
         segment_latent = rng.normal(0.0, 0.25, (len(SEGMENTS), d))
         region_latent = rng.normal(0.0, REGION_TASTE, (len(REGIONS), d))
-        self.buyer_latent = (segment_latent[self.buyer_segment] + region_latent[city_region[self.buyer_city]]
-                             + rng.normal(0.0, TASTE_NOISE, (n_buyers, d))).astype(np.float32)
+        self.buyer_latent = (
+            segment_latent[self.buyer_segment]
+            + region_latent[city_region[self.buyer_city]]
+            + rng.normal(0.0, TASTE_NOISE, (n_buyers, d))
+        ).astype(np.float32)
         activity = np.array([s.activity for s in SEGMENTS])[self.buyer_segment] * rng.lognormal(0.0, 1.1, n_buyers)
         self.buyer_cdf = np.cumsum(activity) / activity.sum()
         late = rng.random(n_buyers) < LATE_JOINERS
@@ -334,8 +461,9 @@ class _World:
         taste_var = TASTE_NOISE**2 + REGION_TASTE**2
         self.sub_norm_logit = (-0.5 * taste_var * np.square(self.sub_latent).sum(axis=1)).astype(np.float32)
         self.product_norm_logit = (-0.5 * taste_var * np.square(self.product_latent).sum(axis=1)).astype(np.float32)
-        self.segment_sub_logit = (np.log(sub_mass)[None, :] + preference[:, self.sub_category]
-                                  + self.sub_norm_logit[None, :]).astype(np.float32)
+        self.segment_sub_logit = (
+            np.log(sub_mass)[None, :] + preference[:, self.sub_category] + self.sub_norm_logit[None, :]
+        ).astype(np.float32)
         self.segment_product_preference = preference[:, self.product_category].astype(np.float32)
         self.segment_lines = np.array([s.lines for s in SEGMENTS])
         self.segment_log_quantity = np.log([s.quantity for s in SEGMENTS])
@@ -349,18 +477,21 @@ class _World:
         weekday = (dates.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
         day_of_year = (dates - dates.astype("datetime64[Y]")).astype(np.int64) + 1
         month_day = [(d.month, d.day) for d in dates.astype(object)]
-        volume = (np.array(WEEKDAY_VOLUME)[weekday]
-                  * (1.0 + 0.1 * np.cos(2 * np.pi * (day_of_year - 300) / 365.25))
-                  * (1.0 + 0.2 * np.arange(spec.days) / 365.0)
-                  * np.where([md in HOLIDAYS for md in month_day], 0.1, 1.0))
+        volume = (
+            np.array(WEEKDAY_VOLUME)[weekday]
+            * (1.0 + 0.1 * np.cos(2 * np.pi * (day_of_year - 300) / 365.25))
+            * (1.0 + 0.2 * np.arange(spec.days) / 365.0)
+            * np.where([md in HOLIDAYS for md in month_day], 0.1, 1.0)
+        )
         day_rows = rng.multinomial(spec.rows, volume / volume.sum())
         self.day_first_row = np.concatenate([[0], np.cumsum(day_rows)])
         self.day_rows = day_rows
         self.day_start_us = dates.astype("datetime64[us]").astype(np.int64)
         self.price_drift = 1.0 + 0.03 * np.arange(spec.days) / 365.0
         # Seasonality per day and subcategory (days x S), added to the subcategory logits.
-        self.day_sub_season = np.stack([_season(day_of_year, c.peak, c.seasonality)
-                                        for c in CATEGORIES], axis=1)[:, self.sub_category].astype(np.float32)
+        self.day_sub_season = np.stack([_season(day_of_year, c.peak, c.seasonality) for c in CATEGORIES], axis=1)[
+            :, self.sub_category
+        ].astype(np.float32)
         # Mean of exp(season) over a year is I0(amplitude): dividing by it keeps a category's yearly volume.
         self.sub_season_mean = np.log(np.i0([c.seasonality for c in CATEGORIES]))[self.sub_category]
         hourly = np.array(HOURLY_VOLUME)
@@ -391,8 +522,9 @@ class _World:
         pool = np.searchsorted(self.cum_popularity, targets, side="right") - 1
         return np.clip(pool, first[:, None], stop[:, None] - 1)
 
-    def _draw_products(self, taste: np.ndarray, sub: np.ndarray, rng: np.random.Generator,
-                       candidates: int) -> np.ndarray:
+    def _draw_products(
+        self, taste: np.ndarray, sub: np.ndarray, rng: np.random.Generator, candidates: int
+    ) -> np.ndarray:
         """A product of each row's subcategory, ∝ popularity x exp(taste . product).
 
         Sampling-importance-resampling: ``candidates`` picks from the
@@ -407,8 +539,9 @@ class _World:
         score += np.take(self.product_norm_logit, pool)
         return np.take_along_axis(pool, _categorical(score, 1, rng), axis=1)[:, 0]
 
-    def _explore(self, buyers: np.ndarray, days: np.ndarray | None, rng: np.random.Generator,
-                 candidates: int = CANDIDATES) -> np.ndarray:
+    def _explore(
+        self, buyers: np.ndarray, days: np.ndarray | None, rng: np.random.Generator, candidates: int = CANDIDATES
+    ) -> np.ndarray:
         """A product per buyer by its taste (and the season, given days): subcategory, then product."""
         sub = _categorical(self._subcategory_logits(buyers, days), 1, rng)[:, 0]
         return self._draw_products(np.take(self.buyer_latent, buyers, axis=0), sub, rng, candidates)
@@ -437,13 +570,15 @@ class _World:
 
     def affinity(self, buyers: np.ndarray, products: np.ndarray) -> np.ndarray:
         """The planted buyer x product affinity: segment preference + latent dot product."""
-        return (self.segment_product_preference[self.buyer_segment[buyers], products]
-                + np.einsum("nd,nd->n", self.buyer_latent[buyers], self.product_latent[products]))
+        return self.segment_product_preference[self.buyer_segment[buyers], products] + np.einsum(
+            "nd,nd->n", self.buyer_latent[buyers], self.product_latent[products]
+        )
 
     def _affinity_scale(self, rng: np.random.Generator) -> tuple[float, float]:
         """Mean and spread of affinity over random pairs, to put quantity's affinity term on a fixed scale."""
-        sample = self.affinity(rng.integers(0, len(self.buyer_segment), 20_000),
-                               rng.integers(0, len(self.product_sub), 20_000))
+        sample = self.affinity(
+            rng.integers(0, len(self.buyer_segment), 20_000), rng.integers(0, len(self.product_sub), 20_000)
+        )
         return float(sample.mean()), float(sample.std())
 
     # -- rows
@@ -505,12 +640,23 @@ class _World:
 
         # Quantity: segment base, more for liked and habitual products, less for dear ones; whole units.
         affinity = np.clip((self.affinity(buyer, product) - self.affinity_mean) / self.affinity_std, -3.0, 3.0)
-        log_quantity = (self.segment_log_quantity[segment] + 0.3 * affinity + 0.25 * reorder
-                        + self.log_quantity_price[product] + rng.normal(0.0, 0.45, n))
+        log_quantity = (
+            self.segment_log_quantity[segment]
+            + 0.3 * affinity
+            + 0.25 * reorder
+            + self.log_quantity_price[product]
+            + rng.normal(0.0, 0.45, n)
+        )
         quantity = np.maximum(1.0, np.rint(np.exp(log_quantity)))
         # Price paid: list price x segment discount x yearly drift x small volume discount, in cents.
-        price = np.round(self.list_price[product] * self.segment_discount[segment] * self.price_drift[row_day]
-                         * (1.0 - 0.02 * np.log10(quantity)) * np.exp(rng.normal(0.0, 0.02, n)), 2)
+        price = np.round(
+            self.list_price[product]
+            * self.segment_discount[segment]
+            * self.price_drift[row_day]
+            * (1.0 - 0.02 * np.log10(quantity))
+            * np.exp(rng.normal(0.0, 0.02, n)),
+            2,
+        )
         price = np.maximum(price, 0.01)
 
         by_time = np.argsort(group_time[row_group], kind="stable")
@@ -572,8 +718,9 @@ def iter_batches(spec: DemoSpec, batch_rows: int = 250_000) -> Iterator[pa.Recor
 # --------------------------------------------------------------------------- writing
 
 
-def write_batches(batches: Iterable[pa.RecordBatch], path: str | Path, format: str = "parquet",
-                  schema: pa.Schema = SCHEMA) -> int:
+def write_batches(
+    batches: Iterable[pa.RecordBatch], path: str | Path, format: str = "parquet", schema: pa.Schema = SCHEMA
+) -> int:
     """Stream batches into one Parquet or CSV file; return the row count.
 
     Writes to a hidden temporary file in the same folder and renames it at the
@@ -629,8 +776,9 @@ def write(spec: DemoSpec, path: str | Path, format: str = "parquet") -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ml_pipeline.demo_data",
-                                     description="Write a generated B2B purchase log with planted structure.")
+    parser = argparse.ArgumentParser(
+        prog="python -m ml_pipeline.demo_data", description="Write a generated B2B purchase log with planted structure."
+    )
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--out", required=True, help="file to write (parent folders are created)")
     parser.add_argument("--format", choices=FORMATS, help="default: from the file suffix, else parquet")
@@ -642,8 +790,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     format = args.format or ("csv" if args.out.lower().endswith(".csv") else "parquet")
     try:
-        spec = DemoSpec(rows=args.rows, seed=args.seed, buyers=args.buyers, products=args.products,
-                        start=args.start, days=args.days)
+        spec = DemoSpec(
+            rows=args.rows, seed=args.seed, buyers=args.buyers, products=args.products, start=args.start, days=args.days
+        )
     except ValueError as error:
         parser.error(str(error))
     print(json.dumps(write(spec, args.out, format)))

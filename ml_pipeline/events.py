@@ -10,19 +10,18 @@ these shapes are ever stored.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, TypeAdapter, ValidationError
 
 from ml_pipeline.errors import ConfigError, Problem, problem_from_error_item
-from ml_pipeline.spec import STAGES
+from ml_pipeline.spec import StageName
 
 MAX_EPOCHS = 10_000  # TrainingConfig.epochs' bound
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Text = Annotated[str, Field(max_length=10_000)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
-StageName = Literal[STAGES]  # type: ignore[valid-type]
 Epoch = Annotated[int, Field(ge=1, le=MAX_EPOCHS)]
 
 
@@ -122,14 +121,15 @@ class RunSummary(_Strict):
 
 class RunFinished(_Event):
     event: Literal["run_finished"]
-    status: Literal["completed", "failed"]
+    status: Literal["completed", "failed"]  # how the run ended: StageStatus.COMPLETED or FAILED
     summary: RunSummary = RunSummary()
 
 
-RunEvent = Annotated[Union[StageStarted, StageCompleted, StageSkipped, StageFailed, EpochCompleted, RunFinished],
-                     Field(discriminator="event")]
-EVENT_KINDS = ("stage_started", "stage_completed", "stage_skipped", "stage_failed", "epoch_completed",
-               "run_finished")
+RunEvent = Annotated[
+    StageStarted | StageCompleted | StageSkipped | StageFailed | EpochCompleted | RunFinished,
+    Field(discriminator="event"),
+]
+EVENT_KINDS = ("stage_started", "stage_completed", "stage_skipped", "stage_failed", "epoch_completed", "run_finished")
 _events = TypeAdapter(RunEvent)
 
 
@@ -144,8 +144,9 @@ def _problem(item: dict) -> Problem:
     return problem_from_error_item(loc, item["msg"])
 
 
-def parse_event(body: bytes | str) -> StageStarted | StageCompleted | StageSkipped | StageFailed | EpochCompleted \
-        | RunFinished:
+def parse_event(
+    body: bytes | str,
+) -> StageStarted | StageCompleted | StageSkipped | StageFailed | EpochCompleted | RunFinished:
     """The event in a JSON body; ConfigError naming each bad field otherwise."""
     try:
         return _events.validate_json(body)

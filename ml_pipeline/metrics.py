@@ -11,6 +11,11 @@ split, and a model's answer is its top-K product ids.
 
 All are averaged over buyers. The popularity baseline answers every buyer
 with the K most-bought training products.
+
+Rating: RMSE and MAE. For the losses and the error metrics a lower value is
+better (:data:`LOWER_IS_BETTER`); for every other metric a higher one: the
+Evaluator's blessing, the experiments' ranking and the run comparison all
+read that from here.
 """
 
 from __future__ import annotations
@@ -18,6 +23,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+RATING_METRICS = ("rmse", "mae")  # what only a model with a rating head has
+LOWER_IS_BETTER = ("loss", "val_loss", *RATING_METRICS)
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric in LOWER_IS_BETTER
 
 
 def retrieval_metrics(

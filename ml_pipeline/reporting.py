@@ -233,9 +233,15 @@ class WebhookReporter(EventReporter):
         for attempt in range(self.retries):
             timestamp = str(int(time.time()))
             request = urllib.request.Request(
-                f"{self.base_url}/{path}/", data=body, method="POST",
-                headers={"Content-Type": "application/json", "X-Timestamp": timestamp, "X-Delivery-Id": delivery_id,
-                         "X-Signature": sign(self.secret, timestamp, delivery_id, body)},
+                f"{self.base_url}/{path}/",
+                data=body,
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Timestamp": timestamp,
+                    "X-Delivery-Id": delivery_id,
+                    "X-Signature": sign(self.secret, timestamp, delivery_id, body),
+                },
             )
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout):

@@ -1,8 +1,9 @@
 """Runs a pipeline's stages in order, with caching, resume and per-stage logs.
 
-Each stage's fingerprint covers its code version, its section of the spec,
-the fingerprints of the stages it reads, and (for ExampleGen) the source
-data itself. Before a stage runs the runner looks, in order, for:
+Each stage's fingerprint covers its code version, its ``Params`` (the part
+of the spec it reads, and all it is given), the fingerprints of the stages
+it reads, and what it reads from outside (ExampleGen's source data, the
+Evaluator's baseline model). Before a stage runs the runner looks, in order, for:
 
 1. a complete output of this stage in this same run (a resumed run);
 2. a complete output anywhere in the pipeline with the same fingerprint
@@ -19,15 +20,17 @@ import logging
 import time
 import traceback as tb
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from ml_pipeline.artifacts import Artifact, ArtifactStore, fingerprint
 from ml_pipeline.errors import ConfigError, DataError
-from ml_pipeline.reporting import Reporter
 from ml_pipeline.redact import redact
-from ml_pipeline.spec import STAGES, PipelineSpec
+from ml_pipeline.reporting import Reporter
+from ml_pipeline.spec import STAGES, PipelineSpec, StageStatus
 from ml_pipeline.stages.base import SkipStage, Stage, StageContext, StageFailure
 
 
@@ -42,7 +45,7 @@ class PlanStep:
 @dataclass
 class RunResult:
     run_id: str
-    status: str  # "completed", "failed"
+    status: StageStatus  # how the run ended: COMPLETED or FAILED
     artifacts: dict[str, Artifact]
     stages: dict[str, dict[str, Any]]
     error: dict[str, str] | None = None
@@ -85,22 +88,29 @@ class PipelineRunner:
         self.reporter = reporter or Reporter()
         self.stages = stages or default_stages()
         self._fingerprints: dict[str, str] | None = None
+        self._params: dict[str, BaseModel] = {}
 
     # -- fingerprints and plan -------------------------------------------------
     def selected_stages(self) -> list[str]:
         return [name for name in STAGES if name in self.spec.stages]
 
+    def params(self, name: str) -> BaseModel:
+        """The stage's ``Params``: what its fingerprint covers and all its run is given of the spec."""
+        if name not in self._params:
+            self._params[name] = self.stages[name].params(self.spec)
+        return self._params[name]
+
     def fingerprints(self) -> dict[str, str]:
         if self._fingerprints is None:
             prints: dict[str, str] = {}
             for name in self.selected_stages():
-                stage = self.stages[name]
+                stage, params = self.stages[name], self.params(name)
                 prints[name] = fingerprint(
                     name,
                     stage.version,
-                    stage.config(self.spec),
+                    params.model_dump(mode="json"),
                     {dep: prints[dep] for dep in stage.inputs},
-                    stage.external_fingerprint(self.spec),
+                    stage.external_fingerprint(params, self.spec.data_access),
                 )
             self._fingerprints = prints
         return self._fingerprints
@@ -137,9 +147,7 @@ class PipelineRunner:
     def run(self, from_stage: str | None = None) -> RunResult:
         if from_stage is not None and from_stage not in self.selected_stages():
             raise ValueError(f"from_stage: '{from_stage}' is not one of {self.selected_stages()}")
-        record: dict[str, dict[str, Any]] = {
-            name: {"status": "pending"} for name in self.selected_stages()
-        }
+        record: dict[str, dict[str, Any]] = {name: {"status": StageStatus.PENDING} for name in self.selected_stages()}
         artifacts: dict[str, Artifact] = {}
         plan = {step.stage: step for step in self.plan(from_stage)}
         self.store.save_run_record(self.run_id, {"spec": redact(self.spec.model_dump(mode="json")), "stages": record})
@@ -149,26 +157,31 @@ class PipelineRunner:
                 artifact, reason = self._reusable(name, step.fingerprint)
                 if artifact is not None:
                     artifacts[name] = artifact
-                    record[name] = {"status": "cached", "uri": artifact.uri, "reason": reason,
-                                    "fingerprint": artifact.fingerprint, "summary": artifact.summary}
+                    record[name] = {
+                        "status": StageStatus.CACHED,
+                        "uri": artifact.uri,
+                        "reason": reason,
+                        "fingerprint": artifact.fingerprint,
+                        "summary": artifact.summary,
+                    }
                     self.reporter.stage_started(name, {"cached": True})
                     self.reporter.stage_completed(name, artifact.summary, artifact.properties, True)
                     self._save(record)
                     continue
             outcome = self._run_stage(name, step.fingerprint, artifacts, record)
             self._save(record)
-            if outcome == "failed":
+            if outcome == StageStatus.FAILED:
                 error = {k: record[name][k] for k in ("message", "traceback")} | {"stage": name}
-                self.reporter.run_finished("failed", {"stage": name, "message": record[name]["message"]})
-                return RunResult(self.run_id, "failed", artifacts, record, error)
-        result = RunResult(self.run_id, "completed", artifacts, record)
-        self.reporter.run_finished("completed", {"blessed": result.blessed})
+                self.reporter.run_finished(StageStatus.FAILED, {"stage": name, "message": record[name]["message"]})
+                return RunResult(self.run_id, StageStatus.FAILED, artifacts, record, error)
+        result = RunResult(self.run_id, StageStatus.COMPLETED, artifacts, record)
+        self.reporter.run_finished(StageStatus.COMPLETED, {"blessed": result.blessed})
         return result
 
     def _save(self, record) -> None:
         self.store.save_run_record(self.run_id, {"spec": redact(self.spec.model_dump(mode="json")), "stages": record})
 
-    def _run_stage(self, name: str, stage_fp: str, artifacts: dict[str, Artifact], record: dict) -> str:
+    def _run_stage(self, name: str, stage_fp: str, artifacts: dict[str, Artifact], record: dict) -> StageStatus:
         stage = self.stages[name]
         partial = self.store.begin_stage(self.run_id, name)
         stage_dir = partial.parent
@@ -183,19 +196,35 @@ class PipelineRunner:
         log.addHandler(file_handler)
         log.addHandler(reporter_handler)
         started = time.time()
-        record[name] = {"status": "running", "started_at": started, "fingerprint": stage_fp}
+        record[name] = {"status": StageStatus.RUNNING, "started_at": started, "fingerprint": stage_fp}
         self._save(record)
         self.reporter.stage_started(name, {"cached": False, "fingerprint": stage_fp})
-        ctx = StageContext(self.spec, self.run_id, partial, work, {d: artifacts[d] for d in stage.inputs},
-                           self.reporter, log)
+        ctx = StageContext(
+            self.run_id,
+            partial,
+            self.store.output_dir(self.run_id, name),
+            work,
+            {d: kind.of(artifacts[d]) for d, kind in stage.inputs.items()},
+            self.reporter,
+            log,
+            self.spec.data_access,
+        )
         try:
-            result = stage.run(ctx)
+            result = stage.run(ctx, self.params(name))
+            missing = stage.output.missing_files(partial)
+            if missing:
+                raise StageFailure(f"{name} did not write its {stage.output.TYPE_NAME} artifact's {', '.join(missing)}")
         except SkipStage as skip:
             self.store.abandon_stage(self.run_id, name)
             log.info("skipped: %s", skip)
-            record[name] = {"status": "skipped", "reason": str(skip), "started_at": started, "ended_at": time.time()}
+            record[name] = {
+                "status": StageStatus.SKIPPED,
+                "reason": str(skip),
+                "started_at": started,
+                "ended_at": time.time(),
+            }
             self.reporter.stage_skipped(name, str(skip))
-            return "skipped"
+            return StageStatus.SKIPPED
         except (ConfigError, DataError, StageFailure) as error:
             return self._fail(name, str(error), tb.format_exc(), started, record, log)
         except Exception as error:  # anything else is a bug or an environment problem: keep the traceback
@@ -205,25 +234,40 @@ class PipelineRunner:
             log.removeHandler(reporter_handler)
             file_handler.close()
         ended = time.time()
-        artifact = self.store.commit_stage(Artifact(
-            stage=name, type=stage.artifact_type, uri=str(stage_dir), fingerprint=stage_fp, run_id=self.run_id,
-            input_fingerprints={d: artifacts[d].fingerprint for d in stage.inputs},
-            properties=result.properties, summary=result.summary, duration_s=round(ended - started, 3),
-        ))
+        artifact = self.store.commit_stage(
+            Artifact(
+                stage=name,
+                type=stage.output.TYPE_NAME,
+                uri=str(stage_dir),
+                fingerprint=stage_fp,
+                run_id=self.run_id,
+                input_fingerprints={d: artifacts[d].fingerprint for d in stage.inputs},
+                properties=result.properties,
+                summary=result.summary,
+                duration_s=round(ended - started, 3),
+            )
+        )
         artifacts[name] = artifact
-        record[name] = {"status": "completed", "uri": artifact.uri, "summary": result.summary,
-                        "fingerprint": stage_fp, "started_at": started, "ended_at": ended}
+        record[name] = {
+            "status": StageStatus.COMPLETED,
+            "uri": artifact.uri,
+            "summary": result.summary,
+            "fingerprint": stage_fp,
+            "started_at": started,
+            "ended_at": ended,
+        }
         self.reporter.stage_completed(name, result.summary, result.properties, False)
-        return "completed"
+        return StageStatus.COMPLETED
 
-    def _fail(self, name, message, traceback, started, record, log) -> str:
+    def _fail(self, name, message, traceback, started, record, log) -> StageStatus:
         log.error("%s\n%s", message, traceback)
         self.store.abandon_stage(self.run_id, name)
-        record[name] = {"status": "failed", "message": message, "traceback": traceback,
-                        "started_at": started, "ended_at": time.time()}
+        record[name] = {
+            "status": StageStatus.FAILED,
+            "message": message,
+            "traceback": traceback,
+            "started_at": started,
+            "ended_at": time.time(),
+        }
         self.reporter.stage_failed(name, message, traceback)
-        return "failed"
-
-
-def plan_as_dicts(steps: list[PlanStep]) -> list[dict[str, str]]:
-    return [asdict(step) for step in steps]
+        return StageStatus.FAILED

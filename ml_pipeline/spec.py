@@ -10,6 +10,7 @@ Vertex AI, or compared with another run by diffing two documents.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -18,6 +19,7 @@ from ml_pipeline.config.dataset import DatasetConfig, StrictModel
 from ml_pipeline.config.features import FeatureConfig
 from ml_pipeline.config.model import ModelConfig
 from ml_pipeline.data.access import DataAccess
+from ml_pipeline.metrics import lower_is_better
 
 STAGES = (
     "Compile",
@@ -29,6 +31,31 @@ STAGES = (
     "Evaluator",
     "Pusher",
 )
+StageName = Literal[STAGES]  # type: ignore[valid-type]
+
+
+class StageStatus(StrEnum):
+    """Where one stage of one run stands: the one vocabulary of the runner, the reporters, the webhooks and
+    the platform's stage table.
+
+    The runner writes ``pending``, ``running``, ``completed``, ``cached`` (reused from an earlier run),
+    ``skipped`` and ``failed``; the platform adds ``interrupted`` (its run was stopped and will resume) and
+    ``cancelled``.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CACHED = "cached"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+
+    @property
+    def produced_output(self) -> bool:
+        """The stage left a complete artifact (its own or an earlier run's)."""
+        return self in (StageStatus.COMPLETED, StageStatus.CACHED)
 
 
 class SplitConfig(StrictModel):
@@ -52,7 +79,7 @@ class SplitConfig(StrictModel):
     eval_end: datetime | None = None
 
     @model_validator(mode="after")
-    def _strategy_fields(self) -> "SplitConfig":
+    def _strategy_fields(self) -> SplitConfig:
         if self.strategy == "random":
             total = self.train_ratio + self.eval_ratio + self.test_ratio
             if abs(total - 1.0) > 1e-6:
@@ -109,7 +136,7 @@ class Threshold(StrictModel):
     def direction(self) -> str:
         if self.op:
             return self.op
-        return "<=" if self.metric in ("rmse", "mae") else ">="
+        return "<=" if lower_is_better(self.metric) else ">="
 
 
 class EvaluatorConfig(StrictModel):
@@ -138,8 +165,7 @@ class PipelineSpec(StrictModel):
     schema_policy: SchemaPolicy = SchemaPolicy()
     evaluator: EvaluatorConfig = EvaluatorConfig()
     push: PushConfig = PushConfig()
-    stages: list[Literal["Compile", "ExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer",
-                         "Evaluator", "Pusher"]] = list(STAGES)
+    stages: list[StageName] = list(STAGES)
     # What the dataset source may read. The platform sets it for every run it
     # checks or executes; None, as in the CLI, allows every path. Never dumped
     # (so never stored with a run or written to its files) and in no
@@ -147,7 +173,7 @@ class PipelineSpec(StrictModel):
     data_access: DataAccess | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
-    def _time_splits_need_timestamps(self) -> "PipelineSpec":
+    def _time_splits_need_timestamps(self) -> PipelineSpec:
         if self.split.strategy != "random" and not self.dataset.mapping.timestamp:
             raise ValueError(f"split.strategy: '{self.split.strategy}' needs dataset.mapping.timestamp")
         return self

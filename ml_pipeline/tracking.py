@@ -14,15 +14,23 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ml_pipeline.artifact_types import (
+    CompiledSpec,
+    ExampleStatistics,
+    Model,
+    ModelEvaluation,
+    Schema,
+    TransformGraph,
+)
 from ml_pipeline.reporting import Reporter
 
-KEY_ARTIFACTS = {
-    "Compile": ["compiled_spec.json"],
-    "StatisticsGen": ["summary.json"],
-    "SchemaGen": ["schema.pbtxt", "anomalies.json"],
-    "Transform": ["transform.json"],
-    "Trainer": ["history.json", "trainer_summary.json"],
-    "Evaluator": ["evaluation.json", "blessing.json"],
+KEY_ARTIFACTS = {  # stage -> its artifact's files that are logged to MLflow
+    "Compile": [CompiledSpec.FILES["spec"]],
+    "StatisticsGen": [ExampleStatistics.FILES["summary"]],
+    "SchemaGen": [Schema.FILES["schema"], Schema.FILES["anomalies"]],
+    "Transform": [TransformGraph.FILES["transform"]],
+    "Trainer": [Model.FILES["history"], Model.FILES["summary"]],
+    "Evaluator": [ModelEvaluation.FILES["evaluation"], ModelEvaluation.FILES["blessing"]],
 }
 
 
@@ -37,9 +45,16 @@ def flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
 
 
 class MlflowReporter(Reporter):
-    def __init__(self, tracking_uri: str, experiment: str, run_name: str, spec: dict,
-                 tags: dict[str, str] | None = None, run_id: str | None = None,
-                 artifact_root: str | None = None) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        run_name: str,
+        spec: dict,
+        tags: dict[str, str] | None = None,
+        run_id: str | None = None,
+        artifact_root: str | None = None,
+    ) -> None:
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=tracking_uri)
@@ -47,8 +62,9 @@ class MlflowReporter(Reporter):
         # Without an explicit location a database-backed store puts artifacts
         # in ./mlruns of whatever folder the process happens to run in.
         location = f"{artifact_root.rstrip('/')}/{experiment}" if artifact_root else None
-        experiment_id = found.experiment_id if found else self.client.create_experiment(
-            experiment, artifact_location=location)
+        experiment_id = (
+            found.experiment_id if found else self.client.create_experiment(experiment, artifact_location=location)
+        )
         if run_id:  # a resumed pipeline keeps logging into its MLflow run
             self.run_id = run_id
         else:
@@ -56,7 +72,6 @@ class MlflowReporter(Reporter):
             params = flatten("", {k: spec[k] for k in ("split", "model", "training", "evaluator") if k in spec}, {})
             for key, value in params.items():
                 self.client.log_param(self.run_id, key[:250], str(value)[:6000])
-        self.stage_folders: dict[str, str] = {}
 
     def stage_completed(self, stage, summary, properties, cached):
         self.client.set_tag(self.run_id, f"stage.{stage}", f"{'cached: ' if cached else ''}{summary}"[:5000])

@@ -2,7 +2,7 @@
 
 from ml_pipeline.config.dataset import ColumnMapping, DatasetConfig, Filters
 from ml_pipeline.config.features import FeatureConfig, tensor_breakdown
-from ml_pipeline.config.model import ModelConfig, parameter_counts
+from ml_pipeline.config.model import ModelConfig, ModelType, parameter_counts
 
 __all__ = [
     "ColumnMapping",
@@ -10,6 +10,7 @@ __all__ = [
     "FeatureConfig",
     "Filters",
     "ModelConfig",
+    "ModelType",
     "parameter_counts",
     "tensor_breakdown",
 ]

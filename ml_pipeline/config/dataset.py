@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -48,7 +48,7 @@ class SqlSource(StrictModel):
     """A read-only query against a DuckDB, SQLite or PostgreSQL database."""
 
     kind: Literal["sql"] = "sql"
-    engine: Literal["duckdb", "sqlite", "postgres"]
+    engine: Literal[SQL_ENGINES]  # type: ignore[valid-type]
     database: str = Field(min_length=1, description="File path (DuckDB, SQLite) or postgresql:// URL")
     query: str = Field(min_length=1)
 
@@ -63,7 +63,7 @@ class SqlSource(StrictModel):
         return body
 
     @model_validator(mode="after")
-    def _database_matches_engine(self) -> "SqlSource":
+    def _database_matches_engine(self) -> SqlSource:
         is_url = self.database.startswith(("postgres://", "postgresql://"))
         if self.engine == "postgres" and not is_url:
             raise ValueError("database: a postgres source needs a postgresql:// URL")
@@ -92,13 +92,13 @@ class BigQuerySource(StrictModel):
         return table
 
     @model_validator(mode="after")
-    def _table_xor_query(self) -> "BigQuerySource":
+    def _table_xor_query(self) -> BigQuerySource:
         if bool(self.table) == bool(self.query):
             raise ValueError("give exactly one of table or query")
         return self
 
 
-Source = Annotated[Union[FileSource, SqlSource, BigQuerySource], Field(discriminator="kind")]
+Source = Annotated[FileSource | SqlSource | BigQuerySource, Field(discriminator="kind")]
 UNION_TAGS.update({"file", "sql", "bigquery"})
 UNION_FIELDS.add("source")
 
@@ -119,7 +119,7 @@ class ColumnMapping(StrictModel):
     product_features: list[FeatureColumn] = []
 
     @model_validator(mode="after")
-    def _no_collisions(self) -> "ColumnMapping":
+    def _no_collisions(self) -> ColumnMapping:
         seen: dict[str, str] = {}
         roles = {"buyer_id": self.buyer_id, "product_id": self.product_id}
         if self.timestamp:
@@ -179,7 +179,7 @@ class Condition(StrictModel):
     value: str | float | int | bool | list[str | float | int] | None = None
 
     @model_validator(mode="after")
-    def _value_fits_op(self) -> "Condition":
+    def _value_fits_op(self) -> Condition:
         if self.op in ("is_null", "not_null"):
             if self.value is not None:
                 raise ValueError(f"value: '{self.op}' takes no value")
@@ -204,7 +204,7 @@ class Filters(StrictModel):
     conditions: list[Condition] = []
 
     @model_validator(mode="after")
-    def _consistent_dates(self) -> "Filters":
+    def _consistent_dates(self) -> Filters:
         if self.last_days and (self.date_from or self.date_to):
             raise ValueError("last_days: use either last_days or date_from/date_to, not both")
         if self.date_from and self.date_to and self.date_from > self.date_to:
@@ -226,7 +226,7 @@ class DatasetConfig(StrictModel):
     filters: Filters = Filters()
 
     @model_validator(mode="after")
-    def _dates_need_timestamp(self) -> "DatasetConfig":
+    def _dates_need_timestamp(self) -> DatasetConfig:
         if self.filters.uses_dates() and not self.mapping.timestamp:
             raise ValueError("filters: date filters need mapping.timestamp")
         return self

@@ -23,7 +23,7 @@ cross          hashed, N buckets           ``embedding_dim``
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -70,7 +70,7 @@ class NumericFeature(StrictModel):
     embedding_dim: int | None = Field(default=None, ge=1, le=MAX_EMBEDDING_DIM)
 
     @model_validator(mode="after")
-    def _bucketize_needs_sizes(self) -> "NumericFeature":
+    def _bucketize_needs_sizes(self) -> NumericFeature:
         if self.transform == "bucketize":
             if self.buckets is None:
                 raise ValueError("buckets: required when transform is 'bucketize'")
@@ -94,7 +94,7 @@ class TimestampFeature(StrictModel):
     kind: Literal["timestamp"] = "timestamp"
     column: str = Field(min_length=1)
     transform: Literal["cyclical", "bucketize"] = "cyclical"
-    periods: list[Literal["hour_of_day", "day_of_week", "day_of_month", "month_of_year"]] = [
+    periods: list[Literal[CYCLICAL_PERIODS]] = [  # type: ignore[valid-type]
         "day_of_week",
         "month_of_year",
     ]
@@ -102,7 +102,7 @@ class TimestampFeature(StrictModel):
     embedding_dim: int | None = Field(default=None, ge=1, le=MAX_EMBEDDING_DIM)
 
     @model_validator(mode="after")
-    def _transform_fields(self) -> "TimestampFeature":
+    def _transform_fields(self) -> TimestampFeature:
         if self.transform == "cyclical":
             if not self.periods:
                 raise ValueError("periods: at least one period is needed for 'cyclical'")
@@ -125,7 +125,7 @@ class TimestampFeature(StrictModel):
 
 
 Feature = Annotated[
-    Union[IdFeature, CategoricalFeature, TextFeature, NumericFeature, TimestampFeature],
+    IdFeature | CategoricalFeature | TextFeature | NumericFeature | TimestampFeature,
     Field(discriminator="kind"),
 ]
 UNION_TAGS.update({"id", "categorical", "text", "numeric", "timestamp"})
@@ -152,7 +152,7 @@ class Tower(StrictModel):
     crosses: list[Cross] = []
 
     @model_validator(mode="after")
-    def _features_unique_and_crosses_resolvable(self) -> "Tower":
+    def _features_unique_and_crosses_resolvable(self) -> Tower:
         by_column: dict[str, str] = {}
         for index, feature in enumerate(self.features):
             if feature.column in by_column:
@@ -173,13 +173,13 @@ TARGET_TRANSFORMS = ("log1p", "clip", "scale")
 
 
 class TargetTransform(StrictModel):
-    op: Literal["log1p", "clip", "scale"]
+    op: Literal[TARGET_TRANSFORMS]  # type: ignore[valid-type]
     min: float | None = None
     max: float | None = None
     factor: float | None = None
 
     @model_validator(mode="after")
-    def _arguments(self) -> "TargetTransform":
+    def _arguments(self) -> TargetTransform:
         if self.op == "clip":
             if self.min is None and self.max is None:
                 raise ValueError("min: clip needs min, max or both")
@@ -203,7 +203,7 @@ class FeatureConfig(StrictModel):
     target: Target | None = None
 
     @model_validator(mode="after")
-    def _towers_carry_their_ids(self) -> "FeatureConfig":
+    def _towers_carry_their_ids(self) -> FeatureConfig:
         buyer_columns = {f.column for f in self.buyer_tower.features}
         product_columns = {f.column for f in self.product_tower.features}
         if "buyer_id" not in buyer_columns:
@@ -243,8 +243,11 @@ class FeatureConfig(StrictModel):
                     problems.append(Problem(where, f"column '{feature.column}' is not in the dataset"))
                 elif dtype not in usable[feature.kind]:
                     problems.append(
-                        Problem(where, f"column '{feature.column}' is {dtype}; a {feature.kind} feature needs "
-                                f"{' or '.join(sorted(usable[feature.kind]))}")
+                        Problem(
+                            where,
+                            f"column '{feature.column}' is {dtype}; a {feature.kind} feature needs "
+                            f"{' or '.join(sorted(usable[feature.kind]))}",
+                        )
                     )
         if self.target:
             dtype = available.get(self.target.column)
@@ -261,9 +264,7 @@ def tensor_breakdown(config: FeatureConfig) -> dict:
     towers = {}
     for tower_name in ("buyer", "product"):
         tower = config.tower(tower_name)
-        slices = [
-            {"name": feature.column, "kind": feature.kind, "dim": feature.width()} for feature in tower.features
-        ]
+        slices = [{"name": feature.column, "kind": feature.kind, "dim": feature.width()} for feature in tower.features]
         slices += [{"name": cross.name, "kind": "cross", "dim": cross.width()} for cross in tower.crosses]
         towers[tower_name] = {"features": slices, "total": sum(s["dim"] for s in slices)}
     return towers

@@ -13,7 +13,8 @@ actually found), dense kernels and biases, and batch-norm statistics.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from enum import StrEnum
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -22,13 +23,30 @@ from ml_pipeline.config.features import FeatureConfig
 from ml_pipeline.errors import UNION_TAGS, ConfigError, Problem
 
 ACTIVATIONS = ("relu", "gelu", "selu", "swish", "tanh", "sigmoid", "linear")
-MODEL_TYPES = ("retrieval", "ranking", "multitask")
+
+
+class ModelType(StrEnum):
+    """What a model learns: retrieval (two towers), ranking (a rating head) or both (multitask)."""
+
+    RETRIEVAL = "retrieval"
+    RANKING = "ranking"
+    MULTITASK = "multitask"
+
+    @property
+    def has_retrieval(self) -> bool:
+        """Its towers are trained to retrieve: top-K by dot product, Recall@K."""
+        return self in (ModelType.RETRIEVAL, ModelType.MULTITASK)
+
+    @property
+    def has_rating(self) -> bool:
+        """It has a rating head: predicted ratings, RMSE/MAE."""
+        return self in (ModelType.RANKING, ModelType.MULTITASK)
 
 
 class DenseLayer(StrictModel):
     type: Literal["dense"] = "dense"
     units: int = Field(ge=1, le=16_384)
-    activation: Literal["relu", "gelu", "selu", "swish", "tanh", "sigmoid", "linear"] = "relu"
+    activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
     l2: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
@@ -41,7 +59,7 @@ class BatchNormLayer(StrictModel):
     type: Literal["batch_norm"] = "batch_norm"
 
 
-Layer = Annotated[Union[DenseLayer, DropoutLayer, BatchNormLayer], Field(discriminator="type")]
+Layer = Annotated[DenseLayer | DropoutLayer | BatchNormLayer, Field(discriminator="type")]
 UNION_TAGS.update({"dense", "dropout", "batch_norm"})
 
 
@@ -50,14 +68,14 @@ class LossWeights(StrictModel):
     rating: float = Field(default=1.0, ge=0.0)
 
     @model_validator(mode="after")
-    def _not_both_zero(self) -> "LossWeights":
+    def _not_both_zero(self) -> LossWeights:
         if self.retrieval == 0 and self.rating == 0:
             raise ValueError("retrieval: at least one loss weight must be positive")
         return self
 
 
 class ModelConfig(StrictModel):
-    model_type: Literal["retrieval", "ranking", "multitask"]
+    model_type: ModelType
     buyer_tower: list[Layer] = []
     product_tower: list[Layer] = []
     output_dim: int = Field(default=32, ge=1, le=2048)
@@ -81,12 +99,12 @@ class ModelConfig(StrictModel):
         return sorted(ks)
 
     @model_validator(mode="after")
-    def _type_specific_fields(self) -> "ModelConfig":
-        if self.model_type == "retrieval" and self.rating_head:
+    def _type_specific_fields(self) -> ModelConfig:
+        if not self.model_type.has_rating and self.rating_head:
             raise ValueError("rating_head: only ranking and multitask models have a rating head")
-        if self.model_type != "multitask" and self.loss_weights is not None:
+        if self.model_type != ModelType.MULTITASK and self.loss_weights is not None:
             raise ValueError("loss_weights: only multitask models combine losses")
-        if self.model_type == "multitask" and self.loss_weights is None:
+        if self.model_type == ModelType.MULTITASK and self.loss_weights is None:
             self.loss_weights = LossWeights()
         for tower in ("buyer_tower", "product_tower", "rating_head"):
             layers = getattr(self, tower)
@@ -98,17 +116,19 @@ class ModelConfig(StrictModel):
 
     @property
     def has_retrieval(self) -> bool:
-        return self.model_type in ("retrieval", "multitask")
+        return self.model_type.has_retrieval
 
     @property
     def has_rating_head(self) -> bool:
-        return self.model_type in ("ranking", "multitask")
+        return self.model_type.has_rating
 
     def check_against(self, features: FeatureConfig) -> None:
         """Problems that appear only when this model is paired with a feature config."""
         if self.has_rating_head and features.target is None:
             raise ConfigError(
-                Problem("feature_config.target", f"a {self.model_type} model needs a target column in the feature config")
+                Problem(
+                    "feature_config.target", f"a {self.model_type} model needs a target column in the feature config"
+                )
             )
 
 

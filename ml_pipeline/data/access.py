@@ -53,8 +53,9 @@ def _is_local(host: str) -> bool:
         own = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)}
     except OSError:
         return False
-    return any(ipaddress.ip_address(a.split("%")[0]).is_loopback or a in own or a in ("0.0.0.0", "::")
-               for a in addresses)
+    return any(
+        ipaddress.ip_address(a.split("%")[0]).is_loopback or a in own or a in ("0.0.0.0", "::") for a in addresses
+    )
 
 
 def postgres_target(url: str) -> str:
@@ -96,8 +97,10 @@ class DataAccess(BaseModel):
 
     def refusal(self, given: str) -> str:
         roots = ", ".join(self.allowed) if self.allowed else "none are set"
-        return (f"'{given}' is not readable by this project: a source may read the project's uploads and the "
-                f"folders listed in DATASET_ALLOWED_ROOTS ({roots}), never the platform's own files")
+        return (
+            f"'{given}' is not readable by this project: a source may read the project's uploads and the "
+            f"folders listed in DATASET_ALLOWED_ROOTS ({roots}), never the platform's own files"
+        )
 
 
 def check_file(access: DataAccess | None, path: str | Path, given: str, field: str) -> Path:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 
@@ -57,8 +57,11 @@ def _file_scan(source: FileSource, access: DataAccess | None) -> tuple[str, list
     fmt = source.resolved_format()
     if path.is_dir():
         pattern = "**/*.parquet" if fmt == "parquet" else "**/*.csv"
-        files = [check_file(access, found, str(found.relative_to(path)), "source.path")
-                 for found in sorted(path.glob(pattern)) if found.is_file()]
+        files = [
+            check_file(access, found, str(found.relative_to(path)), "source.path")
+            for found in sorted(path.glob(pattern))
+            if found.is_file()
+        ]
         if not files:
             raise DataError(f"folder '{source.path}' holds no {fmt} files", field="source.path")
     else:
@@ -97,8 +100,13 @@ def _sql_reader(source: SqlSource, access: DataAccess | None):
         yield cursor.fetch_record_batch()
 
 
-def register_source(con: duckdb.DuckDBPyConnection, source, schema_only: bool = False,
-                    access: DataAccess | None = None, write: list[Path] = ()) -> None:
+def register_source(
+    con: duckdb.DuckDBPyConnection,
+    source,
+    schema_only: bool = False,
+    access: DataAccess | None = None,
+    write: list[Path] = (),
+) -> None:
     """Create the ``source_rows`` view for a source, then lock the connection down.
 
     ``access`` is the project's data policy (None: no policy, as in the CLI).
@@ -137,8 +145,10 @@ def register_source(con: duckdb.DuckDBPyConnection, source, schema_only: bool = 
         else:
             raise DataError("BigQuery sources are read by the Vertex AI runner, not locally", field="source.kind")
     except duckdb.PermissionException as error:
-        raise DataError(f"the query may read only its database's tables; file access is off ({_first_line(error)})",
-                        field="source.query") from None
+        raise DataError(
+            f"the query may read only its database's tables; file access is off ({_first_line(error)})",
+            field="source.query",
+        ) from None
     except duckdb.Error as error:
         raise DataError(f"cannot read the source: {redact_text(_first_line(error))}", field="source") from None
     except Exception as error:  # driver errors (adbc, psycopg) have no common base class
@@ -247,20 +257,22 @@ def mapped_rows_sql(columns: dict[str, str], mapping: ColumnMapping, filters: Fi
         f"{_id_expr(mapping.product_id, columns[mapping.product_id])} AS product_id",
     ]
     if mapping.timestamp:
-        select.append(f"TRY_CAST({ident(mapping.timestamp)} AS TIMESTAMP) AS \"timestamp\"")
+        select.append(f'TRY_CAST({ident(mapping.timestamp)} AS TIMESTAMP) AS "timestamp"')
     if mapping.target:
         select.append(f"TRY_CAST({ident(mapping.target)} AS DOUBLE) AS target")
     for feature in [*mapping.buyer_features, *mapping.product_features]:
-        select.append(f"{_typed_expr(feature.column, feature.dtype, columns[feature.column])} AS {ident(feature.column)}")
+        select.append(
+            f"{_typed_expr(feature.column, feature.dtype, columns[feature.column])} AS {ident(feature.column)}"
+        )
 
     source_where = [_condition_sql(c) for c in filters.conditions] or ["TRUE"]
     where = ["buyer_id IS NOT NULL", "product_id IS NOT NULL"]
     if mapping.timestamp:
         where.append('"timestamp" IS NOT NULL')
     if filters.date_from:
-        where.append(f"\"timestamp\" >= {literal(filters.date_from)}")
+        where.append(f'"timestamp" >= {literal(filters.date_from)}')
     if filters.date_to:
-        where.append(f"\"timestamp\" < {literal(filters.date_to)} + INTERVAL 1 DAY")
+        where.append(f'"timestamp" < {literal(filters.date_to)} + INTERVAL 1 DAY')
     if filters.include_buyers:
         where.append(f"buyer_id IN {literal_list(filters.include_buyers)}")
     if filters.exclude_buyers:
@@ -271,15 +283,16 @@ def mapped_rows_sql(columns: dict[str, str], mapping: ColumnMapping, filters: Fi
         # "Last N days" is relative to the newest row, so a historical export
         # still yields data; the window is computed after the other filters.
         sql = (
-            f"WITH kept AS ({sql}) SELECT * FROM kept WHERE \"timestamp\" > "
-            f"(SELECT max(\"timestamp\") FROM kept) - INTERVAL {int(filters.last_days)} DAY"
+            f'WITH kept AS ({sql}) SELECT * FROM kept WHERE "timestamp" > '
+            f'(SELECT max("timestamp") FROM kept) - INTERVAL {int(filters.last_days)} DAY'
         )
     return sql
 
 
 @contextmanager
-def open_rows(config: DatasetConfig, access: DataAccess | None = None, write: list[Path] = (),
-              **connect_args) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_rows(
+    config: DatasetConfig, access: DataAccess | None = None, write: list[Path] = (), **connect_args
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection with ``source_rows`` and the mapped, filtered ``rows`` view, locked down to them
     (and to writing under ``write``): see :func:`register_source`."""
     con = connect(**connect_args)

@@ -36,3 +36,30 @@ def literal(value) -> str:
 
 def literal_list(values) -> str:
     return "(" + ", ".join(literal(v) for v in values) + ")"
+
+
+INT_TYPES = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "BOOLEAN",
+}
+FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL", "DECIMAL"}
+
+
+def column_kind(duck_type: str) -> str:
+    """How a column of a DuckDB type is described: "int", "float", "timestamp" or "string"."""
+    base = duck_type.split("(")[0].upper()
+    if base in INT_TYPES:
+        return "int"
+    if base in FLOAT_TYPES:
+        return "float"
+    if base.startswith(("TIMESTAMP", "DATE")):
+        return "timestamp"
+    return "string"

@@ -53,7 +53,6 @@ class BuiltModels:
     query: keras.Model
     candidate: keras.Model
     rating_head: keras.Model | None = None  # concat(buyer, product embeddings) -> transformed rating [batch, 1]
-    rating_transformed: keras.Model | None = None  # raw inputs -> transformed rating [batch, 1] (trained)
     rating: keras.Model | None = None  # raw inputs -> rating [batch] in the target's units (exported)
 
 
@@ -76,26 +75,34 @@ class _TowerBuilder:
         name, kind = entry["input_name"], entry["kind"]
         raw = self.raw(entry)
         if kind in ("id", "categorical"):
-            lookup = keras.layers.StringLookup(vocabulary=self.transform.vocabulary(entry),
-                                               num_oov_indices=entry["oov_buckets"], mask_token=None,
-                                               name=f"{name}_lookup")
-            embedding = keras.layers.Embedding(lookup.vocabulary_size(), entry["embedding_dim"],
-                                               name=f"{name}_embedding")
+            lookup = keras.layers.StringLookup(
+                vocabulary=self.transform.vocabulary(entry),
+                num_oov_indices=entry["oov_buckets"],
+                mask_token=None,
+                name=f"{name}_lookup",
+            )
+            embedding = keras.layers.Embedding(
+                lookup.vocabulary_size(), entry["embedding_dim"], name=f"{name}_embedding"
+            )
             return embedding(lookup(raw))
         if kind == "text":
             tokens = TextTokens(entry["max_tokens"], name=f"{name}_tokens")(raw)
-            lookup = keras.layers.StringLookup(vocabulary=self.transform.vocabulary(entry),
-                                               num_oov_indices=entry["oov_buckets"], mask_token=None,
-                                               name=f"{name}_lookup")
-            embedding = keras.layers.Embedding(lookup.vocabulary_size(), entry["embedding_dim"],
-                                               name=f"{name}_embedding")
+            lookup = keras.layers.StringLookup(
+                vocabulary=self.transform.vocabulary(entry),
+                num_oov_indices=entry["oov_buckets"],
+                mask_token=None,
+                name=f"{name}_lookup",
+            )
+            embedding = keras.layers.Embedding(
+                lookup.vocabulary_size(), entry["embedding_dim"], name=f"{name}_embedding"
+            )
             return MaskedMean(name=f"{name}_mean")([embedding(lookup(tokens)), tokens])
         if kind == "numeric":
             if entry["transform"] == "normalize":
-                values = NumericInput(log1p=entry["log1p"], fill_value=entry["fill_value"],
-                                      name=f"{name}_input")(raw)
-                return keras.layers.Normalization(mean=entry["mean"], variance=entry["variance"],
-                                                  name=f"{name}_normalize")(values)
+                values = NumericInput(log1p=entry["log1p"], fill_value=entry["fill_value"], name=f"{name}_input")(raw)
+                return keras.layers.Normalization(
+                    mean=entry["mean"], variance=entry["variance"], name=f"{name}_normalize"
+                )(values)
             values = NumericInput(fill_value=entry["fill_value"], keepdims=False, name=f"{name}_input")(raw)
             index = keras.layers.Discretization(bin_boundaries=entry["boundaries"], name=f"{name}_buckets")(values)
             self.bucket_index[entry["column"]] = index
@@ -124,10 +131,12 @@ class _TowerBuilder:
             elif entry["kind"] == "timestamp":
                 keys.append(TimestampBuckets(part["boundaries"], name=f"{name}_buckets")(raw))
             else:
-                values = NumericInput(fill_value=entry.get("fill_value", 0.0), keepdims=False,
-                                      name=f"{name}_input")(raw)
-                keys.append(keras.layers.Discretization(bin_boundaries=part["boundaries"],
-                                                        name=f"{name}_buckets")(values))
+                values = NumericInput(fill_value=entry.get("fill_value", 0.0), keepdims=False, name=f"{name}_input")(
+                    raw
+                )
+                keys.append(
+                    keras.layers.Discretization(bin_boundaries=part["boundaries"], name=f"{name}_buckets")(values)
+                )
         key = CrossKey(name=f"{prefix}_key")(keys)
         hashed = keras.layers.Hashing(num_bins=cross["hash_buckets"], name=f"{prefix}_hash")(key)
         return keras.layers.Embedding(cross["hash_buckets"], cross["embedding_dim"], name=f"{prefix}_embedding")(hashed)
@@ -147,8 +156,9 @@ def stack(layers: list, x, prefix: str):
         name = f"{prefix}{index}_{layer.type}"
         if layer.type == "dense":
             regularizer = keras.regularizers.L2(layer.l2) if layer.l2 else None
-            x = keras.layers.Dense(layer.units, activation=layer.activation, kernel_regularizer=regularizer,
-                                   name=name)(x)
+            x = keras.layers.Dense(layer.units, activation=layer.activation, kernel_regularizer=regularizer, name=name)(
+                x
+            )
         elif layer.type == "dropout":
             x = keras.layers.Dropout(layer.rate, name=name)(x)
         else:
@@ -157,8 +167,9 @@ def stack(layers: list, x, prefix: str):
 
 
 def build_tower(transform: TransformArtifact, model: ModelConfig, tower: str) -> keras.Model:
-    return _TowerBuilder(transform, tower).build(getattr(model, f"{tower}_tower"), model.output_dim,
-                                                 TOWER_MODEL_NAMES[tower])
+    return _TowerBuilder(transform, tower).build(
+        getattr(model, f"{tower}_tower"), model.output_dim, TOWER_MODEL_NAMES[tower]
+    )
 
 
 def build_models(transform: TransformArtifact, model: ModelConfig) -> BuiltModels:
@@ -174,8 +185,9 @@ def build_models(transform: TransformArtifact, model: ModelConfig) -> BuiltModel
     head_input = keras.Input(shape=(2 * model.output_dim,), name="embeddings")
     x = stack(model.rating_head, head_input, prefix="hidden")
     # Starting at the transformed target's mean makes the first epochs learn structure, not the offset.
-    output = keras.layers.Dense(1, name="rating", bias_initializer=keras.initializers.Constant(
-        target["transformed_mean"]))(x)
+    output = keras.layers.Dense(
+        1, name="rating", bias_initializer=keras.initializers.Constant(target["transformed_mean"])
+    )(x)
     head = keras.Model(head_input, output, name="rating_head")
 
     inputs = {name: tensor for name, tensor in _fresh_inputs(query, candidate).items()}
@@ -184,7 +196,6 @@ def build_models(transform: TransformArtifact, model: ModelConfig) -> BuiltModel
     transformed = head(keras.layers.Concatenate(name="buyer_product")([buyer, product]))
     rating = InverseTargetTransform(target["transforms"], name="rating_original_units")(transformed)
     built.rating_head = head
-    built.rating_transformed = keras.Model(inputs, transformed, name="rating_transformed")
     built.rating = keras.Model(inputs, rating, name="rating_model")
     return built
 
@@ -215,22 +226,30 @@ def built_parameter_counts(built: BuiltModels) -> dict[str, Any]:
         for layer in model.layers:
             params = layer.count_params() if layer.built else 0
             if isinstance(layer, keras.layers.Embedding):
-                embeddings.append({"name": layer.name, "rows": int(layer.input_dim), "dim": int(layer.output_dim),
-                                   "params": params})
+                embeddings.append(
+                    {"name": layer.name, "rows": int(layer.input_dim), "dim": int(layer.output_dim), "params": params}
+                )
             elif isinstance(layer, DENSE_LAYERS):
                 dense += params
             else:
                 other += params
         embedding_params = sum(e["params"] for e in embeddings)
         trainable = sum(_size(w) for w in model.trainable_weights)
-        return {"embeddings": embeddings, "embedding_params": embedding_params, "dense_params": dense,
-                "other_params": other, "trainable": trainable,
-                "total": embedding_params + dense + other}
+        return {
+            "embeddings": embeddings,
+            "embedding_params": embedding_params,
+            "dense_params": dense,
+            "other_params": other,
+            "trainable": trainable,
+            "total": embedding_params + dense + other,
+        }
 
     counts: dict[str, Any] = {"towers": {"buyer": tower_counts(built.query), "product": tower_counts(built.candidate)}}
     if built.rating_head is not None:
         head = built.rating_head
-        counts["rating_head"] = {"total": int(head.count_params()),
-                                 "trainable": sum(_size(w) for w in head.trainable_weights)}
+        counts["rating_head"] = {
+            "total": int(head.count_params()),
+            "trainable": sum(_size(w) for w in head.trainable_weights),
+        }
     counts["total"] = sum(t["total"] for t in counts["towers"].values()) + counts.get("rating_head", {}).get("total", 0)
     return counts

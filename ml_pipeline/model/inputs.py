@@ -49,7 +49,9 @@ def _column_values(table: pa.Table, column: str, dtype: str) -> np.ndarray:
 
 def tower_batch(table: pa.Table, features: FeatureConfig, tower: str) -> dict[str, np.ndarray]:
     """Numpy arrays for one tower's inputs from an Arrow table of ExampleGen rows."""
-    return {name: _column_values(table, column, dtype) for name, (column, dtype) in tower_inputs(features, tower).items()}
+    return {
+        name: _column_values(table, column, dtype) for name, (column, dtype) in tower_inputs(features, tower).items()
+    }
 
 
 def target_values(table: pa.Table) -> np.ndarray:

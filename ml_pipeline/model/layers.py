@@ -35,16 +35,18 @@ def civil_from_seconds(seconds: tf.Tensor) -> dict[str, tf.Tensor]:
     z = days + 719468
     era = tf.math.floordiv(z, 146097)
     doe = z - era * 146097
-    yoe = tf.math.floordiv(doe - tf.math.floordiv(doe, 1460) + tf.math.floordiv(doe, 36524)
-                           - tf.math.floordiv(doe, 146096), 365)
+    yoe = tf.math.floordiv(
+        doe - tf.math.floordiv(doe, 1460) + tf.math.floordiv(doe, 36524) - tf.math.floordiv(doe, 146096), 365
+    )
     doy = doe - (365 * yoe + tf.math.floordiv(yoe, 4) - tf.math.floordiv(yoe, 100))
     mp = tf.math.floordiv(5 * doy + 2, 153)
     day = doy - tf.math.floordiv(153 * mp + 2, 5) + 1
     month = tf.where(mp < 10, mp + 3, mp - 9)
     year = yoe + era * 400 + tf.cast(month <= 2, tf.int64)
-    leap = tf.logical_and(tf.equal(tf.math.floormod(year, 4), 0),
-                          tf.logical_or(tf.not_equal(tf.math.floormod(year, 100), 0),
-                                        tf.equal(tf.math.floormod(year, 400), 0)))
+    leap = tf.logical_and(
+        tf.equal(tf.math.floormod(year, 4), 0),
+        tf.logical_or(tf.not_equal(tf.math.floormod(year, 100), 0), tf.equal(tf.math.floormod(year, 400), 0)),
+    )
     days_in_month = tf.gather(tf.constant(_DAYS_IN_MONTH, tf.int64), month - 1)
     days_in_month += tf.cast(tf.logical_and(tf.equal(month, 2), leap), tf.int64)
     return {
@@ -170,8 +172,7 @@ class NumericInput(keras.layers.Layer):
         return (*input_shape, 1) if self.keepdims else tuple(input_shape)
 
     def get_config(self):
-        return {**super().get_config(), "log1p": self.log1p, "fill_value": self.fill_value,
-                "keepdims": self.keepdims}
+        return {**super().get_config(), "log1p": self.log1p, "fill_value": self.fill_value, "keepdims": self.keepdims}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -253,5 +254,16 @@ class InverseTargetTransform(keras.layers.Layer):
         return {**super().get_config(), "transforms": self.transforms}
 
 
-CUSTOM_OBJECTS = {cls.__name__: cls for cls in (CyclicalTime, CalendarKey, TimestampBuckets, NumericInput, TextTokens,
-                                                MaskedMean, CrossKey, InverseTargetTransform)}
+CUSTOM_OBJECTS = {
+    cls.__name__: cls
+    for cls in (
+        CyclicalTime,
+        CalendarKey,
+        TimestampBuckets,
+        NumericInput,
+        TextTokens,
+        MaskedMean,
+        CrossKey,
+        InverseTargetTransform,
+    )
+}

@@ -30,13 +30,12 @@ import numpy as np
 import tensorflow as tf
 from keras_rs.layers import RemoveAccidentalHits, SamplingProbabilityCorrection
 
-from ml_pipeline.config.model import ModelConfig
+from ml_pipeline.config.model import ModelConfig, ModelType
 from ml_pipeline.model.build import BuiltModels
 
 CANDIDATE_INDEX = "__candidate_index"
 SAMPLING_PROBABILITY = "__sampling_probability"
 TARGET = "__target"
-SPECIAL_KEYS = (CANDIDATE_INDEX, SAMPLING_PROBABILITY, TARGET)
 
 
 def make_optimizer(model: ModelConfig, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -55,7 +54,7 @@ class Objective:
     """Computes the losses of one batch from the built models."""
 
     built: BuiltModels
-    model_type: str
+    model_type: ModelType
     retrieval_weight: float = 1.0
     rating_weight: float = 1.0
 
@@ -64,11 +63,11 @@ class Objective:
         self.product_names = list(self.built.candidate.input)
         self.correction = SamplingProbabilityCorrection()
         self.remove_hits = RemoveAccidentalHits()
-        self.has_retrieval = self.model_type in ("retrieval", "multitask")
-        self.has_rating = self.model_type in ("ranking", "multitask")
-        if self.model_type == "retrieval":
+        model_type = ModelType(self.model_type)
+        self.has_retrieval, self.has_rating = model_type.has_retrieval, model_type.has_rating
+        if not self.has_rating:
             self.retrieval_weight, self.rating_weight = 1.0, 0.0
-        elif self.model_type == "ranking":
+        elif not self.has_retrieval:
             self.retrieval_weight, self.rating_weight = 0.0, 1.0
 
     @property
@@ -189,8 +188,13 @@ def tensor_spec(values: np.ndarray) -> tf.TensorSpec:
     return tf.TensorSpec([None], tf.as_dtype(values.dtype))
 
 
-def batches(arrays: dict[str, np.ndarray], batch_size: int, seed: int | None = None,
-            epoch: Callable[[], int] | None = None, drop_remainder: bool = False) -> tf.data.Dataset:
+def batches(
+    arrays: dict[str, np.ndarray],
+    batch_size: int,
+    seed: int | None = None,
+    epoch: Callable[[], int] | None = None,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
     """A dataset of whole batches sliced from numpy arrays (no per-row Python work).
 
     With ``seed``, rows are shuffled each epoch with a permutation seeded by
@@ -202,12 +206,9 @@ def batches(arrays: dict[str, np.ndarray], batch_size: int, seed: int | None = N
     signature = {name: tensor_spec(values) for name, values in arrays.items()}
 
     def generate():
-        if seed is None:
-            order = np.arange(n)
-        else:
-            order = np.random.default_rng([seed, epoch() if epoch else 0]).permutation(n)
+        order = np.arange(n) if seed is None else np.random.default_rng([seed, epoch() if epoch else 0]).permutation(n)
         for start in range(0, stop, batch_size):
-            index = order[start:start + batch_size]
+            index = order[start : start + batch_size]
             yield {name: values[index] for name, values in arrays.items()}
 
     # A fixed prefetch with tf.data's autotuner off: the Trainer makes a new
@@ -218,32 +219,6 @@ def batches(arrays: dict[str, np.ndarray], batch_size: int, seed: int | None = N
     options.autotune.enabled = False
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
     return dataset.with_options(options)
-
-
-# -- predictions over numpy inputs ---------------------------------------------------------
-class Predictor:
-    """Runs a Keras model on numpy inputs in batches, through one compiled function."""
-
-    def __init__(self, model: keras.Model, batch_size: int = 8192):
-        self.model, self.batch_size = model, batch_size
-        self.names = list(model.input)
-        self._call = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
-
-    def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        missing = [name for name in self.names if name not in inputs]
-        if missing:
-            raise KeyError(f"{self.model.name} needs inputs {missing}")
-        n = len(inputs[self.names[0]])
-        parts = []
-        for start in range(0, n, self.batch_size):
-            batch = {}
-            for name in self.names:
-                values = inputs[name][start:start + self.batch_size]
-                batch[name] = tf.constant(values, dtype=tf.string if values.dtype == object else None)
-            parts.append(np.asarray(self._call(batch)))
-        if not parts:
-            return np.zeros((0,), np.float32)
-        return np.concatenate(parts, axis=0)
 
 
 # -- weight and gradient statistics ---------------------------------------------------------

@@ -19,7 +19,7 @@ class TransformArtifact:
     _vocabularies: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, folder: str | Path) -> "TransformArtifact":
+    def load(cls, folder: str | Path) -> TransformArtifact:
         """From a Transform output folder (or the stage folder above it)."""
         folder = Path(folder)
         if not (folder / TRANSFORM_FILE).is_file() and (folder / "output" / TRANSFORM_FILE).is_file():

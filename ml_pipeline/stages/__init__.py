@@ -1,4 +1,5 @@
-"""The eight stages and the artifacts they hand each other.
+"""The eight stages and the artifacts they hand each other (each artifact's type, and its readers, are in
+:mod:`ml_pipeline.artifact_types`; a stage never imports another stage's module).
 
 ================  ===============  ==========================================================
 stage             reads            writes (under its ``output/`` folder)
@@ -16,7 +17,7 @@ Transform         ExampleGen       ``transform.json`` + ``vocab/<input name>.txt
 Trainer           ExampleGen,      ``query_model.keras``, ``candidate_model.keras``,
                   Transform        ``rating_model.keras`` (ranking, multitask), ``history.json``
 Evaluator         ExampleGen,      ``evaluation.json`` (candidate vs popularity baseline vs
-                  Trainer          baseline model), ``blessing.json`` (verdict + reasons)
+                  Trainer          baseline model), ``blessing.json`` (the verdict and its rules)
 Pusher            ExampleGen,      ``serving_model/`` (SavedModel with query, candidate, top-K
                   Trainer,         and rating signatures, catalog embedded) and a copy at the
                   Evaluator        push destination
@@ -25,10 +26,12 @@ Pusher            ExampleGen,      ``serving_model/`` (SavedModel with query, ca
 
 from __future__ import annotations
 
+from ml_pipeline.spec import STAGES
 from ml_pipeline.stages.base import Stage
 
 
 def registry() -> dict[str, Stage]:
+    """Every stage by name, in pipeline order (``ml_pipeline.spec.STAGES``)."""
     from ml_pipeline.stages.compile import Compile
     from ml_pipeline.stages.evaluator import Evaluator
     from ml_pipeline.stages.example_gen import ExampleGen
@@ -39,4 +42,4 @@ def registry() -> dict[str, Stage]:
     from ml_pipeline.stages.transform import Transform
 
     stages = [Compile(), ExampleGen(), StatisticsGen(), SchemaGen(), Transform(), Trainer(), Evaluator(), Pusher()]
-    return {stage.name: stage for stage in stages}
+    return {stage.name: stage for stage in sorted(stages, key=lambda stage: STAGES.index(stage.name))}

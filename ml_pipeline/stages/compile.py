@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 
+from ml_pipeline.artifact_types import CompiledSpec
 from ml_pipeline.artifacts import fingerprint
 from ml_pipeline.data import sources
+from ml_pipeline.data.access import DataAccess
 from ml_pipeline.errors import ConfigError, DataError, Problem
+from ml_pipeline.metrics import RATING_METRICS
 from ml_pipeline.redact import redact
 from ml_pipeline.spec import PipelineSpec
 from ml_pipeline.stages.base import Stage, StageContext, StageResult
@@ -21,12 +24,12 @@ def _prefixed(error: ConfigError | DataError, prefix: str) -> list[Problem]:
     return [Problem(f"{prefix}.{p.field}" if p.field else prefix, p.message) for p in error.problems]
 
 
-def _check_source(spec: PipelineSpec) -> list[Problem]:
+def _check_source(spec: PipelineSpec, access: DataAccess | None) -> list[Problem]:
     if spec.dataset.source.kind == "bigquery":
         return [Problem("dataset.source.kind", "BigQuery sources run on the Vertex AI runner, not locally")]
     con = sources.connect()
     try:
-        sources.register_source(con, spec.dataset.source, schema_only=True, access=spec.data_access)
+        sources.register_source(con, spec.dataset.source, schema_only=True, access=access)
         sources.check_mapping(sources.source_columns(con), spec.dataset.mapping, spec.dataset.filters)
     except (ConfigError, DataError) as error:
         return _prefixed(error, "dataset")
@@ -41,7 +44,7 @@ def _check_thresholds(spec: PipelineSpec) -> list[Problem]:
     for index, threshold in enumerate(spec.evaluator.thresholds):
         field = f"evaluator.thresholds[{index}].metric"
         metric = threshold.metric
-        if metric in ("rmse", "mae"):
+        if metric in RATING_METRICS:
             if not model.has_rating_head:
                 problems.append(Problem(field, f"{metric} needs a rating head; this is a {model.model_type} model"))
         elif not model.has_retrieval:
@@ -51,8 +54,9 @@ def _check_thresholds(spec: PipelineSpec) -> list[Problem]:
     return problems
 
 
-def check_spec(spec: PipelineSpec) -> list[Problem]:
-    """Every problem with how the spec's parts fit together and with the source."""
+def check_spec(spec: PipelineSpec, access: DataAccess | None = None) -> list[Problem]:
+    """Every problem with how the spec's parts fit together and with the source (read as ``access``
+    allows; by default, as the spec's own ``data_access`` does)."""
     problems: list[Problem] = []
     try:
         spec.features.check_columns(spec.dataset.mapping.output_columns())
@@ -67,7 +71,7 @@ def check_spec(spec: PipelineSpec) -> list[Problem]:
     problems += _check_thresholds(spec)
     if "Pusher" in spec.stages and "Evaluator" not in spec.stages:
         problems.append(Problem("stages", "the Pusher needs the Evaluator's blessing"))
-    problems += _check_source(spec)
+    problems += _check_source(spec, access if access is not None else spec.data_access)
     return problems
 
 
@@ -78,24 +82,27 @@ def compiled(spec: PipelineSpec) -> dict:
     return data
 
 
-class Compile(Stage):
+class Compile(Stage[PipelineSpec]):
+    """Its parameters are the whole spec (what the source may be read from aside: the context brings that)."""
+
     name = "Compile"
-    artifact_type = "CompiledSpec"
+    output = CompiledSpec
+    Params = PipelineSpec
 
-    def config(self, spec: PipelineSpec):
-        return spec.model_dump(mode="json", exclude={"stages", "data_access"})
+    def params(self, spec: PipelineSpec) -> PipelineSpec:
+        return spec.model_copy(update={"data_access": None})
 
-    def run(self, ctx: StageContext) -> StageResult:
-        problems = check_spec(ctx.spec)
+    def run(self, ctx: StageContext, params: PipelineSpec) -> StageResult:
+        problems = check_spec(params, ctx.data_access)
         if problems:
             raise ConfigError(problems)
-        data = compiled(ctx.spec)
+        data = compiled(params)
         spec_fingerprint = fingerprint(data)
         # The file is logged to MLflow and shown to users: no database password in it.
-        (ctx.output / "compiled_spec.json").write_text(json.dumps(redact(data), indent=2, sort_keys=True))
-        (ctx.output / "fingerprint").write_text(spec_fingerprint)
-        ctx.log.info("spec %s compiled (fingerprint %s)", ctx.spec.name, spec_fingerprint[:12])
+        (ctx.output / CompiledSpec.FILES["spec"]).write_text(json.dumps(redact(data), indent=2, sort_keys=True))
+        (ctx.output / CompiledSpec.FILES["fingerprint"]).write_text(spec_fingerprint)
+        ctx.log.info("spec %s compiled (fingerprint %s)", params.name, spec_fingerprint[:12])
         return StageResult(
-            f"spec valid: {ctx.spec.model.model_type} model, {len(ctx.spec.stages)} stages",
-            {"fingerprint": spec_fingerprint, "model_type": ctx.spec.model.model_type},
+            f"spec valid: {params.model.model_type} model, {len(params.stages)} stages",
+            {"fingerprint": spec_fingerprint, "model_type": str(params.model.model_type)},
         )

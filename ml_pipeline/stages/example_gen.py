@@ -32,29 +32,29 @@ import os
 import shutil
 import uuid
 from contextlib import ExitStack
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+from ml_pipeline.artifact_types import Examples
+from ml_pipeline.config.dataset import DatasetConfig
 from ml_pipeline.data import sources
 from ml_pipeline.data.access import DataAccess
 from ml_pipeline.data.sql import ident, literal
 from ml_pipeline.errors import ConfigError, DataError, Problem
-from ml_pipeline.spec import PipelineSpec
-from ml_pipeline.stages.base import Stage, StageContext, StageFailure, StageResult
+from ml_pipeline.spec import PipelineSpec, SplitConfig
+from ml_pipeline.stages.base import Stage, StageContext, StageFailure, StageParams, StageResult
 
-SPLITS = ("train", "eval", "test")
+SPLITS = Examples.SPLITS
 HASH_BUCKETS = 1_000_000
 LARGE_FILE_BYTES = 1 << 30  # larger files are fingerprinted by size and mtime, not content
 _SPLIT_COLUMN = "__split"
 
 
-def split_glob(examples: Path, split: str) -> str:
-    """The glob of one split's Parquet parts in an ExampleGen output folder."""
-    return str(Path(examples) / split / "*.parquet")
+class ExampleGenParams(StageParams):
+    """The source, its mapping and filters, and how rows are sampled and split."""
 
-
-def catalog_path(examples: Path) -> Path:
-    return Path(examples) / "catalog.parquet"
+    dataset: DatasetConfig
+    split: SplitConfig
 
 
 # -- the source fingerprint ----------------------------------------------------
@@ -125,12 +125,12 @@ def _sql_fingerprint(source, access: DataAccess | None) -> str:
     return f"rows:{count}:{total}"
 
 
-def source_fingerprint(spec: PipelineSpec) -> str:
-    source = spec.dataset.source
+def source_fingerprint(dataset: DatasetConfig, access: DataAccess | None) -> str:
+    source = dataset.source
     if source.kind == "file":
-        return _file_fingerprint(source, spec.data_access)
+        return _file_fingerprint(source, access)
     if source.kind == "sql":
-        return _sql_fingerprint(source, spec.data_access)
+        return _sql_fingerprint(source, access)
     # BigQuery is read on the scale path; locally Compile reports it, so the
     # fingerprint must not raise before Compile runs. It never matches a cache entry.
     return f"unavailable:{uuid.uuid4().hex}"
@@ -139,11 +139,11 @@ def source_fingerprint(spec: PipelineSpec) -> str:
 # -- SQL pieces ------------------------------------------------------------------
 def _naive_utc(value: datetime) -> datetime:
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(UTC).replace(tzinfo=None)
     return value
 
 
-def _hash_key(spec: PipelineSpec) -> str:
+def _hash_key(spec: ExampleGenParams) -> str:
     if spec.split.hash_key == "buyer":
         parts = ["buyer_id"]
     else:
@@ -154,25 +154,28 @@ def _hash_key(spec: PipelineSpec) -> str:
     return f"md5_number_lower(concat_ws('|', {literal(str(spec.split.seed))}, {', '.join(parts)}))"
 
 
-def _split_expr(spec: PipelineSpec, max_timestamp: datetime | None) -> str:
+def _split_expr(spec: ExampleGenParams, max_timestamp: datetime | None) -> str:
     split = spec.split
     if split.strategy == "random":
         train_cut = round(split.train_ratio * HASH_BUCKETS)
         eval_cut = round((split.train_ratio + split.eval_ratio) * HASH_BUCKETS)
         bucket = f"(__h % {HASH_BUCKETS})"
-        return (f"CASE WHEN {bucket} < {train_cut} THEN 'train' "
-                f"WHEN {bucket} < {eval_cut} THEN 'eval' ELSE 'test' END")
+        return f"CASE WHEN {bucket} < {train_cut} THEN 'train' WHEN {bucket} < {eval_cut} THEN 'eval' ELSE 'test' END"
     if split.strategy == "time_holdout":
         # Same convention as filters.last_days: "the last N days" is
         # (max - N days, max], relative to the newest row.
-        return (f"CASE WHEN \"timestamp\" > {literal(max_timestamp)} - INTERVAL {int(split.holdout_days)} DAY "
-                f"THEN 'eval' ELSE 'train' END")
+        return (
+            f'CASE WHEN "timestamp" > {literal(max_timestamp)} - INTERVAL {int(split.holdout_days)} DAY '
+            f"THEN 'eval' ELSE 'train' END"
+        )
     train_end, eval_end = literal(_naive_utc(split.train_end)), literal(_naive_utc(split.eval_end))
-    return (f"CASE WHEN \"timestamp\" < {train_end} THEN 'train' "
-            f"WHEN \"timestamp\" < {eval_end} THEN 'eval' ELSE 'test' END")
+    return (
+        f"CASE WHEN \"timestamp\" < {train_end} THEN 'train' "
+        f"WHEN \"timestamp\" < {eval_end} THEN 'eval' ELSE 'test' END"
+    )
 
 
-def examples_sql(spec: PipelineSpec, max_timestamp: datetime | None = None) -> str:
+def examples_sql(spec: ExampleGenParams, max_timestamp: datetime | None = None) -> str:
     """The sampled rows of the ``rows`` view with their split in ``__split``."""
     split = spec.split
     sampling = split.sample_percent < 100.0
@@ -180,11 +183,11 @@ def examples_sql(spec: PipelineSpec, max_timestamp: datetime | None = None) -> s
     inner = f"SELECT *, {_hash_key(spec)} AS __h FROM rows" if needs_hash else "SELECT * FROM rows"
     where = ""
     if sampling:
-        where = (f" WHERE ((__h // {HASH_BUCKETS}) % {HASH_BUCKETS}) < "
-                 f"{round(split.sample_percent * HASH_BUCKETS / 100)}")
+        where = (
+            f" WHERE ((__h // {HASH_BUCKETS}) % {HASH_BUCKETS}) < {round(split.sample_percent * HASH_BUCKETS / 100)}"
+        )
     exclude = " EXCLUDE (__h)" if needs_hash else ""
-    return (f"SELECT *{exclude}, {_split_expr(spec, max_timestamp)} AS {_SPLIT_COLUMN} "
-            f"FROM ({inner}) AS keyed{where}")
+    return f"SELECT *{exclude}, {_split_expr(spec, max_timestamp)} AS {_SPLIT_COLUMN} FROM ({inner}) AS keyed{where}"
 
 
 def _prefixed(error: ConfigError | DataError) -> Exception:
@@ -198,39 +201,42 @@ def _fmt_time(value) -> str:
     return value.isoformat(sep=" ") if value is not None else "?"
 
 
-class ExampleGen(Stage):
+class ExampleGen(Stage[ExampleGenParams]):
     name = "ExampleGen"
-    artifact_type = "Examples"
-    inputs = ()
+    output = Examples
+    Params = ExampleGenParams
 
-    def config(self, spec: PipelineSpec):
-        return {"dataset": spec.dataset.model_dump(mode="json"), "split": spec.split.model_dump(mode="json")}
+    def params(self, spec: PipelineSpec) -> ExampleGenParams:
+        return ExampleGenParams(dataset=spec.dataset, split=spec.split)
 
-    def external_fingerprint(self, spec: PipelineSpec) -> str | None:
-        return source_fingerprint(spec)
+    def external_fingerprint(self, params: ExampleGenParams, access: DataAccess | None) -> str | None:
+        return source_fingerprint(params.dataset, access)
 
-    def run(self, ctx: StageContext) -> StageResult:
-        spec = ctx.spec
-        if spec.dataset.source.kind == "bigquery":
-            raise DataError("BigQuery sources are read by the Vertex AI runner, not locally",
-                            field="dataset.source.kind")
+    def run(self, ctx: StageContext, params: ExampleGenParams) -> StageResult:
+        if params.dataset.source.kind == "bigquery":
+            raise DataError(
+                "BigQuery sources are read by the Vertex AI runner, not locally", field="dataset.source.kind"
+            )
         stack = ExitStack()
         try:
-            con = stack.enter_context(sources.open_rows(spec.dataset, access=spec.data_access, write=[ctx.output]))
+            con = stack.enter_context(sources.open_rows(params.dataset, access=ctx.data_access, write=[ctx.output]))
         except (ConfigError, DataError) as error:
             stack.close()
             raise _prefixed(error) from None
         with stack:
-            return self._run(ctx, con)
+            return self._run(ctx, params, con)
 
-    def _run(self, ctx: StageContext, con) -> StageResult:
-        spec, out = ctx.spec, ctx.output
+    def _run(self, ctx: StageContext, spec: ExampleGenParams, con) -> StageResult:
+        out = ctx.output
+        examples = Examples(out)
         has_time = spec.dataset.mapping.timestamp is not None
         if con.execute("SELECT 1 FROM rows LIMIT 1").fetchone() is None:
             source_rows = con.execute("SELECT count(*) FROM source_rows").fetchone()[0]
             needs = "a buyer, a product" + (" and a timestamp" if has_time else "")
-            raise DataError(f"no rows left after filters ({source_rows:,} source rows; a row also needs {needs})",
-                            field="dataset.filters")
+            raise DataError(
+                f"no rows left after filters ({source_rows:,} source rows; a row also needs {needs})",
+                field="dataset.filters",
+            )
         max_timestamp = None
         if spec.split.strategy == "time_holdout":
             max_timestamp = con.execute('SELECT max("timestamp") FROM rows').fetchone()[0]
@@ -249,30 +255,36 @@ class ExampleGen(Stage):
                 os.replace(written, out / split)
             else:
                 (out / split).mkdir()
-                con.execute(f"COPY (SELECT * EXCLUDE ({_SPLIT_COLUMN}) FROM examples LIMIT 0) "
-                            f"TO {literal(str(out / split / 'part-0.parquet'))} (FORMAT parquet)")
+                con.execute(
+                    f"COPY (SELECT * EXCLUDE ({_SPLIT_COLUMN}) FROM examples LIMIT 0) "
+                    f"TO {literal(str(out / split / 'part-0.parquet'))} (FORMAT parquet)"
+                )
         shutil.rmtree(staging, ignore_errors=True)
 
-        counts = {s: con.execute(f"SELECT count(*) FROM read_parquet({literal(split_glob(out, s))})").fetchone()[0]
-                  for s in SPLITS}
+        counts = {
+            s: con.execute(f"SELECT count(*) FROM read_parquet({literal(examples.split_glob(s))})").fetchone()[0]
+            for s in SPLITS
+        }
         self._check_splits(con, spec, counts, max_timestamp)
 
-        all_parts = "[" + ", ".join(literal(split_glob(out, s)) for s in SPLITS) + "]"
+        all_parts = "[" + ", ".join(literal(examples.split_glob(s)) for s in SPLITS) + "]"
         buyers = con.execute(f"SELECT count(DISTINCT buyer_id) FROM read_parquet({all_parts})").fetchone()[0]
-        products = self._write_catalog(con, spec, out)
+        products = self._write_catalog(con, spec, examples)
         total = sum(counts.values())
         parts = [f"{name} {counts[name]:,}" for name in SPLITS if counts[name] or name != "test"]
         summary = f"{total:,} examples ({' · '.join(parts)})"
         ctx.log.info("%s; %s buyers, %s products", summary, f"{buyers:,}", f"{products:,}")
         return StageResult(summary, {"splits": counts, "rows": total, "products": products, "buyers": buyers})
 
-    def _check_splits(self, con, spec: PipelineSpec, counts: dict[str, int], max_timestamp) -> None:
+    def _check_splits(self, con, spec: ExampleGenParams, counts: dict[str, int], max_timestamp) -> None:
         split = spec.split
         total = sum(counts.values())
         if total == 0:
             kept = con.execute("SELECT count(*) FROM rows").fetchone()[0]
-            raise StageFailure(f"split.sample_percent: no rows left after sampling {split.sample_percent:g}% "
-                               f"of {kept:,} rows; raise sample_percent")
+            raise StageFailure(
+                f"split.sample_percent: no rows left after sampling {split.sample_percent:g}% "
+                f"of {kept:,} rows; raise sample_percent"
+            )
         for name in ("train", "eval"):
             if counts[name]:
                 continue
@@ -280,27 +292,33 @@ class ExampleGen(Stage):
                 ratio = split.train_ratio if name == "train" else split.eval_ratio
                 raise StageFailure(
                     f"split.{name}_ratio: the {name} split is empty ({total:,} rows, {name}_ratio {ratio:g}); "
-                    f"use more data or a larger {name}_ratio")
+                    f"use more data or a larger {name}_ratio"
+                )
             first, last = con.execute('SELECT min("timestamp"), max("timestamp") FROM rows').fetchone()
             span = f"the data runs from {_fmt_time(first)} to {_fmt_time(last)}"
             if split.strategy == "time_holdout":
                 if name == "train":
                     raise StageFailure(
                         f"split.holdout_days: the train split is empty: every row is in the last "
-                        f"{split.holdout_days} days before {_fmt_time(max_timestamp)} ({span}); use fewer holdout_days")
+                        f"{split.holdout_days} days before {_fmt_time(max_timestamp)} ({span}); use fewer holdout_days"
+                    )
                 # The newest row is eval, unless the sample left it out.
                 raise StageFailure(
                     f"split.holdout_days: the eval split is empty: the sample kept no rows from the last "
                     f"{split.holdout_days} days before {_fmt_time(max_timestamp)}; use more holdout_days or a larger "
-                    f"split.sample_percent")
+                    f"split.sample_percent"
+                )
             if name == "train":
-                raise StageFailure(f"split.train_end: the train split is empty: no rows before "
-                                   f"{_fmt_time(_naive_utc(split.train_end))} ({span})")
+                raise StageFailure(
+                    f"split.train_end: the train split is empty: no rows before "
+                    f"{_fmt_time(_naive_utc(split.train_end))} ({span})"
+                )
             raise StageFailure(
                 f"split.eval_end: the eval split is empty: no rows from {_fmt_time(_naive_utc(split.train_end))} "
-                f"to before {_fmt_time(_naive_utc(split.eval_end))} ({span})")
+                f"to before {_fmt_time(_naive_utc(split.eval_end))} ({span})"
+            )
 
-    def _write_catalog(self, con, spec: PipelineSpec, out: Path) -> int:
+    def _write_catalog(self, con, spec: ExampleGenParams, examples: Examples) -> int:
         has_time = spec.dataset.mapping.timestamp is not None
         columns = []
         for feature in spec.dataset.mapping.product_features:
@@ -311,13 +329,13 @@ class ExampleGen(Stage):
                 pick = f"max({col})"
             columns.append(f"{pick} AS {col}")
         union = " UNION ALL ".join(
-            f"SELECT *, {literal(s)} AS {_SPLIT_COLUMN} FROM read_parquet({literal(split_glob(out, s))})"
+            f"SELECT *, {literal(s)} AS {_SPLIT_COLUMN} FROM read_parquet({literal(examples.split_glob(s))})"
             for s in SPLITS
         )
         train_count = f"count(*) FILTER (WHERE {_SPLIT_COLUMN} = 'train') AS train_count"
         select = ", ".join(["product_id", *columns, train_count])
         con.execute(
             f"COPY (SELECT {select} FROM ({union}) AS examples GROUP BY product_id ORDER BY product_id) "
-            f"TO {literal(str(catalog_path(out)))} (FORMAT parquet, COMPRESSION zstd)"
+            f"TO {literal(str(examples.catalog_path))} (FORMAT parquet, COMPRESSION zstd)"
         )
-        return con.execute(f"SELECT count(*) FROM read_parquet({literal(str(catalog_path(out)))})").fetchone()[0]
+        return con.execute(f"SELECT count(*) FROM read_parquet({literal(str(examples.catalog_path))})").fetchone()[0]

@@ -4,7 +4,7 @@ Only a blessed model is pushed: when the Evaluator did not bless it the stage
 stops with :class:`SkipStage` (status "skipped", no artifact). Otherwise it
 writes ``output/serving_model/`` — a SavedModel with ``serving_default``
 (top-K over the whole catalog), ``query_embedding``, ``candidate_embedding``
-and, with a rating head, ``predict_rating`` (see :mod:`ml_pipeline.serving`)
+and, with a rating head, ``predict_rating`` (see :mod:`ml_pipeline.serving.export`)
 — and copies it to ``push.destination`` when one is set: a local folder or an
 fsspec URL, copied under a temporary name first and renamed into place, so
 a reader never sees half a model.
@@ -23,15 +23,23 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from ml_pipeline.artifact_types import Examples, Model, ModelEvaluation, PushedModel
+from ml_pipeline.config.features import FeatureConfig
+from ml_pipeline.config.model import ModelType
 from ml_pipeline.model.inputs import tower_batch
-from ml_pipeline.spec import PipelineSpec
-from ml_pipeline.stages.base import SkipStage, Stage, StageContext, StageFailure, StageResult
-from ml_pipeline.stages.evaluator import FAIL, load_trained_models
-from ml_pipeline.stages.example_gen import catalog_path
+from ml_pipeline.spec import PipelineSpec, PushConfig
+from ml_pipeline.stages.base import SkipStage, Stage, StageContext, StageFailure, StageParams, StageResult
 
-SERVING_DIR = "serving_model"
+
+class PusherParams(StageParams):
+    """Where the model goes, and how its top-K is served over the catalog its features embed."""
+
+    push: PushConfig
+    retrieval_algorithm: str
+    retrieval_k: list[int]
+    model_type: ModelType
+    features: FeatureConfig
 
 
 def _is_url(destination: str) -> bool:
@@ -83,60 +91,67 @@ def _push_fsspec(source: Path, destination: str) -> str:
     return destination
 
 
-def not_blessed_reasons(properties: dict) -> str:
-    reasons = [str(r) for r in properties.get("reasons") or []]
-    failed = [r for r in reasons if FAIL in r]
-    return "; ".join(failed or reasons) or "no blessing recorded"
-
-
-class Pusher(Stage):
+class Pusher(Stage[PusherParams]):
     name = "Pusher"
-    artifact_type = "PushedModel"
-    inputs = ("ExampleGen", "Trainer", "Evaluator")
+    inputs = {"ExampleGen": Examples, "Trainer": Model, "Evaluator": ModelEvaluation}
+    output = PushedModel
+    Params = PusherParams
     version = 1
 
-    def config(self, spec: PipelineSpec):
-        return {"push": spec.push.model_dump(mode="json"), "retrieval_algorithm": spec.model.retrieval_algorithm,
-                "retrieval_k": spec.model.retrieval_k}
+    def params(self, spec: PipelineSpec) -> PusherParams:
+        return PusherParams(
+            push=spec.push,
+            retrieval_algorithm=spec.model.retrieval_algorithm,
+            retrieval_k=spec.model.retrieval_k,
+            model_type=spec.model.model_type,
+            features=spec.features,
+        )
 
-    def run(self, ctx: StageContext) -> StageResult:
-        from ml_pipeline.serving import export_serving_model
+    def run(self, ctx: StageContext, spec: PusherParams) -> StageResult:
+        from ml_pipeline.serving.export import export_serving_model
 
-        spec = ctx.spec
-        evaluation = ctx.inputs["Evaluator"].properties
-        if not evaluation.get("blessed"):
-            raise SkipStage(f"model not blessed: {not_blessed_reasons(evaluation)}")
+        blessing = ctx.input(ModelEvaluation).blessing()
+        if not blessing.blessed:
+            raise SkipStage(f"model not blessed: {blessing.why_not()}")
 
-        trained = load_trained_models(ctx.input_path("Trainer"))
-        catalog = pq.read_table(catalog_path(ctx.input_path("ExampleGen")))
+        trained = ctx.input(Model).load()
+        catalog = ctx.input(Examples).read_catalog()
         catalog_ids = np.asarray(catalog.column("product_id").cast(pa.string()).to_pylist(), dtype=object)
         catalog_inputs = tower_batch(catalog, spec.features, "product")
-        k = max(spec.model.retrieval_k)
-        serving_path = ctx.output / SERVING_DIR
-        ctx.log.info("exporting the serving model: %s products, top %s by %s", f"{len(catalog_ids):,}",
-                     min(k, len(catalog_ids)), spec.model.retrieval_algorithm)
+        k = max(spec.retrieval_k)
+        serving_path = PushedModel(ctx.output).serving_model_path
+        ctx.log.info(
+            "exporting the serving model: %s products, top %s by %s",
+            f"{len(catalog_ids):,}",
+            min(k, len(catalog_ids)),
+            spec.retrieval_algorithm,
+        )
         try:
-            config = export_serving_model(trained, catalog_ids, catalog_inputs, serving_path, k,
-                                          spec.model.retrieval_algorithm, spec.model.model_type)
+            config = export_serving_model(
+                trained, catalog_ids, catalog_inputs, serving_path, k, spec.retrieval_algorithm, spec.model_type
+            )
         except (KeyError, ValueError) as error:
             raise StageFailure(f"the serving model cannot be exported: {error}") from None
 
-        # the runner renames output.partial to output once the stage succeeds: record the final place
-        output = Path(ctx.output)
-        final_path = (output.parent / "output" if output.name == "output.partial" else output) / SERVING_DIR
+        final_path = PushedModel(ctx.final_output).serving_model_path
         pushed_to = str(final_path)
         if spec.push.destination:
             ctx.log.info("copying the serving model to %s", spec.push.destination)
             pushed_to = push_folder(serving_path, spec.push.destination)
         signatures = sorted(config["signatures"])
         where = pushed_to if spec.push.destination else "the run's output"
-        summary = (f"pushed to {where}: top-{config['k']} over {config['catalog_size']:,} products "
-                   f"({config['retrieval']}), signatures {', '.join(signatures)}")
-        return StageResult(summary, {
-            "serving_model": str(final_path),
-            "pushed_to": pushed_to,
-            "signatures": signatures,
-            "retrieval": config["retrieval"],
-            "k": config["k"],
-            "catalog_size": config["catalog_size"],
-        })
+        summary = (
+            f"pushed to {where}: top-{config['k']} over {config['catalog_size']:,} products "
+            f"({config['retrieval']}), signatures {', '.join(signatures)}"
+        )
+        return StageResult(
+            summary,
+            {
+                "serving_model": str(final_path),
+                "pushed_to": pushed_to,
+                "signatures": signatures,
+                "retrieval": config["retrieval"],
+                "k": config["k"],
+                "catalog_size": config["catalog_size"],
+            },
+        )

@@ -46,27 +46,17 @@ With ``schema_policy.fail_on_anomalies`` any error fails the stage.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
+from ml_pipeline.artifact_types import Examples, ExampleStatistics, Schema, feature_name
 from ml_pipeline.data import sources
-from ml_pipeline.data.sql import ident, literal
+from ml_pipeline.data.sql import column_kind, ident, literal
 from ml_pipeline.spec import PipelineSpec, SchemaPolicy
 from ml_pipeline.stages.base import Stage, StageContext, StageFailure, StageResult
-from ml_pipeline.stages.example_gen import split_glob
-from ml_pipeline.stages.statistics_gen import (
-    HISTOGRAM_BUCKETS,
-    column_kind,
-    dataset_statistics,
-    feature_name,
-    load_statistics,
-)
 
-SCHEMA_FILE = "schema.pbtxt"
-ANOMALIES_FILE = "anomalies.json"
-ANOMALIES_PROTO_FILE = "anomalies.pbtxt"
+HISTOGRAM_BUCKETS = ExampleStatistics.HISTOGRAM_BUCKETS  # train's numeric histograms, as StatisticsGen writes them
 ID_COLUMNS = ("buyer_id", "product_id")
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 # An optional feature's min_fraction is train's observed presence; eval may be
@@ -75,8 +65,12 @@ SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 PRESENCE_SLACK = 0.05
 
 StatsType = statistics_pb2.FeatureNameStatistics.Type
-SCHEMA_TYPE = {StatsType.INT: schema_pb2.INT, StatsType.FLOAT: schema_pb2.FLOAT,
-               StatsType.STRING: schema_pb2.BYTES, StatsType.BYTES: schema_pb2.BYTES}
+SCHEMA_TYPE = {
+    StatsType.INT: schema_pb2.INT,
+    StatsType.FLOAT: schema_pb2.FLOAT,
+    StatsType.STRING: schema_pb2.BYTES,
+    StatsType.BYTES: schema_pb2.BYTES,
+}
 TYPE_NAME = {schema_pb2.INT: "INT", schema_pb2.FLOAT: "FLOAT", schema_pb2.BYTES: "BYTES"}
 ANOMALY_TYPE = {
     "missing_column": anomalies_pb2.AnomalyInfo.SCHEMA_MISSING_COLUMN,
@@ -86,9 +80,15 @@ ANOMALY_TYPE = {
     "missing_values": anomalies_pb2.AnomalyInfo.FEATURE_TYPE_LOW_FRACTION_PRESENT,
     "new_column": anomalies_pb2.AnomalyInfo.SCHEMA_NEW_COLUMN,
 }
-KIND_WORDS = {"missing_column": "missing column", "type_change": "type change", "unseen_categories":
-              "unseen categories", "drift": "drift", "missing_values": "missing values", "new_column": "new column",
-              "out_of_range": "out of range"}
+KIND_WORDS = {
+    "missing_column": "missing column",
+    "type_change": "type change",
+    "unseen_categories": "unseen categories",
+    "drift": "drift",
+    "missing_values": "missing values",
+    "new_column": "new column",
+    "out_of_range": "out of range",
+}
 
 
 def _pct(share: float) -> str:
@@ -106,8 +106,8 @@ def _common(feature: statistics_pb2.FeatureNameStatistics):
 class _Examples:
     """DuckDB queries over ExampleGen's Parquet for one stage run."""
 
-    def __init__(self, examples: Path) -> None:
-        self.examples = Path(examples)
+    def __init__(self, examples: Examples) -> None:
+        self.examples = examples
         self.con = sources.connect()
         self.con.execute("SET enable_progress_bar = false")
 
@@ -115,10 +115,10 @@ class _Examples:
         self.con.close()
 
     def scan(self, split: str) -> str:
-        return f"read_parquet({literal(split_glob(self.examples, split))})"
+        return f"read_parquet({literal(self.examples.split_glob(split))})"
 
     def kinds(self, split: str) -> dict[str, str]:
-        if not (self.examples / split).is_dir():
+        if split not in self.examples.splits():
             return {}
         rows = self.con.execute(f"DESCRIBE SELECT * FROM {self.scan(split)}").fetchall()
         return {row[0]: column_kind(row[1]) for row in rows}
@@ -133,11 +133,12 @@ class _Examples:
     def categorical_comparison(self, column: str) -> dict:
         """L-infinity distance between train's and eval's value shares, and eval's values unseen in train."""
         col = ident(column)
-        freq = ("SELECT CAST({col} AS VARCHAR) AS v, count(*)::DOUBLE AS n FROM {scan} "
-                "WHERE {col} IS NOT NULL GROUP BY ALL")
+        freq = (
+            "SELECT CAST({col} AS VARCHAR) AS v, count(*)::DOUBLE AS n FROM {scan} WHERE {col} IS NOT NULL GROUP BY ALL"
+        )
         row = self.con.execute(f"""
-            WITH t AS ({freq.format(col=col, scan=self.scan('train'))}),
-                 e AS ({freq.format(col=col, scan=self.scan('eval'))}),
+            WITH t AS ({freq.format(col=col, scan=self.scan("train"))}),
+                 e AS ({freq.format(col=col, scan=self.scan("eval"))}),
                  j AS (SELECT coalesce(t.v, e.v) AS v,
                               coalesce(t.n, 0) / (SELECT sum(n) FROM t) AS p,
                               coalesce(e.n, 0) / (SELECT sum(n) FROM e) AS q,
@@ -149,19 +150,36 @@ class _Examples:
             FROM j
         """).fetchone()
         distance, value, train_share, eval_share, unseen_share, unseen_count, unseen = row
-        return {"distance": distance or 0.0, "value": value, "train_share": train_share, "eval_share": eval_share,
-                "unseen_share": unseen_share or 0.0, "unseen_count": unseen_count, "unseen": (unseen or [])[:5]}
+        return {
+            "distance": distance or 0.0,
+            "value": value,
+            "train_share": train_share,
+            "eval_share": eval_share,
+            "unseen_share": unseen_share or 0.0,
+            "unseen_count": unseen_count,
+            "unseen": (unseen or [])[:5],
+        }
 
     def numeric_eval_buckets(self, ranges: dict[str, tuple[float, float, str]]) -> dict[str, dict]:
         """Eval's counts in train's equal-width buckets (values outside clamped to the end buckets)."""
         aggregates, names = [], []
-        for column, (low, high, kind) in ranges.items():
+        for column, (low, high, _kind) in ranges.items():
             value = f"CASE WHEN isfinite(CAST({ident(column)} AS DOUBLE)) THEN CAST({ident(column)} AS DOUBLE) END"
             width = (high - low) / HISTOGRAM_BUCKETS
-            bucket = (f"least(greatest(CAST(floor(({value} - {low!r}) / {width!r}) AS INTEGER), 0), "
-                      f"{HISTOGRAM_BUCKETS - 1})") if width > 0 else "0"
-            aggregates += [f"histogram(CASE WHEN {value} IS NOT NULL THEN {bucket} END)",
-                           f"count_if({value} < {low!r})", f"count_if({value} > {high!r})", f"count({value})"]
+            bucket = (
+                (
+                    f"least(greatest(CAST(floor(({value} - {low!r}) / {width!r}) AS INTEGER), 0), "
+                    f"{HISTOGRAM_BUCKETS - 1})"
+                )
+                if width > 0
+                else "0"
+            )
+            aggregates += [
+                f"histogram(CASE WHEN {value} IS NOT NULL THEN {bucket} END)",
+                f"count_if({value} < {low!r})",
+                f"count_if({value} > {high!r})",
+                f"count({value})",
+            ]
             names.append(column)
         if not aggregates:
             return {}
@@ -169,8 +187,12 @@ class _Examples:
         result = {}
         for name in names:
             counts, below, above, total = (row.pop(0) for _ in range(4))
-            result[name] = {"counts": {int(k): int(v) for k, v in (counts or {}).items() if k is not None},
-                            "below": below, "above": above, "total": total}
+            result[name] = {
+                "counts": {int(k): int(v) for k, v in (counts or {}).items() if k is not None},
+                "below": below,
+                "above": above,
+                "total": total,
+            }
         return result
 
 
@@ -184,8 +206,9 @@ def infer_schema(train, kinds: dict[str, str], policy: SchemaPolicy, examples: _
         feature.value_count.min = 1
         feature.value_count.max = 1
         feature.presence.min_count = 1
-        feature.presence.min_fraction = (1.0 if common.num_missing == 0
-                                         else common.num_non_missing / max(train.num_examples, 1))
+        feature.presence.min_fraction = (
+            1.0 if common.num_missing == 0 else common.num_non_missing / max(train.num_examples, 1)
+        )
         kind = kinds.get(name, "string" if feature.type == schema_pb2.BYTES else "float")
         if feature.type == schema_pb2.BYTES:
             unique = stats.string_stats.unique
@@ -215,8 +238,14 @@ def _anomaly(feature: str, kind: str, severity: str, description: str, **measure
     return item
 
 
-def validate(schema: schema_pb2.Schema, train, evaluation, kinds: dict[str, dict[str, str]], policy: SchemaPolicy,
-             examples: _Examples) -> list[dict]:
+def validate(
+    schema: schema_pb2.Schema,
+    train,
+    evaluation,
+    kinds: dict[str, dict[str, str]],
+    policy: SchemaPolicy,
+    examples: _Examples,
+) -> list[dict]:
     anomalies: list[dict] = []
     if evaluation is None or evaluation.num_examples == 0:
         return [_anomaly("", "missing_split", "warning", "the eval split is missing or empty; nothing was validated")]
@@ -226,24 +255,35 @@ def validate(schema: schema_pb2.Schema, train, evaluation, kinds: dict[str, dict
     for feature in schema.feature:
         name = feature.name
         if name not in eval_stats:
-            anomalies.append(_anomaly(name, "missing_column", "error",
-                                      f"column '{name}' is in the training data but not in eval"))
+            anomalies.append(
+                _anomaly(name, "missing_column", "error", f"column '{name}' is in the training data but not in eval")
+            )
             continue
         observed = SCHEMA_TYPE[eval_stats[name].type]
         if observed != feature.type:
-            anomalies.append(_anomaly(
-                name, "type_change", "error",
-                f"'{name}' is {TYPE_NAME[observed]} in eval but {TYPE_NAME[feature.type]} in the schema "
-                f"(train is {kinds['train'].get(name, '?')}, eval is {kinds['eval'].get(name, '?')})"))
+            anomalies.append(
+                _anomaly(
+                    name,
+                    "type_change",
+                    "error",
+                    f"'{name}' is {TYPE_NAME[observed]} in eval but {TYPE_NAME[feature.type]} in the schema "
+                    f"(train is {kinds['train'].get(name, '?')}, eval is {kinds['eval'].get(name, '?')})",
+                )
+            )
             continue
         common = _common(eval_stats[name])
         present = common.num_non_missing / evaluation.num_examples
         slack = 0.0 if feature.presence.min_fraction >= 1.0 else PRESENCE_SLACK
         if present + slack + 1e-9 < feature.presence.min_fraction:
-            anomalies.append(_anomaly(
-                name, "missing_values", "warning",
-                f"'{name}' is present in {_pct(present)} of eval rows; the schema expects at least "
-                f"{_pct(feature.presence.min_fraction)} (as in train)"))
+            anomalies.append(
+                _anomaly(
+                    name,
+                    "missing_values",
+                    "warning",
+                    f"'{name}' is present in {_pct(present)} of eval rows; the schema expects at least "
+                    f"{_pct(feature.presence.min_fraction)} (as in train)",
+                )
+            )
         if not common.num_non_missing:
             continue
         if feature.domain in domains:
@@ -257,8 +297,9 @@ def validate(schema: schema_pb2.Schema, train, evaluation, kinds: dict[str, dict
     known = {f.name for f in schema.feature}
     for name in eval_stats:
         if name not in known:
-            anomalies.append(_anomaly(name, "new_column", "warning",
-                                      f"column '{name}' is in eval but not in the training data"))
+            anomalies.append(
+                _anomaly(name, "new_column", "warning", f"column '{name}' is in eval but not in the training data")
+            )
     return sorted(anomalies, key=lambda a: (SEVERITY_ORDER[a["severity"]], a["feature"], a["kind"]))
 
 
@@ -269,18 +310,29 @@ def _check_categorical(name: str, examples: _Examples, policy: SchemaPolicy) -> 
     if count:
         severity = "error" if share > policy.unseen_category_share else "info"
         examples_text = ", ".join(f"'{v}'" for v in comparison["unseen"])
-        found.append(_anomaly(
-            name, "unseen_categories", severity,
-            f"{count} value{'s' if count != 1 else ''} of '{name}' not seen in train "
-            f"cover{'s' if count == 1 else ''} {_pct(share)} of eval "
-            f"(limit {_pct(policy.unseen_category_share)}), e.g. {examples_text}"))
+        found.append(
+            _anomaly(
+                name,
+                "unseen_categories",
+                severity,
+                f"{count} value{'s' if count != 1 else ''} of '{name}' not seen in train "
+                f"cover{'s' if count == 1 else ''} {_pct(share)} of eval "
+                f"(limit {_pct(policy.unseen_category_share)}), e.g. {examples_text}",
+            )
+        )
     if comparison["distance"] > policy.drift_l_infinity:
-        found.append(_anomaly(
-            name, "drift", "error",
-            f"the distribution of '{name}' drifted: L-infinity distance {comparison['distance']:.3f} > "
-            f"{policy.drift_l_infinity:g}; '{comparison['value']}' is {_pct(comparison['train_share'])} of train "
-            f"and {_pct(comparison['eval_share'])} of eval", value=comparison["distance"],
-            threshold=policy.drift_l_infinity))
+        found.append(
+            _anomaly(
+                name,
+                "drift",
+                "error",
+                f"the distribution of '{name}' drifted: L-infinity distance {comparison['distance']:.3f} > "
+                f"{policy.drift_l_infinity:g}; '{comparison['value']}' is {_pct(comparison['train_share'])} of train "
+                f"and {_pct(comparison['eval_share'])} of eval",
+                value=comparison["distance"],
+                threshold=policy.drift_l_infinity,
+            )
+        )
     return found
 
 
@@ -294,28 +346,41 @@ def _check_numeric(ranges, train_stats, examples: _Examples, policy: SchemaPolic
             continue
         outside = eval_counts["below"] + eval_counts["above"]
         if outside:
-            found.append(_anomaly(
-                name, "out_of_range", "info",
-                f"{outside} eval value{'s' if outside != 1 else ''} of '{name}' ({_pct(outside / total)}) "
-                f"fall outside train's range [{low:g}, {high:g}]"))
+            found.append(
+                _anomaly(
+                    name,
+                    "out_of_range",
+                    "info",
+                    f"{outside} eval value{'s' if outside != 1 else ''} of '{name}' ({_pct(outside / total)}) "
+                    f"fall outside train's range [{low:g}, {high:g}]",
+                )
+            )
         standard = [h for h in train_stats[name].num_stats.histograms if h.type == statistics_pb2.Histogram.STANDARD]
         if not standard or len(standard[0].buckets) != HISTOGRAM_BUCKETS:
             continue  # a constant feature in train: the range check says it all
         train_counts = [b.sample_count for b in standard[0].buckets]
         train_total = sum(train_counts)
-        distances = [abs(train_counts[i] / train_total - eval_counts["counts"].get(i, 0) / total)
-                     for i in range(HISTOGRAM_BUCKETS)]
+        distances = [
+            abs(train_counts[i] / train_total - eval_counts["counts"].get(i, 0) / total)
+            for i in range(HISTOGRAM_BUCKETS)
+        ]
         distance = max(distances)
         if distance > policy.drift_l_infinity:
             worst = distances.index(distance)
             bucket = standard[0].buckets[worst]
-            found.append(_anomaly(
-                name, "drift", "error",
-                f"the distribution of '{name}' drifted: L-infinity distance {distance:.3f} > "
-                f"{policy.drift_l_infinity:g} over train's histogram; [{bucket.low_value:g}, {bucket.high_value:g}] "
-                f"holds {_pct(train_counts[worst] / train_total)} of train and "
-                f"{_pct(eval_counts['counts'].get(worst, 0) / total)} of eval", value=distance,
-                threshold=policy.drift_l_infinity))
+            found.append(
+                _anomaly(
+                    name,
+                    "drift",
+                    "error",
+                    f"the distribution of '{name}' drifted: L-infinity distance {distance:.3f} > "
+                    f"{policy.drift_l_infinity:g} over train's histogram; [{bucket.low_value:g}, {bucket.high_value:g}] "
+                    f"holds {_pct(train_counts[worst] / train_total)} of train and "
+                    f"{_pct(eval_counts['counts'].get(worst, 0) / total)} of eval",
+                    value=distance,
+                    threshold=policy.drift_l_infinity,
+                )
+            )
     return found
 
 
@@ -328,19 +393,21 @@ def anomalies_proto(schema: schema_pb2.Schema, anomalies: list[dict]) -> anomali
         info = proto.anomaly_info[item["feature"]]
         if not info.path.step:
             info.path.step.append(item["feature"])
-        severity = (anomalies_pb2.AnomalyInfo.ERROR if item["severity"] == "error"
-                    else anomalies_pb2.AnomalyInfo.WARNING)
+        severity = anomalies_pb2.AnomalyInfo.ERROR if item["severity"] == "error" else anomalies_pb2.AnomalyInfo.WARNING
         info.severity = max(info.severity, severity)
-        info.reason.add(type=ANOMALY_TYPE[item["kind"]], short_description=KIND_WORDS[item["kind"]],
-                        description=item["description"])
-        info.short_description = (KIND_WORDS[item["kind"]] if len(info.reason) == 1
-                                  else "Multiple errors")
+        info.reason.add(
+            type=ANOMALY_TYPE[item["kind"]], short_description=KIND_WORDS[item["kind"]], description=item["description"]
+        )
+        info.short_description = KIND_WORDS[item["kind"]] if len(info.reason) == 1 else "Multiple errors"
         info.description = " ".join(r.description for r in info.reason)
         if item["kind"] == "drift":
             drift = proto.drift_skew_info.add()
             drift.path.step.append(item["feature"])
-            drift.drift_measurements.add(type=anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY,
-                                         value=item["_measure"]["value"], threshold=item["_measure"]["threshold"])
+            drift.drift_measurements.add(
+                type=anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY,
+                value=item["_measure"]["value"],
+                threshold=item["_measure"]["threshold"],
+            )
     return proto
 
 
@@ -350,42 +417,47 @@ def _summary(features: int, anomalies: list[dict]) -> str:
     note_text = f"{notes} note{'s' if notes != 1 else ''}" if notes else ""
     if not serious:
         return f"schema for {features} features; no anomalies" + (f" ({note_text})" if note_text else "")
-    described = ", ".join(f"{KIND_WORDS.get(a['kind'], a['kind'])} in {a['feature'] or 'the data'}"
-                          for a in serious[:3])
+    described = ", ".join(
+        f"{KIND_WORDS.get(a['kind'], a['kind'])} in {a['feature'] or 'the data'}" for a in serious[:3]
+    )
     if len(serious) > 3:
         described += ", …"
     text = f"schema for {features} features; {len(serious)} anomal{'ies' if len(serious) != 1 else 'y'} ({described})"
     return text + (f"; {note_text}" if note_text else "")
 
 
-class SchemaGen(Stage):
+class SchemaGen(Stage[SchemaPolicy]):
     name = "SchemaGen"
-    artifact_type = "Schema"
     # ExampleGen too: string domains list every value seen in train, and the
     # statistics only keep the top values.
-    inputs = ("ExampleGen", "StatisticsGen")
+    inputs = {"ExampleGen": Examples, "StatisticsGen": ExampleStatistics}
+    output = Schema
+    Params = SchemaPolicy
 
-    def config(self, spec: PipelineSpec):
-        return spec.schema_policy.model_dump(mode="json")
+    def params(self, spec: PipelineSpec) -> SchemaPolicy:
+        return spec.schema_policy
 
-    def run(self, ctx: StageContext) -> StageResult:
-        policy = ctx.spec.schema_policy
-        stats = load_statistics(ctx.input_path("StatisticsGen"))
-        train = dataset_statistics(stats, "train")
+    def run(self, ctx: StageContext, policy: SchemaPolicy) -> StageResult:
+        statistics = ctx.input(ExampleStatistics)
+        stats = statistics.load()
+        train = statistics.dataset("train", stats)
         if train is None or train.num_examples == 0:
             raise StageFailure("the train split has no statistics; nothing to infer a schema from")
-        examples = _Examples(ctx.input_path("ExampleGen"))
+        examples = _Examples(ctx.input(Examples))
         try:
             kinds = {split: examples.kinds(split) for split in ("train", "eval")}
             schema = infer_schema(train, kinds["train"], policy, examples)
-            anomalies = validate(schema, train, dataset_statistics(stats, "eval"), kinds, policy, examples)
+            anomalies = validate(schema, train, statistics.dataset("eval", stats), kinds, policy, examples)
         finally:
             examples.close()
 
-        (ctx.output / SCHEMA_FILE).write_text(text_format.MessageToString(schema))
-        (ctx.output / ANOMALIES_PROTO_FILE).write_text(text_format.MessageToString(anomalies_proto(schema, anomalies)))
+        files = Schema.FILES
+        (ctx.output / files["schema"]).write_text(text_format.MessageToString(schema))
+        (ctx.output / files["anomalies_proto"]).write_text(
+            text_format.MessageToString(anomalies_proto(schema, anomalies))
+        )
         public = [{k: v for k, v in a.items() if not k.startswith("_")} for a in anomalies]
-        (ctx.output / ANOMALIES_FILE).write_text(json.dumps(public, indent=1))
+        (ctx.output / files["anomalies"]).write_text(json.dumps(public, indent=1))
         for item in public:
             log = ctx.log.warning if item["severity"] != "info" else ctx.log.info
             log("%s %s: %s", item["severity"], item["feature"], item["description"])
@@ -393,16 +465,21 @@ class SchemaGen(Stage):
         errors = [a for a in public if a["severity"] == "error"]
         if errors and policy.fail_on_anomalies:
             listed = "; ".join(f"{a['feature']}: {a['description']}" for a in errors)
-            raise StageFailure(f"schema_policy.fail_on_anomalies: {len(errors)} anomal"
-                               f"{'ies' if len(errors) != 1 else 'y'} with severity error: {listed}")
+            raise StageFailure(
+                f"schema_policy.fail_on_anomalies: {len(errors)} anomal"
+                f"{'ies' if len(errors) != 1 else 'y'} with severity error: {listed}"
+            )
         summary = _summary(len(schema.feature), public)
         counts = {level: sum(1 for a in public if a["severity"] == level) for level in ("error", "warning", "info")}
-        return StageResult(summary, {
-            "features": len(schema.feature),
-            "domains": len(schema.string_domain),
-            "anomalies": counts["error"] + counts["warning"],
-            "errors": counts["error"],
-            "warnings": counts["warning"],
-            "notes": counts["info"],
-            "kinds": sorted({f"{a['kind']}:{a['feature']}" for a in public if a["severity"] != "info"}),
-        })
+        return StageResult(
+            summary,
+            {
+                "features": len(schema.feature),
+                "domains": len(schema.string_domain),
+                "anomalies": counts["error"] + counts["warning"],
+                "errors": counts["error"],
+                "warnings": counts["warning"],
+                "notes": counts["info"],
+                "kinds": sorted({f"{a['kind']}:{a['feature']}" for a in public if a["severity"] != "info"}),
+            },
+        )

@@ -41,43 +41,27 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import UTC, datetime
 
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
+from ml_pipeline.artifact_types import Examples, ExampleStatistics
 from ml_pipeline.data import sources
-from ml_pipeline.data.sql import ident, literal
-from ml_pipeline.spec import PipelineSpec
-from ml_pipeline.stages.base import Stage, StageContext, StageFailure, StageResult
-from ml_pipeline.stages.example_gen import SPLITS, split_glob
+from ml_pipeline.data.sql import column_kind, ident, literal
+from ml_pipeline.stages.base import Stage, StageContext, StageFailure, StageParams, StageResult
 
-STATS_FILE = "stats.pb"
-SUMMARY_FILE = "summary.json"
-HISTOGRAM_BUCKETS = 10
-TOP_VALUES = 20
-RANK_HISTOGRAM_VALUES = 100
 SUMMARY_TOP_VALUES = 5
 
-INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
-             "BOOLEAN"}
-FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL", "DECIMAL"}
+
+class StatisticsGenParams(StageParams):
+    """Fixed by the statistics' format (SchemaGen reads the histograms), but part of the cache key."""
+
+    histogram_buckets: int = ExampleStatistics.HISTOGRAM_BUCKETS
+    top_values: int = 20
+    rank_histogram_values: int = 100
+
 
 Type = statistics_pb2.FeatureNameStatistics.Type
-
-
-def column_kind(duck_type: str) -> str:
-    """How a Parquet column is described: "int", "float", "timestamp" or "string"."""
-    base = duck_type.split("(")[0].upper()
-    if base in INT_TYPES:
-        return "int"
-    if base in FLOAT_TYPES:
-        return "float"
-    if base.startswith(("TIMESTAMP", "DATE")):
-        return "timestamp"
-    return "string"
-
-
 PROTO_TYPE = {"int": Type.INT, "timestamp": Type.INT, "float": Type.FLOAT, "string": Type.STRING}
 
 
@@ -103,17 +87,20 @@ def _number(value) -> float | None:
 def _iso(seconds: float | None) -> str | None:
     if seconds is None:
         return None
-    return datetime.fromtimestamp(round(seconds), tz=timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+    return datetime.fromtimestamp(round(seconds), tz=UTC).replace(tzinfo=None).isoformat(sep=" ")
 
 
 class _SplitStatistics:
     """Statistics of one split's Parquet parts, computed by a few DuckDB queries."""
 
-    def __init__(self, con, glob: str, name: str) -> None:
+    def __init__(self, con, glob: str, name: str, params: StatisticsGenParams) -> None:
         self.con, self.name = con, name
+        self.buckets, self.top_values = params.histogram_buckets, params.top_values
+        self.rank_values = params.rank_histogram_values
         self.source = f"read_parquet({literal(glob)})"
-        self.columns = [(row[0], column_kind(row[1]))
-                        for row in con.execute(f"DESCRIBE SELECT * FROM {self.source}").fetchall()]
+        self.columns = [
+            (row[0], column_kind(row[1])) for row in con.execute(f"DESCRIBE SELECT * FROM {self.source}").fetchall()
+        ]
 
     def compute(self) -> tuple[statistics_pb2.DatasetFeatureStatistics, dict]:
         dataset = statistics_pb2.DatasetFeatureStatistics(name=self.name)
@@ -125,10 +112,15 @@ class _SplitStatistics:
             if kind == "string":
                 aggregates.append(f"avg(length({value}))")
             else:
-                quantiles = [round(i / HISTOGRAM_BUCKETS, 6) for i in range(1, HISTOGRAM_BUCKETS)]
+                quantiles = [round(i / self.buckets, 6) for i in range(1, self.buckets)]
                 aggregates += [
-                    f"count({value})", f"avg({value})", f"stddev_pop({value})", f"count_if({value} = 0)",
-                    f"min({value})", f"max({value})", f"approx_quantile({value}, {quantiles})",
+                    f"count({value})",
+                    f"avg({value})",
+                    f"stddev_pop({value})",
+                    f"count_if({value} = 0)",
+                    f"min({value})",
+                    f"max({value})",
+                    f"approx_quantile({value}, {quantiles})",
                 ]
         row = list(self.con.execute(f"SELECT {', '.join(aggregates)} FROM {self.source}").fetchone())
         num_examples = row.pop(0)
@@ -144,8 +136,16 @@ class _SplitStatistics:
                 numeric[column] = {"present": present, "avg_length": row.pop(0)}
             else:
                 finite, mean, std, zeros, low, high, quantiles = (row.pop(0) for _ in range(7))
-                numeric[column] = {"present": present, "finite": finite, "mean": mean, "std": std, "zeros": zeros,
-                                   "min": low, "max": high, "quantiles": quantiles}
+                numeric[column] = {
+                    "present": present,
+                    "finite": finite,
+                    "mean": mean,
+                    "std": std,
+                    "zeros": zeros,
+                    "min": low,
+                    "max": high,
+                    "quantiles": quantiles,
+                }
         histograms = self._standard_histograms(numeric)
 
         for column, kind in self.columns:
@@ -168,29 +168,33 @@ class _SplitStatistics:
             values = numeric[column]
             if kind == "string" or values["finite"] == 0 or values["min"] == values["max"]:
                 continue
-            width = (values["max"] - values["min"]) / HISTOGRAM_BUCKETS
+            width = (values["max"] - values["min"]) / self.buckets
             value = _value_expr(column, kind)
             # (least() skips NULLs in DuckDB, hence the CASE: missing values are in no bucket.)
-            bucket = (f"CASE WHEN {value} IS NOT NULL THEN least(CAST(floor(({value} - {values['min']!r}) / "
-                      f"{width!r}) AS INTEGER), {HISTOGRAM_BUCKETS - 1}) END")
+            bucket = (
+                f"CASE WHEN {value} IS NOT NULL THEN least(CAST(floor(({value} - {values['min']!r}) / "
+                f"{width!r}) AS INTEGER), {self.buckets - 1}) END"
+            )
             aggregates.append(f"histogram({bucket})")
             names.append(column)
         if not aggregates:
             return {}
         row = self.con.execute(f"SELECT {', '.join(aggregates)} FROM {self.source}").fetchone()
-        return {name: {int(k): int(v) for k, v in (counts or {}).items() if k is not None}
-                for name, counts in zip(names, row)}
+        return {
+            name: {int(k): int(v) for k, v in (counts or {}).items() if k is not None}
+            for name, counts in zip(names, row)
+        }
 
     def _numeric_feature(self, feature, kind: str, values: dict, counts: dict[int, int] | None, num_examples: int):
         stats = feature.num_stats
         present = values["present"]
-        _common_stats(stats.common_stats, present, num_examples)
+        _common_stats(stats.common_stats, present, num_examples, self.buckets)
         entry = _summary_common(kind, present, num_examples)
         if not values["finite"]:
             return entry
         low, high = float(values["min"]), float(values["max"])
         quantiles = [float(q) for q in values["quantiles"]]
-        median = quantiles[(HISTOGRAM_BUCKETS // 2) - 1]
+        median = quantiles[(self.buckets // 2) - 1]
         stats.mean = float(values["mean"])
         stats.std_dev = float(values["std"] or 0.0)
         stats.num_zeros = int(values["zeros"])
@@ -201,23 +205,30 @@ class _SplitStatistics:
         if counts is None:  # a single value
             standard.buckets.add(low_value=low, high_value=high, sample_count=float(values["finite"]))
         else:
-            width = (high - low) / HISTOGRAM_BUCKETS
-            for index in range(HISTOGRAM_BUCKETS):
-                bucket_high = high if index == HISTOGRAM_BUCKETS - 1 else low + (index + 1) * width
-                standard.buckets.add(low_value=low + index * width, high_value=bucket_high,
-                                     sample_count=float(counts.get(index, 0)))
+            width = (high - low) / self.buckets
+            for index in range(self.buckets):
+                bucket_high = high if index == self.buckets - 1 else low + (index + 1) * width
+                standard.buckets.add(
+                    low_value=low + index * width, high_value=bucket_high, sample_count=float(counts.get(index, 0))
+                )
         quantile_hist = stats.histograms.add(type=statistics_pb2.Histogram.QUANTILES)
         quantile_hist.num_nan = present - values["finite"]
         bounds = [low, *quantiles, high]
-        share = values["finite"] / HISTOGRAM_BUCKETS
-        for index in range(HISTOGRAM_BUCKETS):
+        share = values["finite"] / self.buckets
+        for index in range(self.buckets):
             quantile_hist.buckets.add(low_value=bounds[index], high_value=bounds[index + 1], sample_count=share)
 
         if kind == "timestamp":
             entry.update(min=_iso(low), median=_iso(median), max=_iso(high))
         else:
-            entry.update(mean=_number(stats.mean), std=_number(stats.std_dev), min=low, median=median, max=high,
-                         zeros=stats.num_zeros)
+            entry.update(
+                mean=_number(stats.mean),
+                std=_number(stats.std_dev),
+                min=low,
+                median=median,
+                max=high,
+                zeros=stats.num_zeros,
+            )
             if present > values["finite"]:
                 entry["non_finite"] = present - values["finite"]
         return entry
@@ -226,7 +237,7 @@ class _SplitStatistics:
     def _string_feature(self, feature, column: str, kind: str, values: dict, num_examples: int):
         stats = feature.string_stats
         present = values["present"]
-        _common_stats(stats.common_stats, present, num_examples)
+        _common_stats(stats.common_stats, present, num_examples, self.buckets)
         entry = _summary_common(kind, present, num_examples)
         if not present:
             stats.unique = 0
@@ -235,21 +246,23 @@ class _SplitStatistics:
         value = _value_expr(column, kind)
         rows = self.con.execute(
             f"SELECT value, n, count(*) OVER () FROM (SELECT {value} AS value, count(*) AS n FROM {self.source} "
-            f"WHERE {ident(column)} IS NOT NULL GROUP BY ALL) ORDER BY n DESC, value LIMIT {RANK_HISTOGRAM_VALUES}"
+            f"WHERE {ident(column)} IS NOT NULL GROUP BY ALL) ORDER BY n DESC, value LIMIT {self.rank_values}"
         ).fetchall()
         stats.unique = int(rows[0][2])
         stats.avg_length = float(values["avg_length"] or 0.0)
-        for value_text, count, _ in rows[:TOP_VALUES]:
+        for value_text, count, _ in rows[: self.top_values]:
             stats.top_values.add(value=value_text, frequency=float(count))
         for rank, (value_text, count, _) in enumerate(rows):
-            stats.rank_histogram.buckets.add(low_rank=rank, high_rank=rank, label=value_text,
-                                             sample_count=float(count))
-        entry.update(unique=stats.unique, avg_length=round(stats.avg_length, 3),
-                     top=[{"value": v, "count": int(n)} for v, n, _ in rows[:SUMMARY_TOP_VALUES]])
+            stats.rank_histogram.buckets.add(low_rank=rank, high_rank=rank, label=value_text, sample_count=float(count))
+        entry.update(
+            unique=stats.unique,
+            avg_length=round(stats.avg_length, 3),
+            top=[{"value": v, "count": int(n)} for v, n, _ in rows[:SUMMARY_TOP_VALUES]],
+        )
         return entry
 
 
-def _common_stats(common, present: int, num_examples: int) -> None:
+def _common_stats(common, present: int, num_examples: int, buckets: int) -> None:
     common.num_non_missing = present
     common.num_missing = num_examples - present
     if present:
@@ -259,48 +272,31 @@ def _common_stats(common, present: int, num_examples: int) -> None:
         common.tot_num_values = present
         histogram = common.num_values_histogram
         histogram.type = statistics_pb2.Histogram.QUANTILES
-        for _ in range(HISTOGRAM_BUCKETS):
-            histogram.buckets.add(low_value=1.0, high_value=1.0, sample_count=present / HISTOGRAM_BUCKETS)
+        for _ in range(buckets):
+            histogram.buckets.add(low_value=1.0, high_value=1.0, sample_count=present / buckets)
 
 
 def _summary_common(kind: str, present: int, num_examples: int) -> dict:
     missing = num_examples - present
-    return {"type": kind, "count": present, "missing": missing,
-            "missing_pct": round(100.0 * missing / num_examples, 3) if num_examples else 0.0}
+    return {
+        "type": kind,
+        "count": present,
+        "missing": missing,
+        "missing_pct": round(100.0 * missing / num_examples, 3) if num_examples else 0.0,
+    }
 
 
-def load_statistics(path: Path) -> statistics_pb2.DatasetFeatureStatisticsList:
-    """Parse a StatisticsGen ``stats.pb`` (``path``: the file or the artifact's output folder)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / STATS_FILE
-    stats = statistics_pb2.DatasetFeatureStatisticsList()
-    stats.ParseFromString(path.read_bytes())
-    return stats
-
-
-def dataset_statistics(stats: statistics_pb2.DatasetFeatureStatisticsList, split: str):
-    for dataset in stats.datasets:
-        if dataset.name == split:
-            return dataset
-    return None
-
-
-def feature_name(feature: statistics_pb2.FeatureNameStatistics) -> str:
-    return ".".join(feature.path.step) or feature.name
-
-
-def compute_statistics(examples: Path, splits=SPLITS) -> tuple[statistics_pb2.DatasetFeatureStatisticsList, dict]:
-    """Statistics of every split in an ExampleGen output folder that has one."""
+def compute_statistics(
+    examples: Examples, params: StatisticsGenParams
+) -> tuple[statistics_pb2.DatasetFeatureStatisticsList, dict]:
+    """Statistics of every split of ExampleGen's output."""
     stats = statistics_pb2.DatasetFeatureStatisticsList()
     summary: dict = {"splits": {}}
     con = sources.connect()
     con.execute("SET enable_progress_bar = false")
     try:
-        for split in splits:
-            if not (Path(examples) / split).is_dir():
-                continue
-            dataset, split_summary = _SplitStatistics(con, split_glob(examples, split), split).compute()
+        for split in examples.splits():
+            dataset, split_summary = _SplitStatistics(con, examples.split_glob(split), split, params).compute()
             stats.datasets.append(dataset)
             summary["splits"][split] = split_summary
     finally:
@@ -312,22 +308,21 @@ def compute_statistics(examples: Path, splits=SPLITS) -> tuple[statistics_pb2.Da
     return stats, summary
 
 
-class StatisticsGen(Stage):
+class StatisticsGen(Stage[StatisticsGenParams]):
     name = "StatisticsGen"
-    artifact_type = "ExampleStatistics"
-    inputs = ("ExampleGen",)
+    inputs = {"ExampleGen": Examples}
+    output = ExampleStatistics
+    Params = StatisticsGenParams
 
-    def config(self, spec: PipelineSpec):
-        return {"histogram_buckets": HISTOGRAM_BUCKETS, "top_values": TOP_VALUES,
-                "rank_histogram_values": RANK_HISTOGRAM_VALUES}
-
-    def run(self, ctx: StageContext) -> StageResult:
-        examples = ctx.input_path("ExampleGen")
-        stats, summary = compute_statistics(examples)
+    def run(self, ctx: StageContext, params: StatisticsGenParams) -> StageResult:
+        examples = ctx.input(Examples)
+        stats, summary = compute_statistics(examples, params)
         if not stats.datasets:
-            raise StageFailure(f"ExampleGen's output at {examples} holds no splits")
-        (ctx.output / STATS_FILE).write_bytes(stats.SerializeToString())
-        (ctx.output / SUMMARY_FILE).write_text(json.dumps(summary, separators=(",", ":"), allow_nan=False))
+            raise StageFailure(f"ExampleGen's output at {examples.path} holds no splits")
+        (ctx.output / ExampleStatistics.FILES["statistics"]).write_bytes(stats.SerializeToString())
+        (ctx.output / ExampleStatistics.FILES["summary"]).write_text(
+            json.dumps(summary, separators=(",", ":"), allow_nan=False)
+        )
         splits = {d.name: d.num_examples for d in stats.datasets}
         non_empty = sum(1 for n in splits.values() if n)
         features = len(summary["features"])

@@ -40,38 +40,38 @@ best epoch, parameter counts as built, examples/s).
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ml_pipeline import metrics as metric_fns
+from ml_pipeline import scoring
+from ml_pipeline.artifact_types import Examples, Model, TransformGraph
 from ml_pipeline.artifacts import fingerprint, write_json_atomic
 from ml_pipeline.config.features import FeatureConfig
-from ml_pipeline.config.model import parameter_counts
+from ml_pipeline.config.model import ModelConfig, parameter_counts
 from ml_pipeline.data import sources
-from ml_pipeline.data.sql import literal
-from ml_pipeline.model import CANDIDATE_MODEL, QUERY_MODEL, RATING_MODEL
+from ml_pipeline.model.checkpoint import Checkpoint, CheckpointError, LoopState
 from ml_pipeline.model.inputs import target_values, tower_batch, tower_inputs
-from ml_pipeline.spec import HardwareConfig, PipelineSpec
-from ml_pipeline.stages.base import Stage, StageContext, StageFailure, StageResult
-from ml_pipeline.stages.example_gen import catalog_path, split_glob
+from ml_pipeline.spec import HardwareConfig, PipelineSpec, TrainingParams
+from ml_pipeline.stages.base import Stage, StageContext, StageFailure, StageParams, StageResult
 
-HISTORY_FILE = "history.json"
-SUMMARY_FILE = "trainer_summary.json"
-CHECKPOINT_DIR = "checkpoint"
 MAX_RATING_EVAL_ROWS = 100_000
 GRADIENT_BATCH_ROWS = 1024
-MAX_SCORES_PER_BATCH = 16_000_000  # buyers x catalog scores held at once for per-epoch Recall@K
+HEADLINE_METRICS = ("loss", "val_loss", *metric_fns.RATING_METRICS)  # with recall_at_<K>: what the summary shows
+
+
+class TrainerParams(StageParams):
+    """The model, how it is trained, and the features its towers read."""
+
+    model: ModelConfig
+    training: TrainingParams
+    features: FeatureConfig
 
 
 # -- devices ------------------------------------------------------------------------------
@@ -91,17 +91,26 @@ def choose_strategy(hardware: HardwareConfig, log, visible_gpus: list[str] | Non
     wanted = hardware.gpu_count
     if wanted == 0:
         if gpus:
-            return Placement(tf.distribute.OneDeviceStrategy("/cpu:0"), "OneDeviceStrategy", ["/cpu:0"],
-                             f"{len(gpus)} GPU(s) visible but training.hardware.gpu_count is 0")
+            return Placement(
+                tf.distribute.OneDeviceStrategy("/cpu:0"),
+                "OneDeviceStrategy",
+                ["/cpu:0"],
+                f"{len(gpus)} GPU(s) visible but training.hardware.gpu_count is 0",
+            )
         return Placement(tf.distribute.get_strategy(), "default (CPU)", ["/cpu:0"])
     if not gpus:
         if not hardware.allow_cpu_fallback:
             raise StageFailure(
                 f"training.hardware.gpu_count: {wanted} GPU(s) requested but TensorFlow sees no GPU on this "
                 "worker; run it on a GPU worker, set gpu_count to 0, or set "
-                "training.hardware.allow_cpu_fallback to train on the CPU")
-        return Placement(tf.distribute.get_strategy(), "default (CPU)", ["/cpu:0"],
-                         f"{wanted} GPU(s) requested, none visible: training on the CPU (allow_cpu_fallback)")
+                "training.hardware.allow_cpu_fallback to train on the CPU"
+            )
+        return Placement(
+            tf.distribute.get_strategy(),
+            "default (CPU)",
+            ["/cpu:0"],
+            f"{wanted} GPU(s) requested, none visible: training on the CPU (allow_cpu_fallback)",
+        )
     use = gpus[:wanted]
     note = f"{wanted} GPUs requested, only {len(gpus)} visible" if len(gpus) < wanted else ""
     if len(use) == 1:
@@ -130,32 +139,30 @@ class TrainingData:
         return len(next(iter(self.eval.values()))) if self.eval else 0
 
 
-def _read_split(examples: Path, split: str) -> pa.Table:
-    return pq.read_table(examples / split)
-
-
 def _inputs(table: pa.Table, features: FeatureConfig, what: str) -> dict[str, np.ndarray]:
     arrays = {}
     for tower in ("buyer", "product"):
         for index, feature in enumerate(features.tower(tower).features):
             if feature.column not in table.column_names:
-                raise StageFailure(f"features.{tower}_tower.features[{index}].column: '{feature.column}' is not a "
-                                   f"column of {what}")
+                raise StageFailure(
+                    f"features.{tower}_tower.features[{index}].column: '{feature.column}' is not a column of {what}"
+                )
         arrays.update(tower_batch(table, features, tower))
     return arrays
 
 
-def load_training_data(spec: PipelineSpec, examples: Path, transform_target: dict | None, log) -> TrainingData:
-    from ml_pipeline.model.transform import apply_target_transforms
+def load_training_data(spec: TrainerParams, examples: Examples, transform_target: dict | None, log) -> TrainingData:
     from ml_pipeline.model.training import CANDIDATE_INDEX, SAMPLING_PROBABILITY, TARGET
+    from ml_pipeline.model.transform import apply_target_transforms
 
     features, model = spec.features, spec.model
-    catalog = pq.read_table(catalog_path(examples))
+    catalog = examples.read_catalog()
     for index, feature in enumerate(features.product_tower.features):
         if feature.column not in catalog.column_names:
             raise StageFailure(
                 f"features.product_tower.features[{index}].column: '{feature.column}' is not a product column of "
-                "the catalog (map it under dataset.mapping.product_features), so products cannot be embedded")
+                "the catalog (map it under dataset.mapping.product_features), so products cannot be embedded"
+            )
     catalog_ids = catalog.column("product_id").cast(pa.string())
     train_counts = np.asarray(catalog.column("train_count").to_numpy(zero_copy_only=False), dtype=np.float64)
     probability = (train_counts / max(train_counts.sum(), 1.0)).astype(np.float32)
@@ -170,10 +177,10 @@ def load_training_data(spec: PipelineSpec, examples: Path, transform_target: dic
             arrays[TARGET] = apply_target_transforms(target_values(table), transform_target["transforms"])
         return arrays
 
-    train_table = _read_split(examples, "train")
+    train_table = examples.read_split("train")
     if train_table.num_rows == 0:
         raise StageFailure("split: the train split is empty; nothing to train on")
-    eval_table = _read_split(examples, "eval")
+    eval_table = examples.read_split("eval")
     data = TrainingData(
         train=arrays_for(train_table, "the train split"),
         eval=arrays_for(eval_table, "the eval split") if eval_table.num_rows else {},
@@ -188,116 +195,26 @@ def load_training_data(spec: PipelineSpec, examples: Path, transform_target: dic
     if model.has_rating_head:
         rows = eval_table
         if rows.num_rows > MAX_RATING_EVAL_ROWS:
-            pick = np.sort(np.random.default_rng(spec.training.seed).choice(rows.num_rows, MAX_RATING_EVAL_ROWS,
-                                                                             replace=False))
+            pick = np.sort(
+                np.random.default_rng(spec.training.seed).choice(rows.num_rows, MAX_RATING_EVAL_ROWS, replace=False)
+            )
             rows = rows.take(pa.array(pick))
         data.rating_inputs = _inputs(rows, features, "the eval split")
         data.rating_actual = target_values(rows)
     return data
 
 
-def _eval_buyers(spec: PipelineSpec, examples: Path, catalog_ids: np.ndarray) -> tuple[dict, list[set]]:
+def _eval_buyers(spec: TrainerParams, examples: Examples, catalog_ids: np.ndarray) -> tuple[dict, list[set]]:
     """Up to ``eval_max_buyers`` eval buyers (by a seeded hash of their id): their latest eval row's buyer
     inputs and the catalog rows of the products they bought in eval."""
-    glob = split_glob(examples, "eval")
     con = sources.connect()
     try:
-        columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({literal(glob)})").fetchall()]
-        order = '"timestamp" DESC NULLS LAST, product_id DESC' if "timestamp" in columns else "product_id DESC"
-        seed = literal(str(spec.training.seed))
-        table = con.sql(f"""
-            WITH held AS (SELECT * FROM read_parquet({literal(glob)})),
-            sampled AS (SELECT DISTINCT buyer_id FROM held
-                        ORDER BY md5(concat({seed}, '|', buyer_id)) LIMIT {int(spec.training.eval_max_buyers)}),
-            bought AS (SELECT buyer_id AS __buyer, list(DISTINCT CAST(product_id AS VARCHAR)) AS __relevant
-                       FROM held WHERE buyer_id IN (SELECT buyer_id FROM sampled) GROUP BY buyer_id),
-            latest AS (SELECT * FROM held WHERE buyer_id IN (SELECT buyer_id FROM sampled)
-                       QUALIFY row_number() OVER (PARTITION BY buyer_id ORDER BY {order}) = 1)
-            SELECT latest.*, bought.__relevant FROM latest JOIN bought ON latest.buyer_id = bought.__buyer
-            ORDER BY latest.buyer_id
-        """)
-        table = _arrow_table(table)
+        table = scoring.latest_rows_per_buyer(
+            con, examples.split_glob("eval"), sample=(spec.training.seed, spec.training.eval_max_buyers)
+        )
     finally:
         con.close()
-    row_of = {pid: row for row, pid in enumerate(catalog_ids)}
-    relevant = [{row_of.get(pid, -2) for pid in products} for products in table.column("__relevant").to_pylist()]
-    return tower_batch(table, spec.features, "buyer"), relevant
-
-
-def _arrow_table(result) -> pa.Table:
-    """A DuckDB relation as an Arrow table (``to_arrow_table`` in DuckDB 2, ``arrow`` before)."""
-    for method in ("to_arrow_table", "fetch_arrow_table"):
-        if hasattr(result, method):
-            return getattr(result, method)()
-    return result.arrow()
-
-
-# -- checkpoints ------------------------------------------------------------------------------
-class Checkpoint:
-    """Weights, optimizer state and loop state of the last finished epoch, in the stage's work folder."""
-
-    def __init__(self, folder: Path, key: str):
-        self.folder, self.key = folder / CHECKPOINT_DIR, key
-        self.state_file = self.folder / "state.json"
-        self._best: str | None = None  # file of the best epoch's weights
-
-    def load(self, log) -> dict | None:
-        if not self.state_file.is_file():
-            return None
-        try:
-            state = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            log.warning("ignoring an unreadable checkpoint in %s", self.folder)
-            return None
-        if state.get("key") != self.key:
-            log.info("ignoring a checkpoint written for a different config or inputs")
-            return None
-        for name in (state["weights"], state["optimizer"], state.get("best_weights")):
-            if name and not (self.folder / name).is_file():
-                log.warning("ignoring an incomplete checkpoint (%s is missing)", name)
-                return None
-        self._best = state.get("best_weights")
-        return state
-
-    def arrays(self, name: str) -> list[np.ndarray]:
-        with np.load(self.folder / name) as data:
-            return [data[f"a{i}"] for i in range(len(data.files))]
-
-    def save(self, state: dict, weights: list[np.ndarray], optimizer: list[np.ndarray],
-             best: list[np.ndarray] | None) -> None:
-        """Write the arrays, then ``state.json`` pointing at them (atomically), then drop older arrays.
-
-        ``best`` (the weights of a new best epoch) is written when given; otherwise
-        the previous best file is kept.
-        """
-        self.folder.mkdir(parents=True, exist_ok=True)
-        epoch = state["epoch"]
-        names = {"weights": f"weights-{epoch}.npz", "optimizer": f"optimizer-{epoch}.npz"}
-        self._write(names["weights"], weights)
-        self._write(names["optimizer"], optimizer)
-        if best is not None:
-            names["best_weights"] = f"weights-{epoch}.npz"  # the same arrays: one file
-        elif self._best:
-            names["best_weights"] = self._best
-        write_json_atomic(self.state_file, {**state, **names, "key": self.key})
-        self._best = names.get("best_weights")
-        keep = set(names.values())
-        for path in self.folder.glob("*.npz"):
-            if path.name not in keep:
-                path.unlink(missing_ok=True)
-
-    def best_weights_file(self) -> str:
-        if not self._best:
-            raise StageFailure("no best weights were checkpointed")
-        return self._best
-
-    def _write(self, name: str, arrays: list[np.ndarray]) -> None:
-        tmp = self.folder / f"{name}.tmp-{os.getpid()}.npz"
-        np.savez(tmp, **{f"a{i}": a for i, a in enumerate(arrays)})
-        os.replace(tmp, self.folder / name)
-
-    def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+    return tower_batch(table, spec.features, "buyer"), scoring.relevant_rows(table, catalog_ids)
 
 
 # -- the stage ------------------------------------------------------------------------------
@@ -306,56 +223,22 @@ def _scalar(value) -> float:
     return value if math.isfinite(value) else float("nan")
 
 
-@dataclass
-class LoopState:
-    """What survives between epochs and attempts (it is checkpointed with the weights)."""
-
-    epoch: int = 0  # epochs finished
-    best_val_loss: float | None = None
-    best_epoch: int | None = None
-    wait: int = 0  # epochs since the best one
-    stopped_at: int | None = None  # the epoch early stopping ended training at
-    train_seconds: float = 0.0
-    examples: int = 0
-    history: list[dict] = field(default_factory=list)
-
-    def record(self, epoch: int, metrics: dict, min_delta: float, patience: int | None) -> bool:
-        """Add an epoch's metrics; True when its val_loss is the best so far (``patience`` None: never stop)."""
-        self.epoch = epoch
-        self.history.append({"epoch": epoch, **metrics})
-        val_loss = metrics.get("val_loss")
-        if val_loss is None:
-            return False
-        if self.best_val_loss is None or (math.isfinite(val_loss) and val_loss < self.best_val_loss - min_delta):
-            self.best_val_loss, self.best_epoch, self.wait = val_loss, epoch, 0
-            return True
-        self.wait += 1
-        if patience is not None and self.wait >= patience:
-            self.stopped_at = epoch
-        return False
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-class Trainer(Stage):
+class Trainer(Stage[TrainerParams]):
     name = "Trainer"
-    artifact_type = "Model"
-    inputs = ("ExampleGen", "Transform")
+    inputs = {"ExampleGen": Examples, "Transform": TransformGraph}
+    output = Model
+    Params = TrainerParams
     version = 1
 
-    def config(self, spec: PipelineSpec):
-        return {"model": spec.model.model_dump(mode="json"), "training": spec.training.model_dump(mode="json"),
-                "features": spec.features.model_dump(mode="json")}
+    def params(self, spec: PipelineSpec) -> TrainerParams:
+        return TrainerParams(model=spec.model, training=spec.training, features=spec.features)
 
-    def run(self, ctx: StageContext) -> StageResult:
-        spec = ctx.spec
+    def run(self, ctx: StageContext, spec: TrainerParams) -> StageResult:
         placement = choose_strategy(spec.training.hardware, ctx.log)  # fails early on a missing GPU
         import keras
 
         from ml_pipeline.model.build import build_models
         from ml_pipeline.model.training import Objective, Steps, make_optimizer
-        from ml_pipeline.model.transform import TransformArtifact
 
         if placement.note:
             ctx.log.warning("%s", placement.note)
@@ -363,45 +246,64 @@ class Trainer(Stage):
         training, model_config = spec.training, spec.model
         keras.utils.set_random_seed(training.seed)
 
-        transform = TransformArtifact.load(ctx.input_path("Transform"))
+        transform = ctx.input(TransformGraph).load()
         if model_config.has_rating_head and transform.target is None:
-            raise StageFailure("features.target: a ranking or multitask model needs a target; the Transform "
-                               "artifact has no target statistics")
-        data = load_training_data(spec, ctx.input_path("ExampleGen"), transform.target, ctx.log)
-        ctx.log.info("%s train rows, %s eval rows, %s catalog products", f"{data.train_rows:,}",
-                     f"{data.eval_rows:,}", f"{len(data.catalog_ids):,}")
+            raise StageFailure(
+                "features.target: a ranking or multitask model needs a target; the Transform "
+                "artifact has no target statistics"
+            )
+        data = load_training_data(spec, ctx.input(Examples), transform.target, ctx.log)
+        ctx.log.info(
+            "%s train rows, %s eval rows, %s catalog products",
+            f"{data.train_rows:,}",
+            f"{data.eval_rows:,}",
+            f"{len(data.catalog_ids):,}",
+        )
 
         learning_rate = training.learning_rate or model_config.learning_rate
         weights = model_config.loss_weights
         with placement.strategy.scope():
             built = build_models(transform, model_config)
-            objective = Objective(built, model_config.model_type,
-                                  weights.retrieval if weights else 1.0, weights.rating if weights else 1.0)
+            objective = Objective(
+                built,
+                model_config.model_type,
+                weights.retrieval if weights else 1.0,
+                weights.rating if weights else 1.0,
+            )
             optimizer = make_optimizer(model_config, learning_rate)
             optimizer.build(objective.trainable_variables)
         steps = Steps(objective, optimizer, placement.strategy)
 
-        key = fingerprint(self.config(spec), {name: artifact.fingerprint for name, artifact in ctx.inputs.items()},
-                          self.version)
+        key = fingerprint(
+            spec.model_dump(mode="json"),
+            {name: artifact.fingerprint for name, artifact in ctx.inputs.items()},
+            self.version,
+        )
         checkpoint = Checkpoint(ctx.work, key)
-        loop = self._restore(ctx, checkpoint, objective, optimizer)
+        loop = self._restore(ctx, spec, checkpoint, objective, optimizer)
         resumed_from = loop.epoch or None
-        watching = self._train(ctx, data, objective, optimizer, steps, checkpoint, loop)
+        watching = self._train(ctx, spec, data, objective, optimizer, steps, checkpoint, loop)
 
         restored = False
         if watching and loop.best_epoch is not None and loop.best_epoch != loop.epoch:
-            self._assign(objective.all_weights, checkpoint.arrays(checkpoint.best_weights_file()))
+            try:
+                best = checkpoint.arrays(checkpoint.best_weights_file())
+            except CheckpointError as error:
+                raise StageFailure(str(error)) from None
+            self._assign(objective.all_weights, best)
             restored = True
             ctx.log.info("restored the weights of the best epoch (%d)", loop.best_epoch)
         exported_epoch = loop.best_epoch if restored else loop.epoch
         final = next((h for h in loop.history if h["epoch"] == exported_epoch), {})
         final = {k: v for k, v in final.items() if isinstance(v, (int, float)) and k != "epoch"}
 
-        self._export(ctx, built, loop, placement, data, learning_rate, restored, exported_epoch, resumed_from, final)
+        self._export(
+            ctx, spec, built, loop, placement, data, learning_rate, restored, exported_epoch, resumed_from, final
+        )
         checkpoint.clear()
         examples_per_second = round(loop.examples / loop.train_seconds, 1) if loop.train_seconds else None
         properties = {
-            **{k: v for k, v in final.items() if k in ("loss", "val_loss", "rmse", "mae") or k.startswith("recall_at_")},
+            **{k: v for k, v in final.items() if k in HEADLINE_METRICS or k.startswith("recall_at_")},
             "epochs_run": loop.epoch,
             "best_epoch": loop.best_epoch,
             "early_stopped_epoch": loop.stopped_at,
@@ -412,7 +314,7 @@ class Trainer(Stage):
         return StageResult(self._summary(loop, restored, final, model_config), properties)
 
     # -- parts ---------------------------------------------------------------------------------
-    def _restore(self, ctx, checkpoint: Checkpoint, objective, optimizer):
+    def _restore(self, ctx, spec: TrainerParams, checkpoint: Checkpoint, objective, optimizer):
         """The loop state of an earlier attempt's checkpoint (its weights and optimizer state restored), if any."""
         state = checkpoint.load(ctx.log)
         if state is None:
@@ -420,35 +322,55 @@ class Trainer(Stage):
         self._assign(objective.all_weights, checkpoint.arrays(state["weights"]))
         self._assign(optimizer.variables, checkpoint.arrays(state["optimizer"]))
         loop = LoopState(**{k: state[k] for k in LoopState.__dataclass_fields__})
-        ctx.log.info("resuming from the checkpoint of epoch %d of %d: continuing at epoch %d", loop.epoch,
-                     ctx.spec.training.epochs, loop.epoch + 1)
+        ctx.log.info(
+            "resuming from the checkpoint of epoch %d of %d: continuing at epoch %d",
+            loop.epoch,
+            spec.training.epochs,
+            loop.epoch + 1,
+        )
         # The checkpoint is written before an epoch is reported, so a crash in
         # between would lose that epoch's report: report the restored history
         # again (reporters treat a repeated epoch as an update).
         for entry in loop.history:
             metrics = {k: v for k, v in entry.items() if k != "epoch"}
-            ctx.reporter.epoch_completed(entry["epoch"], ctx.spec.training.epochs, metrics)
+            ctx.reporter.epoch_completed(entry["epoch"], spec.training.epochs, metrics)
         return loop
 
-    def _train(self, ctx, data: TrainingData, objective, optimizer, steps, checkpoint: Checkpoint,
-               loop: LoopState) -> bool:
+    def _train(
+        self,
+        ctx,
+        spec: TrainerParams,
+        data: TrainingData,
+        objective,
+        optimizer,
+        steps,
+        checkpoint: Checkpoint,
+        loop: LoopState,
+    ) -> bool:
         """Run the remaining epochs; True when early stopping watched the validation loss."""
         import tensorflow as tf
 
         from ml_pipeline.model.training import batches
 
-        training = ctx.spec.training
+        training = spec.training
         early = training.early_stopping
         current = {"epoch": loop.epoch + 1}
-        train_ds = steps.distribute(batches(data.train, training.batch_size, seed=training.seed,
-                                            epoch=lambda: current["epoch"],
-                                            drop_remainder=data.train_rows >= 2 * training.batch_size))
+        train_ds = steps.distribute(
+            batches(
+                data.train,
+                training.batch_size,
+                seed=training.seed,
+                epoch=lambda: current["epoch"],
+                drop_remainder=data.train_rows >= 2 * training.batch_size,
+            )
+        )
         eval_ds = steps.distribute(batches(data.eval, training.batch_size)) if data.eval else None
         watching = early.enabled and eval_ds is not None
-        gradient_batch = {name: tf.constant(values[:GRADIENT_BATCH_ROWS],
-                                            dtype=tf.string if values.dtype == object else None)
-                          for name, values in data.train.items()}
-        quality = _Quality(objective.built, data, ctx.spec.model)
+        gradient_batch = {
+            name: tf.constant(values[:GRADIENT_BATCH_ROWS], dtype=tf.string if values.dtype == object else None)
+            for name, values in data.train.items()
+        }
+        quality = _Quality(objective.built, data, spec.model)
 
         for epoch in range(loop.epoch + 1, training.epochs + 1):
             if loop.stopped_at is not None:
@@ -470,60 +392,89 @@ class Trainer(Stage):
             improved = loop.record(epoch, metrics, early.min_delta, early.patience if watching else None)
             current_weights = [np.asarray(v.numpy()) for v in objective.all_weights]
             # checkpoint first: whatever happens after this, the epoch is not lost
-            checkpoint.save(loop.to_dict(), current_weights, [np.asarray(v.numpy()) for v in optimizer.variables],
-                            current_weights if improved else None)
+            checkpoint.save(
+                loop.to_dict(),
+                current_weights,
+                [np.asarray(v.numpy()) for v in optimizer.variables],
+                current_weights if improved else None,
+            )
             ctx.log.info("epoch %d/%d: %s", epoch, training.epochs, _brief(metrics))
             ctx.reporter.epoch_completed(epoch, training.epochs, metrics)
             if loop.stopped_at is not None:
-                ctx.log.info("early stop at epoch %d: val_loss did not improve by more than %g for %d epochs "
-                             "(best %.4g at epoch %d)", epoch, early.min_delta, early.patience,
-                             loop.best_val_loss, loop.best_epoch)
+                ctx.log.info(
+                    "early stop at epoch %d: val_loss did not improve by more than %g for %d epochs "
+                    "(best %.4g at epoch %d)",
+                    epoch,
+                    early.min_delta,
+                    early.patience,
+                    loop.best_val_loss,
+                    loop.best_epoch,
+                )
         return watching
 
-    def _export(self, ctx, built, loop: LoopState, placement: Placement, data: TrainingData, learning_rate: float,
-                restored: bool, exported_epoch: int, resumed_from: int | None, final: dict) -> None:
+    def _export(
+        self,
+        ctx,
+        spec: TrainerParams,
+        built,
+        loop: LoopState,
+        placement: Placement,
+        data: TrainingData,
+        learning_rate: float,
+        restored: bool,
+        exported_epoch: int,
+        resumed_from: int | None,
+        final: dict,
+    ) -> None:
         from ml_pipeline.model.build import built_parameter_counts
 
-        spec, out = ctx.spec, ctx.output
-        built.query.save(out / QUERY_MODEL)
-        built.candidate.save(out / CANDIDATE_MODEL)
+        out, files = ctx.output, Model.FILES
+        built.query.save(out / files["query"])
+        built.candidate.save(out / files["candidate"])
         if built.rating is not None:
-            built.rating.save(out / RATING_MODEL)
-        write_json_atomic(out / HISTORY_FILE, loop.history)
+            built.rating.save(out / files["rating"])
+        write_json_atomic(out / files["history"], loop.history)
         configured = parameter_counts(spec.model, spec.features)
-        write_json_atomic(out / SUMMARY_FILE, {
-            "model_type": spec.model.model_type,
-            "devices": placement.devices,
-            "strategy": placement.name,
-            "replicas": placement.strategy.num_replicas_in_sync,
-            "placement_note": placement.note or None,
-            "epochs_requested": spec.training.epochs,
-            "epochs_run": loop.epoch,
-            "early_stopped_epoch": loop.stopped_at,
-            "best_epoch": loop.best_epoch,
-            "best_val_loss": loop.best_val_loss,
-            "restored_best_weights": restored,
-            "exported_epoch": exported_epoch,
-            "resumed_from_epoch": resumed_from,
-            "train_rows": data.train_rows,
-            "eval_rows": data.eval_rows,
-            "catalog_size": len(data.catalog_ids),
-            "batch_size": spec.training.batch_size,
-            "learning_rate": learning_rate,
-            "optimizer": spec.model.optimizer,
-            "train_seconds": round(loop.train_seconds, 3),
-            "examples_per_second": round(loop.examples / loop.train_seconds, 1) if loop.train_seconds else None,
-            "parameters": built_parameter_counts(built),
-            "configured_parameters": {
-                "towers": {t: {k: configured["towers"][t][k] for k in ("embedding_params", "dense_params", "total")}
-                           for t in ("buyer", "product")},
-                "rating_head": configured.get("rating_head", {}).get("total"),
-                "total": configured["total"],
+        write_json_atomic(
+            out / files["summary"],
+            {
+                "model_type": spec.model.model_type,
+                "devices": placement.devices,
+                "strategy": placement.name,
+                "replicas": placement.strategy.num_replicas_in_sync,
+                "placement_note": placement.note or None,
+                "epochs_requested": spec.training.epochs,
+                "epochs_run": loop.epoch,
+                "early_stopped_epoch": loop.stopped_at,
+                "best_epoch": loop.best_epoch,
+                "best_val_loss": loop.best_val_loss,
+                "restored_best_weights": restored,
+                "exported_epoch": exported_epoch,
+                "resumed_from_epoch": resumed_from,
+                "train_rows": data.train_rows,
+                "eval_rows": data.eval_rows,
+                "catalog_size": len(data.catalog_ids),
+                "batch_size": spec.training.batch_size,
+                "learning_rate": learning_rate,
+                "optimizer": spec.model.optimizer,
+                "train_seconds": round(loop.train_seconds, 3),
+                "examples_per_second": round(loop.examples / loop.train_seconds, 1) if loop.train_seconds else None,
+                "parameters": built_parameter_counts(built),
+                "configured_parameters": {
+                    "towers": {
+                        t: {k: configured["towers"][t][k] for k in ("embedding_params", "dense_params", "total")}
+                        for t in ("buyer", "product")
+                    },
+                    "rating_head": configured.get("rating_head", {}).get("total"),
+                    "total": configured["total"],
+                },
+                "inputs": {
+                    "query": sorted(tower_inputs(spec.features, "buyer")),
+                    "candidate": sorted(tower_inputs(spec.features, "product")),
+                },
+                "final_metrics": final,
             },
-            "inputs": {"query": sorted(tower_inputs(spec.features, "buyer")),
-                       "candidate": sorted(tower_inputs(spec.features, "product"))},
-            "final_metrics": final,
-        })
+        )
 
     @staticmethod
     def _assign(variables, values) -> None:
@@ -571,41 +522,33 @@ class Trainer(Stage):
 
 
 def _brief(metrics: dict) -> str:
-    keys = [k for k in metrics if k in ("loss", "val_loss", "rmse", "mae") or k.startswith("recall_at_")]
+    keys = [k for k in metrics if k in HEADLINE_METRICS or k.startswith("recall_at_")]
     return "  ".join(f"{k}={metrics[k]:.4g}" for k in keys)
 
 
 class _Quality:
     """Per-epoch Recall@K over the full catalog and RMSE/MAE on eval, in the target's units."""
 
-    def __init__(self, built, data: TrainingData, model_config):
-        from ml_pipeline.model.training import Predictor
+    def __init__(self, built, data: TrainingData, model_config: ModelConfig):
+        from ml_pipeline.model.functions import ModelFunctions
 
         self.data, self.ks = data, list(model_config.retrieval_k)
         self.retrieval = model_config.has_retrieval and bool(data.eval_relevant)
         self.rating = built.rating is not None and data.rating_actual is not None and len(data.rating_actual) > 0
-        self.query = Predictor(built.query) if self.retrieval else None
-        self.candidate = Predictor(built.candidate) if self.retrieval else None
-        self.rating_model = Predictor(built.rating) if self.rating else None
+        self.functions = ModelFunctions.from_keras(built, "the model in training")
 
     def metrics(self) -> dict[str, float]:
-        import tensorflow as tf
-
         out: dict[str, float] = {}
         if self.retrieval:
-            catalog = tf.constant(self.candidate(self.data.catalog_inputs))
-            queries = self.query(self.data.eval_buyers)
-            k = min(max(self.ks), int(catalog.shape[0]))
-            chunk = max(1, MAX_SCORES_PER_BATCH // max(int(catalog.shape[0]), 1))
-            top = np.concatenate([
-                tf.math.top_k(tf.matmul(queries[start:start + chunk], catalog, transpose_b=True), k=k).indices.numpy()
-                for start in range(0, len(queries), chunk)
-            ])
-            if top.shape[1] < max(self.ks):  # a catalog smaller than K: pad with a row that is never relevant
-                top = np.pad(top, ((0, 0), (0, max(self.ks) - top.shape[1])), constant_values=-1)
-            scores = metric_fns.retrieval_metrics(top, self.data.eval_relevant, self.ks, int(catalog.shape[0]))
+            scores = scoring.retrieval_scores(
+                self.functions.embed_queries,
+                self.functions.embed_candidates(self.data.catalog_inputs),
+                self.data.eval_buyers,
+                self.data.eval_relevant,
+                self.ks,
+            )
             out.update({f"recall_at_{k}": scores[f"recall_at_{k}"] for k in self.ks})
         if self.rating:
-            predicted = self.rating_model(self.data.rating_inputs).reshape(-1)
+            predicted = self.functions.predict_ratings(self.data.rating_inputs)
             out.update(metric_fns.rating_metrics(predicted, self.data.rating_actual))
         return out

@@ -50,6 +50,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ml_pipeline.artifact_types import Examples, TransformGraph
 from ml_pipeline.config import features as features_config
 from ml_pipeline.config.features import (
     CategoricalFeature,
@@ -66,9 +67,8 @@ from ml_pipeline.errors import DataError
 from ml_pipeline.model.inputs import input_name
 from ml_pipeline.spec import PipelineSpec
 from ml_pipeline.stages.base import Stage, StageContext, StageFailure, StageResult
-from ml_pipeline.stages.example_gen import split_glob
 
-TRANSFORM_FILE = "transform.json"
+TRANSFORM_FILE = TransformGraph.FILES["transform"]
 VOCAB_DIR = "vocab"
 TRANSFORM_FORMAT = 1
 TOKEN_SEPARATORS = r"[^\p{L}\p{N}]+"  # RE2, shared with ml_pipeline.model.layers.TextTokens
@@ -105,20 +105,20 @@ def _finite(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-class Transform(Stage):
+class Transform(Stage[FeatureConfig]):
     name = "Transform"
-    artifact_type = "TransformGraph"
     # Everything is learnt from ExampleGen's train split; the schema adds nothing the
     # transform needs, so SchemaGen is not an input (its anomalies policy runs before us).
-    inputs = ("ExampleGen",)
+    inputs = {"ExampleGen": Examples}
+    output = TransformGraph
+    Params = FeatureConfig
     version = 1
 
-    def config(self, spec: PipelineSpec):
-        return spec.features.model_dump(mode="json")
+    def params(self, spec: PipelineSpec) -> FeatureConfig:
+        return spec.features
 
-    def run(self, ctx: StageContext) -> StageResult:
-        features = ctx.spec.features
-        train = split_glob(ctx.input_path("ExampleGen"), "train")
+    def run(self, ctx: StageContext, features: FeatureConfig) -> StageResult:
+        train = ctx.input(Examples).split_glob("train")
         (ctx.output / VOCAB_DIR).mkdir(exist_ok=True)
         con = sources.connect()
         try:
@@ -144,7 +144,9 @@ class Transform(Stage):
 
         vocabularies = {
             entry["column"]: entry["vocabulary_size"]
-            for tower in TOWERS for entry in towers[tower]["features"] if "vocabulary_size" in entry
+            for tower in TOWERS
+            for entry in towers[tower]["features"]
+            if "vocabulary_size" in entry
         }
         parts = [f"{column} {size:,}" for column, size in vocabularies.items()]
         summary = f"vocabularies created: {' · '.join(parts)}" if parts else "no vocabularies"
@@ -167,8 +169,11 @@ class Transform(Stage):
         for tower in TOWERS:
             for entry in towers[tower]["features"]:
                 if entry["kind"] in ("numeric", "timestamp"):
-                    key = "normalised" if entry.get("transform") == "normalize" else (
-                        "bucketised" if entry.get("transform") == "bucketize" else "cyclical")
+                    key = (
+                        "normalised"
+                        if entry.get("transform") == "normalize"
+                        else ("bucketised" if entry.get("transform") == "bucketize" else "cyclical")
+                    )
                     kinds[key] = kinds.get(key, 0) + 1
             if towers[tower]["crosses"]:
                 kinds["crosses"] = kinds.get("crosses", 0) + len(towers[tower]["crosses"])
@@ -189,23 +194,32 @@ class _Builder:
 
     def _check_column(self, where: str, column: str) -> str:
         if column not in self.columns:
-            raise StageFailure(f"{where}: column '{column}' is not in ExampleGen's train split "
-                               f"(it has {', '.join(sorted(self.columns))})")
+            raise StageFailure(
+                f"{where}: column '{column}' is not in ExampleGen's train split "
+                f"(it has {', '.join(sorted(self.columns))})"
+            )
         return ident(column)
 
     def _check_not_all_null(self, where: str, column: str, col: str, extra: str = "") -> int:
         non_null = self._one(f"SELECT count({col}) FROM train{extra}")[0]
         if non_null == 0:
-            raise StageFailure(f"{where}: column '{column}' is null in every one of the {self.train_rows:,} "
-                               "train rows; drop the feature or fix the mapping")
+            raise StageFailure(
+                f"{where}: column '{column}' is null in every one of the {self.train_rows:,} "
+                "train rows; drop the feature or fix the mapping"
+            )
         return non_null
 
     def _quantiles(self, value_sql: str, count: int) -> list[float]:
         if count < 1:
             return []
         points = [i / (count + 1) for i in range(1, count + 1)]
-        values = self._one(f"SELECT quantile_cont({value_sql}, {literal_list_float(points)}) FROM train "
-                           f"WHERE {value_sql} IS NOT NULL AND isfinite({value_sql})")[0] or []
+        values = (
+            self._one(
+                f"SELECT quantile_cont({value_sql}, {literal_list_float(points)}) FROM train "
+                f"WHERE {value_sql} IS NOT NULL AND isfinite({value_sql})"
+            )[0]
+            or []
+        )
         return sorted({float(v) for v in values if v is not None and math.isfinite(v)})
 
     # -- towers ----------------------------------------------------------------
@@ -214,8 +228,12 @@ class _Builder:
         entries = []
         for index, feature in enumerate(config.features):
             where = f"features.{tower}_tower.features[{index}].column"
-            entry = {"column": feature.column, "input_name": input_name(feature.column), "kind": feature.kind,
-                     "field": f"features.{tower}_tower.features[{index}]"}
+            entry = {
+                "column": feature.column,
+                "input_name": input_name(feature.column),
+                "kind": feature.kind,
+                "field": f"features.{tower}_tower.features[{index}]",
+            }
             if isinstance(feature, (IdFeature, CategoricalFeature, TextFeature)):
                 entry.update(self._vocabulary(tower, where, feature))
             elif isinstance(feature, NumericFeature):
@@ -234,8 +252,9 @@ class _Builder:
         text = isinstance(feature, TextFeature)
         value = f"CAST({col} AS VARCHAR)"
         if text:
-            source = (f"SELECT unnest({tokens_sql(value, feature.max_tokens)}) AS token FROM train "
-                      f"WHERE {col} IS NOT NULL")
+            source = (
+                f"SELECT unnest({tokens_sql(value, feature.max_tokens)}) AS token FROM train WHERE {col} IS NOT NULL"
+            )
         else:
             source = f"SELECT {value} AS token FROM train WHERE {col} IS NOT NULL"
         # Values holding a line break cannot be a line of the vocabulary file: they stay OOV.
@@ -251,14 +270,17 @@ class _Builder:
         self.con.execute("DROP TABLE vocab_counts")
         what = "token" if text else "value"
         if not kept:
-            raise StageFailure(f"{where}: no {what} of '{feature.column}' appears at least min_count="
-                               f"{feature.min_count} times in train ({distinct:,} distinct); lower min_count")
+            raise StageFailure(
+                f"{where}: no {what} of '{feature.column}' appears at least min_count="
+                f"{feature.min_count} times in train ({distinct:,} distinct); lower min_count"
+            )
         limit = features_config.MAX_VOCAB
         if len(kept) + feature.oov_buckets > limit:
             raise StageFailure(
                 f"{where}: the vocabulary of '{feature.column}' would have {len(kept):,} {what}s + "
                 f"{feature.oov_buckets} OOV rows, more than the hard limit of {limit:,}; "
-                "lower max_vocab_size or raise min_count")
+                "lower max_vocab_size or raise min_count"
+            )
         covered = sum(n for _, n in kept)
         file_name = self._vocab_file_name(tower, feature)
         path = self.output / VOCAB_DIR / file_name
@@ -279,8 +301,14 @@ class _Builder:
             info["max_tokens"] = feature.max_tokens
             info["tokens"] = occurrences
         if len(kept) < distinct:
-            self.log.info("%s: %s of %s distinct %ss kept (%.1f%% of occurrences)", feature.column,
-                          f"{len(kept):,}", f"{distinct:,}", what, 100 * info["coverage"])
+            self.log.info(
+                "%s: %s of %s distinct %ss kept (%.1f%% of occurrences)",
+                feature.column,
+                f"{len(kept):,}",
+                f"{distinct:,}",
+                what,
+                100 * info["coverage"],
+            )
         return info
 
     def _vocab_file_name(self, tower: str, feature) -> str:
@@ -298,13 +326,20 @@ class _Builder:
         nulls, low, high = self._one(
             f"SELECT count(*) FILTER (WHERE {col} IS NULL OR NOT isfinite({value})), "
             f"min({value}) FILTER (WHERE isfinite({value})), max({value}) FILTER (WHERE isfinite({value})) "
-            "FROM train")
-        info: dict[str, Any] = {"transform": feature.transform, "log1p": feature.log1p, "null_count": nulls,
-                                "min": _finite(low), "max": _finite(high)}
+            "FROM train"
+        )
+        info: dict[str, Any] = {
+            "transform": feature.transform,
+            "log1p": feature.log1p,
+            "null_count": nulls,
+            "min": _finite(low),
+            "max": _finite(high),
+        }
         if feature.transform == "normalize":
             transformed = f"ln(1 + greatest({value}, 0))" if feature.log1p else value
-            mean, variance = self._one(f"SELECT avg({transformed}), var_pop({transformed}) FROM train "
-                                       f"WHERE isfinite({value})")
+            mean, variance = self._one(
+                f"SELECT avg({transformed}), var_pop({transformed}) FROM train WHERE isfinite({value})"
+            )
             mean, variance = _finite(mean) or 0.0, _finite(variance) or 0.0
             if variance == 0.0:
                 self.log.warning("%s: '%s' is constant in train; it carries no information", where, feature.column)
@@ -313,29 +348,50 @@ class _Builder:
             # log1p is monotonic: quantile buckets of x and of log1p(x) hold the same rows.
             boundaries = self._quantiles(value, feature.buckets - 1)
             median = self._one(f"SELECT median({value}) FROM train WHERE isfinite({value})")[0]
-            info.update(boundaries=boundaries, buckets=len(boundaries) + 1, requested_buckets=feature.buckets,
-                        fill_value=_finite(median) or 0.0, embedding_dim=feature.embedding_dim,
-                        width=feature.embedding_dim)
+            info.update(
+                boundaries=boundaries,
+                buckets=len(boundaries) + 1,
+                requested_buckets=feature.buckets,
+                fill_value=_finite(median) or 0.0,
+                embedding_dim=feature.embedding_dim,
+                width=feature.embedding_dim,
+            )
             if len(boundaries) + 1 < feature.buckets:
-                self.log.info("%s: '%s' has only %d distinct quantile boundaries: %d buckets instead of %d", where,
-                              feature.column, len(boundaries), len(boundaries) + 1, feature.buckets)
+                self.log.info(
+                    "%s: '%s' has only %d distinct quantile boundaries: %d buckets instead of %d",
+                    where,
+                    feature.column,
+                    len(boundaries),
+                    len(boundaries) + 1,
+                    feature.buckets,
+                )
         return info
 
     def _timestamp(self, where: str, feature: TimestampFeature) -> dict:
         col = self._check_column(where, feature.column)
         seconds = f"epoch(CAST({col} AS TIMESTAMP))"
         self._check_not_all_null(where, feature.column, col)
-        nulls, low, high = self._one(f"SELECT count(*) FILTER (WHERE {col} IS NULL), min({seconds}), "
-                                     f"max({seconds}) FROM train")
-        info: dict[str, Any] = {"transform": feature.transform, "null_count": nulls,
-                                "min_seconds": _finite(low), "max_seconds": _finite(high)}
+        nulls, low, high = self._one(
+            f"SELECT count(*) FILTER (WHERE {col} IS NULL), min({seconds}), max({seconds}) FROM train"
+        )
+        info: dict[str, Any] = {
+            "transform": feature.transform,
+            "null_count": nulls,
+            "min_seconds": _finite(low),
+            "max_seconds": _finite(high),
+        }
         if feature.transform == "cyclical":
             info.update(periods=list(feature.periods), width=2 * len(feature.periods))
         else:
             boundaries = [float(round(b)) for b in self._quantiles(seconds, feature.buckets - 1)]
             boundaries = sorted(set(boundaries))
-            info.update(boundaries=boundaries, buckets=len(boundaries) + 1, requested_buckets=feature.buckets,
-                        embedding_dim=feature.embedding_dim, width=feature.embedding_dim)
+            info.update(
+                boundaries=boundaries,
+                buckets=len(boundaries) + 1,
+                requested_buckets=feature.buckets,
+                embedding_dim=feature.embedding_dim,
+                width=feature.embedding_dim,
+            )
         return info
 
     def _cross(self, tower: str, index: int, cross: Cross, by_column: dict[str, dict]) -> dict:
@@ -361,11 +417,23 @@ class _Builder:
             parts.append(part)
         distinct = self._one(f"SELECT count(DISTINCT ({', '.join(keys)})) FROM train")[0]
         if distinct > cross.hash_buckets:
-            self.log.info("features.%s_tower.crosses[%d]: %s distinct combinations hashed into %s buckets", tower,
-                          index, f"{distinct:,}", f"{cross.hash_buckets:,}")
-        return {"name": cross.name, "columns": list(cross.columns), "field": f"features.{tower}_tower.crosses[{index}]",
-                "hash_buckets": cross.hash_buckets, "embedding_dim": cross.embedding_dim, "width": cross.embedding_dim,
-                "distinct_combinations": distinct, "parts": parts}
+            self.log.info(
+                "features.%s_tower.crosses[%d]: %s distinct combinations hashed into %s buckets",
+                tower,
+                index,
+                f"{distinct:,}",
+                f"{cross.hash_buckets:,}",
+            )
+        return {
+            "name": cross.name,
+            "columns": list(cross.columns),
+            "field": f"features.{tower}_tower.crosses[{index}]",
+            "hash_buckets": cross.hash_buckets,
+            "embedding_dim": cross.embedding_dim,
+            "width": cross.embedding_dim,
+            "distinct_combinations": distinct,
+            "parts": parts,
+        }
 
     # -- target ----------------------------------------------------------------
     def target(self) -> dict | None:
@@ -374,15 +442,18 @@ class _Builder:
             return None
         if "target" not in self.columns:
             # only ranking and multitask models need it; the Trainer says so when one does
-            self.log.warning("features.target: the examples have no 'target' column (dataset.mapping.target is "
-                             "not set): no target statistics")
+            self.log.warning(
+                "features.target: the examples have no 'target' column (dataset.mapping.target is "
+                "not set): no target statistics"
+            )
             return None
         value = "CAST(target AS DOUBLE)"
         filled = f"coalesce({value}, 0)"  # the Trainer and Evaluator read null targets as 0
         transformed = target_transform_sql(filled, config.transforms)
         row = self._one(
             f"SELECT count({value}), count(*) - count({value}), avg({filled}), var_pop({filled}), min({value}), "
-            f"max({value}), avg({transformed}), var_pop({transformed}) FROM train")
+            f"max({value}), avg({transformed}), var_pop({transformed}) FROM train"
+        )
         count, nulls, mean, variance, low, high, t_mean, t_variance = row
         if count == 0:
             raise StageFailure("features.target.column: the target is null in every train row")
@@ -402,4 +473,3 @@ class _Builder:
 
 def literal_list_float(values) -> str:
     return "[" + ", ".join(repr(float(v)) for v in values) + "]"
-

@@ -1,6 +1,6 @@
 """Fixtures of the execution-plane tests.
 
-``serving_endpoint`` starts the serving server (``ml_pipeline.serving_server``)
+``serving_endpoint`` starts the serving server (``ml_pipeline.serving.server``)
 in this process, on a real loopback socket, and talks raw HTTP to it: the
 attacks on it are malformed requests that a well-behaved client library would
 never send.
@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from ml_pipeline.serving_server import ModelStore, ServedModel, ServerOptions, ServingServer
+from ml_pipeline.serving.requests import ServerOptions
+from ml_pipeline.serving.server import ServingServer
+from ml_pipeline.serving.store import ModelStore, ServedModel
 
 CLIENT_TIMEOUT = 10.0  # far below the server's read timeout: a server that waits for a body fails the test
 
@@ -62,11 +64,13 @@ class Endpoint:
         response = http.client.HTTPResponse(sock)
         response.begin()
         raw = response.read()
-        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()},
-                      json.loads(raw) if raw else None, sock)
+        return Answer(
+            response.status, {k.lower(): v for k, v in response.getheaders()}, json.loads(raw) if raw else None, sock
+        )
 
-    def call(self, method: str, path: str, body: Any = None, token: str | None = None,
-             sock: socket.socket | None = None) -> Answer:
+    def call(
+        self, method: str, path: str, body: Any = None, token: str | None = None, sock: socket.socket | None = None
+    ) -> Answer:
         """A well-formed request (JSON ``body``, the right ``Content-Length``, keep-alive)."""
         data = b"" if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
         head = [f"{method} {path} HTTP/1.1", "Host: localhost"]

@@ -11,34 +11,9 @@ from ml_pipeline.reporting import InMemoryReporter
 from ml_pipeline.runner import PipelineRunner
 from ml_pipeline.spec import PipelineSpec
 from ml_pipeline.stages.compile import Compile
+from tests.helpers import compile_spec_dict
 
 CSV = "customer,item,ordered_at,qty,segment\nc1,p1,2025-01-01,2,retail\nc2,p2,2025-01-02,1,wholesale\n"
-
-
-def spec_dict(path, **changes) -> dict:
-    spec = {
-        "name": "compile-test",
-        "dataset": {
-            "source": {"kind": "file", "path": str(path)},
-            "mapping": {"buyer_id": "customer", "product_id": "item", "timestamp": "ordered_at", "target": "qty",
-                        "buyer_features": [{"column": "segment"}]},
-        },
-        "features": {
-            "buyer_tower": {"features": [{"kind": "id", "column": "buyer_id", "embedding_dim": 8},
-                                         {"kind": "categorical", "column": "segment", "embedding_dim": 4}]},
-            "product_tower": {"features": [{"kind": "id", "column": "product_id", "embedding_dim": 8}]},
-            "target": {"column": "target"},
-        },
-        "model": {"model_type": "multitask"},
-        "stages": ["Compile"],
-    }
-    for key, value in changes.items():
-        section, _, field = key.partition("__")
-        if field:
-            spec[section] = {**spec.get(section, {}), field: value}
-        else:
-            spec[section] = value
-    return spec
 
 
 @pytest.fixture
@@ -55,7 +30,7 @@ def run_compile(tmp_path, spec: PipelineSpec):
 
 
 def test_it_freezes_a_valid_spec_with_defaults_resolved(tmp_path, csv_path):
-    result, reporter, runner = run_compile(tmp_path, PipelineSpec.model_validate(spec_dict(csv_path)))
+    result, reporter, runner = run_compile(tmp_path, PipelineSpec.model_validate(compile_spec_dict(csv_path)))
     assert result.status == "completed"
     compiled = json.loads((result.artifacts["Compile"].path / "compiled_spec.json").read_text())
     assert compiled["training"]["learning_rate"] == 0.1  # taken from the model config
@@ -64,10 +39,14 @@ def test_it_freezes_a_valid_spec_with_defaults_resolved(tmp_path, csv_path):
 
 
 def test_it_lists_every_problem_at_once_before_reading_data(tmp_path, csv_path):
-    bad = spec_dict(
+    bad = compile_spec_dict(
         csv_path,
-        dataset__mapping={"buyer_id": "Customer", "product_id": "item", "timestamp": "ordered_at",
-                          "buyer_features": [{"column": "segment"}]},
+        dataset__mapping={
+            "buyer_id": "Customer",
+            "product_id": "item",
+            "timestamp": "ordered_at",
+            "buyer_features": [{"column": "segment"}],
+        },
         evaluator__thresholds=[{"metric": "recall_at_20", "value": 0.1}, {"metric": "rmse", "value": 2.0}],
         model={"model_type": "retrieval"},
     )
@@ -87,7 +66,7 @@ def test_it_lists_every_problem_at_once_before_reading_data(tmp_path, csv_path):
 
 
 def test_a_rating_model_needs_a_mapped_target(tmp_path, csv_path):
-    spec = spec_dict(csv_path, model={"model_type": "ranking"})
+    spec = compile_spec_dict(csv_path, model={"model_type": "ranking"})
     del spec["dataset"]["mapping"]["target"]
     result, _, _ = run_compile(tmp_path, PipelineSpec.model_validate(spec))
     assert "dataset.mapping.target: a ranking model needs a target column" in result.error["message"]
@@ -95,22 +74,33 @@ def test_a_rating_model_needs_a_mapped_target(tmp_path, csv_path):
 
 def test_time_based_splits_need_a_timestamp_and_valid_dates():
     with pytest.raises(ConfigError) as caught:
-        validate_model(PipelineSpec, spec_dict("x.csv", split={"strategy": "strict_temporal",
-                                                               "train_end": "2025-02-01", "eval_end": "2025-01-01"}))
+        validate_model(
+            PipelineSpec,
+            compile_spec_dict(
+                "x.csv", split={"strategy": "strict_temporal", "train_end": "2025-02-01", "eval_end": "2025-01-01"}
+            ),
+        )
     assert str(caught.value) == "split.eval_end: must be after train_end"
     with pytest.raises(ConfigError) as caught:
-        validate_model(PipelineSpec, spec_dict("x.csv", split={"strategy": "random", "train_ratio": 0.8,
-                                                               "eval_ratio": 0.3, "test_ratio": 0.1}))
+        validate_model(
+            PipelineSpec,
+            compile_spec_dict(
+                "x.csv", split={"strategy": "random", "train_ratio": 0.8, "eval_ratio": 0.3, "test_ratio": 0.1}
+            ),
+        )
     assert "must add up to 1" in str(caught.value)
     with pytest.raises(ConfigError) as caught:
-        validate_model(PipelineSpec, spec_dict("x.csv", split={"strategy": "time_holdout"}))
+        validate_model(PipelineSpec, compile_spec_dict("x.csv", split={"strategy": "time_holdout"}))
     assert str(caught.value) == "split.holdout_days: required for the time_holdout strategy"
 
 
 def test_the_cli_rejects_an_invalid_spec_with_field_names(tmp_path):
     path = tmp_path / "spec.json"
     path.write_text(json.dumps({"name": "x", "model": {"model_type": "retrieval"}}))
-    out = subprocess.run([sys.executable, "-m", "ml_pipeline", "plan", str(path), "--root", str(tmp_path)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "ml_pipeline", "plan", str(path), "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2
     assert "dataset: Field required" in out.stderr and "features: Field required" in out.stderr

@@ -28,8 +28,12 @@ FEATURES = {
 
 MODEL = {
     "model_type": "multitask",
-    "buyer_tower": [{"type": "dense", "units": 64}, {"type": "batch_norm"}, {"type": "dropout", "rate": 0.2},
-                    {"type": "dense", "units": 32}],
+    "buyer_tower": [
+        {"type": "dense", "units": 64},
+        {"type": "batch_norm"},
+        {"type": "dropout", "rate": 0.2},
+        {"type": "dense", "units": 32},
+    ],
     "product_tower": [{"type": "dense", "units": 16}],
     "output_dim": 8,
     "rating_head": [{"type": "dense", "units": 10}],
@@ -76,10 +80,16 @@ def test_it_counts_parameters_by_hand():
 def test_dense_counts_match_what_keras_reports():
     keras = pytest.importorskip("keras")
     counts = parameter_counts(ModelConfig.model_validate(MODEL), FeatureConfig.model_validate(FEATURES))
-    tower = keras.Sequential([
-        keras.Input((50,)), keras.layers.Dense(64), keras.layers.BatchNormalization(), keras.layers.Dropout(0.2),
-        keras.layers.Dense(32), keras.layers.Dense(8),
-    ])
+    tower = keras.Sequential(
+        [
+            keras.Input((50,)),
+            keras.layers.Dense(64),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(32),
+            keras.layers.Dense(8),
+        ]
+    )
     assert counts["towers"]["buyer"]["dense_params"] == tower.count_params()
     embedding = keras.layers.Embedding(1001, 32)
     embedding.build((None,))
@@ -91,7 +101,9 @@ def test_a_retrieval_model_has_no_rating_head_count():
     counts = parameter_counts(model, FeatureConfig.model_validate(FEATURES))
     assert "rating_head" not in counts
     # No hidden layers: each tower is just its projection to output_dim (default 32).
-    assert counts["towers"]["buyer"]["layers"] == [{"layer": "output 32", "input": 50, "output": 32, "params": 50 * 32 + 32}]
+    assert counts["towers"]["buyer"]["layers"] == [
+        {"layer": "output 32", "input": 50, "output": 32, "params": 50 * 32 + 32}
+    ]
 
 
 def problems(model_cls, data) -> dict:
@@ -109,16 +121,33 @@ def problems(model_cls, data) -> dict:
         ({"output_dim": 0}, "output_dim", "Input should be greater than or equal to 1"),
         ({"learning_rate": 0}, "learning_rate", "Input should be greater than 0"),
         ({"optimizer": "rmsprop"}, "optimizer", "Input should be 'adagrad', 'adam' or 'sgd'"),
-        ({"buyer_tower": [{"type": "dense", "units": 0}]}, "buyer_tower[0].units", "Input should be greater than or equal to 1"),
+        (
+            {"buyer_tower": [{"type": "dense", "units": 0}]},
+            "buyer_tower[0].units",
+            "Input should be greater than or equal to 1",
+        ),
         ({"buyer_tower": [{"type": "dropout", "rate": 1.5}]}, "buyer_tower[0].rate", "Input should be less than 1"),
-        ({"buyer_tower": [{"type": "conv"}]}, "buyer_tower[0].type",
-         "Input tag 'conv' found using 'type' does not match any of the expected tags: 'dense', 'dropout', 'batch_norm'"),
-        ({"product_tower": [{"type": "dense", "units": 8}, {"type": "batch_norm"}, {"type": "batch_norm"}]},
-         "product_tower[2]", "two batch_norm layers in a row"),
-        ({"rating_head": [{"type": "dense", "units": 8}]}, "rating_head", "only ranking and multitask models have a rating head"),
+        (
+            {"buyer_tower": [{"type": "conv"}]},
+            "buyer_tower[0].type",
+            "Input tag 'conv' found using 'type' does not match any of the expected tags: 'dense', 'dropout', 'batch_norm'",
+        ),
+        (
+            {"product_tower": [{"type": "dense", "units": 8}, {"type": "batch_norm"}, {"type": "batch_norm"}]},
+            "product_tower[2]",
+            "two batch_norm layers in a row",
+        ),
+        (
+            {"rating_head": [{"type": "dense", "units": 8}]},
+            "rating_head",
+            "only ranking and multitask models have a rating head",
+        ),
         ({"loss_weights": {"retrieval": 1, "rating": 1}}, "loss_weights", "only multitask models combine losses"),
-        ({"buyer_tower": [{"type": "dense", "units": 8, "activation": "softmaxx"}]}, "buyer_tower[0].activation",
-         "Input should be 'relu', 'gelu', 'selu', 'swish', 'tanh', 'sigmoid' or 'linear'"),
+        (
+            {"buyer_tower": [{"type": "dense", "units": 8, "activation": "softmaxx"}]},
+            "buyer_tower[0].activation",
+            "Input should be 'relu', 'gelu', 'selu', 'swish', 'tanh', 'sigmoid' or 'linear'",
+        ),
         ({"surprise": 1}, "surprise", "Extra inputs are not permitted"),
     ],
 )
@@ -147,30 +176,68 @@ BUYER_ID = {"kind": "id", "column": "buyer_id", "embedding_dim": 8}
 @pytest.mark.parametrize(
     "config, field, message",
     [
-        (with_buyer_features({"kind": "categorical", "column": "city", "embedding_dim": 8}),
-         "buyer_tower.features", "the buyer tower must include the 'buyer_id' column"),
-        (with_buyer_features(BUYER_ID, {**BUYER_ID, "embedding_dim": 4}),
-         "buyer_tower.features[1].column", "'buyer_id' is used twice in this tower"),
-        (with_buyer_features(BUYER_ID, crosses=[{"columns": ["buyer_id", "city"], "hash_buckets": 10, "embedding_dim": 2}]),
-         "buyer_tower.crosses[0].columns", "'city' is not a feature of this tower"),
-        (with_buyer_features(BUYER_ID, {"kind": "text", "column": "bio", "embedding_dim": 4},
-                             crosses=[{"columns": ["buyer_id", "bio"], "hash_buckets": 10, "embedding_dim": 2}]),
-         "buyer_tower.crosses[0].columns", "a text feature cannot be crossed"),
-        (with_buyer_features(BUYER_ID, {"kind": "numeric", "column": "age", "transform": "bucketize"}),
-         "buyer_tower.features[1].buckets", "required when transform is 'bucketize'"),
-        (with_buyer_features(BUYER_ID, {"kind": "numeric", "column": "age", "buckets": 4}),
-         "buyer_tower.features[1].transform", "buckets and embedding_dim only apply to 'bucketize'"),
-        (with_buyer_features(BUYER_ID, {"kind": "timestamp", "column": "ts", "periods": []}),
-         "buyer_tower.features[1].periods", "at least one period is needed for 'cyclical'"),
-        (with_buyer_features({**BUYER_ID, "embedding_dim": 0}),
-         "buyer_tower.features[0].embedding_dim", "Input should be greater than or equal to 1"),
-        (with_buyer_features({**BUYER_ID, "max_vocab_size": 20_000_000}),
-         "buyer_tower.features[0].max_vocab_size", "Input should be less than or equal to 10000000"),
+        (
+            with_buyer_features({"kind": "categorical", "column": "city", "embedding_dim": 8}),
+            "buyer_tower.features",
+            "the buyer tower must include the 'buyer_id' column",
+        ),
+        (
+            with_buyer_features(BUYER_ID, {**BUYER_ID, "embedding_dim": 4}),
+            "buyer_tower.features[1].column",
+            "'buyer_id' is used twice in this tower",
+        ),
+        (
+            with_buyer_features(
+                BUYER_ID, crosses=[{"columns": ["buyer_id", "city"], "hash_buckets": 10, "embedding_dim": 2}]
+            ),
+            "buyer_tower.crosses[0].columns",
+            "'city' is not a feature of this tower",
+        ),
+        (
+            with_buyer_features(
+                BUYER_ID,
+                {"kind": "text", "column": "bio", "embedding_dim": 4},
+                crosses=[{"columns": ["buyer_id", "bio"], "hash_buckets": 10, "embedding_dim": 2}],
+            ),
+            "buyer_tower.crosses[0].columns",
+            "a text feature cannot be crossed",
+        ),
+        (
+            with_buyer_features(BUYER_ID, {"kind": "numeric", "column": "age", "transform": "bucketize"}),
+            "buyer_tower.features[1].buckets",
+            "required when transform is 'bucketize'",
+        ),
+        (
+            with_buyer_features(BUYER_ID, {"kind": "numeric", "column": "age", "buckets": 4}),
+            "buyer_tower.features[1].transform",
+            "buckets and embedding_dim only apply to 'bucketize'",
+        ),
+        (
+            with_buyer_features(BUYER_ID, {"kind": "timestamp", "column": "ts", "periods": []}),
+            "buyer_tower.features[1].periods",
+            "at least one period is needed for 'cyclical'",
+        ),
+        (
+            with_buyer_features({**BUYER_ID, "embedding_dim": 0}),
+            "buyer_tower.features[0].embedding_dim",
+            "Input should be greater than or equal to 1",
+        ),
+        (
+            with_buyer_features({**BUYER_ID, "max_vocab_size": 20_000_000}),
+            "buyer_tower.features[0].max_vocab_size",
+            "Input should be less than or equal to 10000000",
+        ),
         ({**FEATURES, "target": {"column": "price"}}, "target.column", "the target cannot also be an input feature"),
-        ({**FEATURES, "target": {"column": "target", "transforms": [{"op": "clip", "min": 5, "max": 1}]}},
-         "target.transforms[0].max", "must be greater than min"),
-        ({**FEATURES, "target": {"column": "target", "transforms": [{"op": "scale"}]}},
-         "target.transforms[0].factor", "scale needs a non-zero factor"),
+        (
+            {**FEATURES, "target": {"column": "target", "transforms": [{"op": "clip", "min": 5, "max": 1}]}},
+            "target.transforms[0].max",
+            "must be greater than min",
+        ),
+        (
+            {**FEATURES, "target": {"column": "target", "transforms": [{"op": "scale"}]}},
+            "target.transforms[0].factor",
+            "scale needs a non-zero factor",
+        ),
     ],
 )
 def test_each_feature_rule_names_its_field(config, field, message):

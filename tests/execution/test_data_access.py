@@ -19,8 +19,11 @@ def folders(tmp_path):
 
 def config_for(path) -> DatasetConfig:
     return DatasetConfig.model_validate(
-        {"source": {"kind": "file", "path": str(path), "format": "csv"},
-         "mapping": {"buyer_id": "customer", "product_id": "item"}})
+        {
+            "source": {"kind": "file", "path": str(path), "format": "csv"},
+            "mapping": {"buyer_id": "customer", "product_id": "item"},
+        }
+    )
 
 
 def test_a_file_that_became_a_symlink_is_refused_when_read(folders):
@@ -28,9 +31,11 @@ def test_a_file_that_became_a_symlink_is_refused_when_read(folders):
     source = allowed / "purchases.csv"
     source.symlink_to(private / "sessions.csv")
     access = DataAccess(allowed=[str(allowed)], denied=[str(private)])
-    with pytest.raises(DataError, match="is not readable by this project"):
-        with sources.open_rows(config_for(source), access=access):
-            pass
+    with (
+        pytest.raises(DataError, match="is not readable by this project"),
+        sources.open_rows(config_for(source), access=access),
+    ):
+        pass
 
 
 def test_without_a_policy_every_path_is_read(folders):

@@ -24,16 +24,16 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
+from ml_pipeline.artifact_types import ExampleStatistics
 from ml_pipeline.artifacts import Artifact
-from ml_pipeline.errors import DataError
 from ml_pipeline.reporting import InMemoryReporter, Reporter
 from ml_pipeline.runner import PipelineRunner
 from ml_pipeline.spec import PipelineSpec
 from ml_pipeline.stages.base import StageContext
 from ml_pipeline.stages.compile import Compile
-from ml_pipeline.stages.example_gen import ExampleGen
+from ml_pipeline.stages.example_gen import ExampleGen, source_fingerprint
 from ml_pipeline.stages.schema_gen import SchemaGen
-from ml_pipeline.stages.statistics_gen import StatisticsGen, load_statistics
+from ml_pipeline.stages.statistics_gen import StatisticsGen
 
 START = datetime(2025, 1, 1)
 DAYS = 120
@@ -63,17 +63,19 @@ def purchases(n: int = 3000, seed: int = 7, drift_from: datetime | None = None) 
         late = when >= np.datetime64(drift_from)
         segment[late & (rng.random(n) < 0.8)] = "online"
         city[late & (rng.random(n) < 0.15)] = "Atlantis"
-    return pa.table({
-        "customer": pa.array([f"c{b:03d}" for b in buyer]),
-        "item": pa.array([f"p{p:03d}" for p in product]),
-        "ordered_at": pa.array(when.astype("datetime64[s]"), pa.timestamp("s")),
-        "qty": pa.array(rng.integers(0, 6, n)),
-        "price": pa.array(price, mask=rng.random(n) < 0.05),
-        "segment": pa.array(segment.tolist()),
-        "city": pa.array(city.tolist()),
-        "category": pa.array(category.tolist()),
-        "pack_size": pa.array(np.array(PACK_SIZES)[product % 4]),
-    })
+    return pa.table(
+        {
+            "customer": pa.array([f"c{b:03d}" for b in buyer]),
+            "item": pa.array([f"p{p:03d}" for p in product]),
+            "ordered_at": pa.array(when.astype("datetime64[s]"), pa.timestamp("s")),
+            "qty": pa.array(rng.integers(0, 6, n)),
+            "price": pa.array(price, mask=rng.random(n) < 0.05),
+            "segment": pa.array(segment.tolist()),
+            "city": pa.array(city.tolist()),
+            "category": pa.array(category.tolist()),
+            "pack_size": pa.array(np.array(PACK_SIZES)[product % 4]),
+        }
+    )
 
 
 def with_rows(table: pa.Table, *rows: dict) -> pa.Table:
@@ -81,10 +83,28 @@ def with_rows(table: pa.Table, *rows: dict) -> pa.Table:
     return pa.concat_tables([table, extra])
 
 
-def row(customer="c000", item="p001", at=START, qty=1, price=10.0, segment="retail", city="city_00",
-        category="garden", pack_size=6) -> dict:
-    return dict(customer=customer, item=item, ordered_at=at, qty=qty, price=price, segment=segment, city=city,
-                category=category, pack_size=pack_size)
+def row(
+    customer="c000",
+    item="p001",
+    at=START,
+    qty=1,
+    price=10.0,
+    segment="retail",
+    city="city_00",
+    category="garden",
+    pack_size=6,
+) -> dict:
+    return dict(
+        customer=customer,
+        item=item,
+        ordered_at=at,
+        qty=qty,
+        price=price,
+        segment=segment,
+        city=city,
+        category=category,
+        pack_size=pack_size,
+    )
 
 
 def write(table: pa.Table, path: Path) -> Path:
@@ -98,17 +118,31 @@ def spec_for(path: Path, **changes) -> PipelineSpec:
         "dataset": {
             "source": {"kind": "file", "path": str(path)},
             "mapping": {
-                "buyer_id": "customer", "product_id": "item", "timestamp": "ordered_at", "target": "qty",
+                "buyer_id": "customer",
+                "product_id": "item",
+                "timestamp": "ordered_at",
+                "target": "qty",
                 "buyer_features": [{"column": "segment"}, {"column": "city"}],
-                "product_features": [{"column": "category"}, {"column": "pack_size", "dtype": "int"},
-                                     {"column": "price", "dtype": "float"}],
+                "product_features": [
+                    {"column": "category"},
+                    {"column": "pack_size", "dtype": "int"},
+                    {"column": "price", "dtype": "float"},
+                ],
             },
         },
         "features": {
-            "buyer_tower": {"features": [{"kind": "id", "column": "buyer_id", "embedding_dim": 8},
-                                         {"kind": "categorical", "column": "segment", "embedding_dim": 4}]},
-            "product_tower": {"features": [{"kind": "id", "column": "product_id", "embedding_dim": 8},
-                                           {"kind": "categorical", "column": "category", "embedding_dim": 4}]},
+            "buyer_tower": {
+                "features": [
+                    {"kind": "id", "column": "buyer_id", "embedding_dim": 8},
+                    {"kind": "categorical", "column": "segment", "embedding_dim": 4},
+                ]
+            },
+            "product_tower": {
+                "features": [
+                    {"kind": "id", "column": "product_id", "embedding_dim": 8},
+                    {"kind": "categorical", "column": "category", "embedding_dim": 4},
+                ]
+            },
         },
         "model": {"model_type": "retrieval"},
         "stages": ["ExampleGen", "StatisticsGen", "SchemaGen"],
@@ -139,8 +173,7 @@ def split_table(result, split: str) -> pa.Table:
 
 
 def keys(table: pa.Table) -> list[tuple]:
-    return sorted(zip(table["buyer_id"].to_pylist(), table["product_id"].to_pylist(),
-                      table["timestamp"].to_pylist()))
+    return sorted(zip(table["buyer_id"].to_pylist(), table["product_id"].to_pylist(), table["timestamp"].to_pylist()))
 
 
 @pytest.fixture
@@ -154,17 +187,28 @@ def test_it_writes_each_split_as_parquet_of_the_mapped_rows_and_counts_them(tmp_
     assert result.status == "completed", result.error
     examples = result.artifacts["ExampleGen"]
     tables = {split: split_table(result, split) for split in ("train", "eval", "test")}
-    assert tables["train"].column_names == ["buyer_id", "product_id", "timestamp", "target", "segment", "city",
-                                            "category", "pack_size", "price"]
+    assert tables["train"].column_names == [
+        "buyer_id",
+        "product_id",
+        "timestamp",
+        "target",
+        "segment",
+        "city",
+        "category",
+        "pack_size",
+        "price",
+    ]
     counts = {split: t.num_rows for split, t in tables.items()}
     everything = pa.concat_tables(tables.values())
     assert examples.properties == {
-        "splits": counts, "rows": 3000,
+        "splits": counts,
+        "rows": 3000,
         "products": len(set(everything["product_id"].to_pylist())),
         "buyers": len(set(everything["buyer_id"].to_pylist())),
     }
-    assert examples.summary == (f"3,000 examples (train {counts['train']:,} · eval {counts['eval']:,} · "
-                                f"test {counts['test']:,})")
+    assert examples.summary == (
+        f"3,000 examples (train {counts['train']:,} · eval {counts['eval']:,} · test {counts['test']:,})"
+    )
     assert all(name.endswith(".parquet") for name in examples.files)
 
 
@@ -178,8 +222,9 @@ def test_it_splits_randomly_by_ratio_the_same_way_every_time(tmp_path, source):
     assert abs(counts["test"] / 3000 - 0.1) < 0.03
     for split in ("train", "eval", "test"):
         assert keys(split_table(first, split)) == keys(split_table(again, split))
-    other_seed = run(spec_for(source, split={"train_ratio": 0.7, "eval_ratio": 0.2, "test_ratio": 0.1,
-                                             "seed": 7}), tmp_path / "c")
+    other_seed = run(
+        spec_for(source, split={"train_ratio": 0.7, "eval_ratio": 0.2, "test_ratio": 0.1, "seed": 7}), tmp_path / "c"
+    )
     assert keys(split_table(other_seed, "eval")) != keys(split_table(first, "eval"))
 
 
@@ -191,8 +236,9 @@ def test_it_keeps_all_of_a_buyers_rows_in_one_split_with_the_buyer_hash_key(tmp_
                 found.setdefault(buyer, set()).add(split)
         return found
 
-    by_buyer = splits_per_buyer(run(spec_for(source, split={"hash_key": "buyer"}), tmp_path / "a",
-                                    only=("ExampleGen",)))
+    by_buyer = splits_per_buyer(
+        run(spec_for(source, split={"hash_key": "buyer"}), tmp_path / "a", only=("ExampleGen",))
+    )
     assert len(by_buyer) == 150 and all(len(splits) == 1 for splits in by_buyer.values())
     assert sum(1 for s in by_buyer.values() if s == {"eval"}) > 5  # eval buyers exist: cold-start evaluation
     by_row = splits_per_buyer(run(spec_for(source), tmp_path / "b", only=("ExampleGen",)))
@@ -214,10 +260,14 @@ def test_it_holds_out_the_last_days_before_the_newest_row_as_eval(tmp_path):
     table = purchases()
     newest = max(table["ordered_at"].to_pylist())
     boundary = newest - timedelta(days=14)
-    table = with_rows(table, row(customer="c_edge", at=boundary),
-                      row(customer="c_after", at=boundary + timedelta(seconds=1)))
-    result = run(spec_for(write(table, tmp_path / "p.parquet"), split={"strategy": "time_holdout", "holdout_days": 14}),
-                 tmp_path / "root", only=("ExampleGen",))
+    table = with_rows(
+        table, row(customer="c_edge", at=boundary), row(customer="c_after", at=boundary + timedelta(seconds=1))
+    )
+    result = run(
+        spec_for(write(table, tmp_path / "p.parquet"), split={"strategy": "time_holdout", "holdout_days": 14}),
+        tmp_path / "root",
+        only=("ExampleGen",),
+    )
     train, evaluation, test = (split_table(result, s) for s in ("train", "eval", "test"))
     assert all(t > boundary for t in evaluation["timestamp"].to_pylist())
     assert all(t <= boundary for t in train["timestamp"].to_pylist())
@@ -226,18 +276,25 @@ def test_it_holds_out_the_last_days_before_the_newest_row_as_eval(tmp_path):
     assert "c_edge" in train["buyer_id"].to_pylist() and "c_after" in evaluation["buyer_id"].to_pylist()
     assert test.num_rows == 0 and test.column_names == train.column_names  # an empty test split, same schema
     assert result.artifacts["ExampleGen"].summary == (
-        f"{table.num_rows:,} examples (train {train.num_rows:,} · eval {evaluation.num_rows:,})")
+        f"{table.num_rows:,} examples (train {train.num_rows:,} · eval {evaluation.num_rows:,})"
+    )
 
 
 def test_it_splits_strictly_by_time_with_each_boundary_starting_the_next_split(tmp_path):
-    table = with_rows(purchases(), row(customer="c_train_end", at=TRAIN_END), row(customer="c_eval_end", at=EVAL_END),
-                      row(customer="c_before", at=TRAIN_END - timedelta(seconds=1)))
-    spec = spec_for(write(table, tmp_path / "p.parquet"),
-                    split=STRICT_TEMPORAL)
+    table = with_rows(
+        purchases(),
+        row(customer="c_train_end", at=TRAIN_END),
+        row(customer="c_eval_end", at=EVAL_END),
+        row(customer="c_before", at=TRAIN_END - timedelta(seconds=1)),
+    )
+    spec = spec_for(write(table, tmp_path / "p.parquet"), split=STRICT_TEMPORAL)
     result = run(spec, tmp_path / "root", only=("ExampleGen",))
     when = table["ordered_at"].to_pylist()
-    expected = {"train": sum(t < TRAIN_END for t in when), "eval": sum(TRAIN_END <= t < EVAL_END for t in when),
-                "test": sum(t >= EVAL_END for t in when)}
+    expected = {
+        "train": sum(t < TRAIN_END for t in when),
+        "eval": sum(TRAIN_END <= t < EVAL_END for t in when),
+        "test": sum(t >= EVAL_END for t in when),
+    }
     assert result.artifacts["ExampleGen"].properties["splits"] == expected
     buyers = {s: set(split_table(result, s)["buyer_id"].to_pylist()) for s in ("train", "eval", "test")}
     assert "c_before" in buyers["train"] and "c_train_end" in buyers["eval"] and "c_eval_end" in buyers["test"]
@@ -246,10 +303,12 @@ def test_it_splits_strictly_by_time_with_each_boundary_starting_the_next_split(t
 
 
 def test_it_writes_a_catalog_of_every_product_with_its_latest_features_and_train_count(tmp_path):
-    table = with_rows(purchases(), row(item="p_late", at=EVAL_END + timedelta(days=3), category="toys", pack_size=12),
-                      row(item="p_late", at=EVAL_END + timedelta(days=4), category="paint", pack_size=24))
-    spec = spec_for(write(table, tmp_path / "p.parquet"),
-                    split=STRICT_TEMPORAL)
+    table = with_rows(
+        purchases(),
+        row(item="p_late", at=EVAL_END + timedelta(days=3), category="toys", pack_size=12),
+        row(item="p_late", at=EVAL_END + timedelta(days=4), category="paint", pack_size=24),
+    )
+    spec = spec_for(write(table, tmp_path / "p.parquet"), split=STRICT_TEMPORAL)
     result = run(spec, tmp_path / "root", only=("ExampleGen",))
     catalog = pq.read_table(result.artifacts["ExampleGen"].path / "catalog.parquet")
     assert catalog.column_names == ["product_id", "category", "pack_size", "price", "train_count"]
@@ -258,8 +317,17 @@ def test_it_writes_a_catalog_of_every_product_with_its_latest_features_and_train
     assert len(by_product) == 81 == result.artifacts["ExampleGen"].properties["products"]
 
     train = split_table(result, "train")
-    train_counts = dict(zip(*[c.to_pylist() for c in train.group_by("product_id").aggregate([("product_id", "count")])
-                               .select(["product_id", "product_id_count"]).columns]))
+    train_counts = dict(
+        zip(
+            *[
+                c.to_pylist()
+                for c in train.group_by("product_id")
+                .aggregate([("product_id", "count")])
+                .select(["product_id", "product_id_count"])
+                .columns
+            ]
+        )
+    )
     for product, entry in by_product.items():
         assert entry["train_count"] == train_counts.get(product, 0)
     assert by_product["p_late"]["train_count"] == 0
@@ -272,8 +340,13 @@ def test_it_writes_a_catalog_of_every_product_with_its_latest_features_and_train
 
 
 def test_it_fails_naming_dataset_filters_when_no_rows_are_left(tmp_path, source):
-    spec = spec_for(source, dataset={**spec_for(source).dataset.model_dump(mode="json"),
-                                     "filters": {"conditions": [{"column": "segment", "op": "eq", "value": "nobody"}]}})
+    spec = spec_for(
+        source,
+        dataset={
+            **spec_for(source).dataset.model_dump(mode="json"),
+            "filters": {"conditions": [{"column": "segment", "op": "eq", "value": "nobody"}]},
+        },
+    )
     result = run(spec, tmp_path / "root", only=("ExampleGen",))
     assert result.status == "failed"
     assert result.error["message"].startswith("dataset.filters: no rows left after filters (3,000 source rows")
@@ -281,14 +354,23 @@ def test_it_fails_naming_dataset_filters_when_no_rows_are_left(tmp_path, source)
     assert not (stage_dir / "manifest.json").exists() and not (stage_dir / "output").exists()
 
 
-@pytest.mark.parametrize("split, message", [
-    ({"strategy": "strict_temporal", "train_end": "2025-06-01T00:00:00", "eval_end": "2025-07-01T00:00:00"},
-     "split.eval_end: the eval split is empty: no rows from 2025-06-01 00:00:00 to before 2025-07-01 00:00:00"),
-    ({"strategy": "strict_temporal", "train_end": "2024-06-01T00:00:00", "eval_end": "2024-07-01T00:00:00"},
-     "split.train_end: the train split is empty: no rows before 2024-06-01 00:00:00"),
-    ({"strategy": "time_holdout", "holdout_days": 365},
-     "split.holdout_days: the train split is empty: every row is in the last 365 days"),
-])
+@pytest.mark.parametrize(
+    "split, message",
+    [
+        (
+            {"strategy": "strict_temporal", "train_end": "2025-06-01T00:00:00", "eval_end": "2025-07-01T00:00:00"},
+            "split.eval_end: the eval split is empty: no rows from 2025-06-01 00:00:00 to before 2025-07-01 00:00:00",
+        ),
+        (
+            {"strategy": "strict_temporal", "train_end": "2024-06-01T00:00:00", "eval_end": "2024-07-01T00:00:00"},
+            "split.train_end: the train split is empty: no rows before 2024-06-01 00:00:00",
+        ),
+        (
+            {"strategy": "time_holdout", "holdout_days": 365},
+            "split.holdout_days: the train split is empty: every row is in the last 365 days",
+        ),
+    ],
+)
 def test_it_fails_naming_the_split_setting_when_train_or_eval_is_empty(tmp_path, source, split, message):
     result = run(spec_for(source, split=split), tmp_path / "root")
     assert result.status == "failed" and result.error["stage"] == "ExampleGen"
@@ -301,19 +383,19 @@ def test_it_fingerprints_the_source_by_content(tmp_path):
     table = purchases()
     path = write(table, tmp_path / "p.parquet")
     spec = spec_for(path)
-    first = ExampleGen().external_fingerprint(spec)
+    first = source_fingerprint(spec.dataset, None)
     os.utime(path, ns=(1_000_000_000, 1_000_000_000))  # touched, not changed
-    assert ExampleGen().external_fingerprint(spec) == first
+    assert source_fingerprint(spec.dataset, None) == first
     write(with_rows(table, row()), path)
-    assert ExampleGen().external_fingerprint(spec) != first
+    assert source_fingerprint(spec.dataset, None) != first
 
     folder = tmp_path / "parts"
     folder.mkdir()
     write(table, folder / "a.parquet")
     folder_spec = spec_for(folder)
-    before = ExampleGen().external_fingerprint(folder_spec)
+    before = source_fingerprint(folder_spec.dataset, None)
     write(table.slice(0, 10), folder / "b.parquet")
-    assert ExampleGen().external_fingerprint(folder_spec) != before
+    assert source_fingerprint(folder_spec.dataset, None) != before
 
 
 def test_it_reuses_its_output_until_the_source_changes(tmp_path):
@@ -332,31 +414,39 @@ def test_it_reads_and_fingerprints_a_sql_source(tmp_path):
     database = str(tmp_path / "shop.duckdb")
     with duckdb.connect(database) as con:
         con.from_arrow(purchases(n=500)).create("orders")
-    spec = spec_for(tmp_path, dataset={
-        **spec_for(tmp_path).dataset.model_dump(mode="json"),
-        "source": {"kind": "sql", "engine": "duckdb", "database": database, "query": "SELECT * FROM orders"},
-    })
-    first = ExampleGen().external_fingerprint(spec)
-    assert ExampleGen().external_fingerprint(spec) == first
+    spec = spec_for(
+        tmp_path,
+        dataset={
+            **spec_for(tmp_path).dataset.model_dump(mode="json"),
+            "source": {"kind": "sql", "engine": "duckdb", "database": database, "query": "SELECT * FROM orders"},
+        },
+    )
+    first = source_fingerprint(spec.dataset, None)
+    assert source_fingerprint(spec.dataset, None) == first
     result = run(spec, tmp_path / "root", only=("ExampleGen",))
     assert result.artifacts["ExampleGen"].properties["rows"] == 500
     with duckdb.connect(database) as con:
         con.execute("UPDATE orders SET qty = qty + 1 WHERE item = 'p001'")
-    assert ExampleGen().external_fingerprint(spec) != first
+    assert source_fingerprint(spec.dataset, None) != first
 
 
 def test_it_leaves_a_missing_source_to_fail_the_run_with_the_path_named(tmp_path):
     spec = spec_for(tmp_path / "nowhere.parquet")
-    assert ExampleGen().external_fingerprint(spec) != ExampleGen().external_fingerprint(spec)  # never reused
+    assert source_fingerprint(spec.dataset, None) != source_fingerprint(spec.dataset, None)  # never reused
     result = run(spec, tmp_path / "root")
     assert result.status == "failed"
     assert result.error["message"].startswith("dataset.source.path: ") and "does not exist" in result.error["message"]
 
 
 def test_a_bigquery_source_fails_at_compile_locally_and_is_never_cached(tmp_path, source):
-    spec = spec_for(source, dataset={**spec_for(source).dataset.model_dump(mode="json"),
-                                     "source": {"kind": "bigquery", "project": "my-project", "table": "shop.orders"}})
-    assert ExampleGen().external_fingerprint(spec) != ExampleGen().external_fingerprint(spec)
+    spec = spec_for(
+        source,
+        dataset={
+            **spec_for(source).dataset.model_dump(mode="json"),
+            "source": {"kind": "bigquery", "project": "my-project", "table": "shop.orders"},
+        },
+    )
+    assert source_fingerprint(spec.dataset, None) != source_fingerprint(spec.dataset, None)
     spec = spec.model_copy(update={"stages": ["Compile", "ExampleGen"]})
     result = PipelineRunner(spec, tmp_path / "root", stages={"Compile": Compile(), "ExampleGen": ExampleGen()}).run()
     assert result.status == "failed" and result.error["stage"] == "Compile"
@@ -403,8 +493,7 @@ def test_it_computes_split_statistics_that_match_an_independent_computation(tmp_
     assert (pack.num_stats.min, pack.num_stats.max) == (1, 24)
     when = feature_stats(dataset, "timestamp")
     assert when.type == statistics_pb2.FeatureNameStatistics.INT
-    assert when.num_stats.min == min(t.timestamp() for t in
-                                     pc.assume_timezone(train["timestamp"], "UTC").to_pylist())
+    assert when.num_stats.min == min(t.timestamp() for t in pc.assume_timezone(train["timestamp"], "UTC").to_pylist())
 
     cities = train["city"].to_pylist()
     city = feature_stats(dataset, "city")
@@ -422,7 +511,7 @@ def test_it_computes_split_statistics_that_match_an_independent_computation(tmp_
 def test_it_writes_a_compact_summary_for_the_ui(tmp_path, source):
     result = run(spec_for(source), tmp_path / "root", only=("ExampleGen", "StatisticsGen"))
     summary = json.loads((result.artifacts["StatisticsGen"].path / "summary.json").read_text())
-    stats = load_statistics(result.artifacts["StatisticsGen"].path)
+    stats = ExampleStatistics.of(result.artifacts["StatisticsGen"]).load()
     evaluation = split_table(result, "eval")
     assert summary["features"] == evaluation.column_names
     columns = summary["splits"]["eval"]["columns"]
@@ -435,8 +524,10 @@ def test_it_writes_a_compact_summary_for_the_ui(tmp_path, source):
     assert set(columns["price"]) >= {"count", "std", "min", "median", "max", "zeros"}
     segment = feature_stats(stats.datasets[1], "segment").string_stats
     assert columns["segment"]["unique"] == 3
-    assert columns["segment"]["top"][0] == {"value": segment.top_values[0].value,
-                                            "count": int(segment.top_values[0].frequency)}
+    assert columns["segment"]["top"][0] == {
+        "value": segment.top_values[0].value,
+        "count": int(segment.top_values[0].frequency),
+    }
     assert len(columns["city"]["top"]) == 5
     assert columns["timestamp"]["type"] == "timestamp"
     assert columns["timestamp"]["min"] == min(evaluation["timestamp"].to_pylist()).isoformat(sep=" ")
@@ -457,11 +548,28 @@ def test_it_infers_types_presence_domains_and_ranges_from_train(tmp_path, source
     assert result.status == "completed", result.error
     schema = load_schema(result)
     features = {f.name: f for f in schema.feature}
-    assert list(features) == ["buyer_id", "product_id", "timestamp", "target", "segment", "city", "category",
-                              "pack_size", "price"]
+    assert list(features) == [
+        "buyer_id",
+        "product_id",
+        "timestamp",
+        "target",
+        "segment",
+        "city",
+        "category",
+        "pack_size",
+        "price",
+    ]
     assert {n: schema_pb2.FeatureType.Name(f.type) for n, f in features.items()} == {
-        "buyer_id": "BYTES", "product_id": "BYTES", "timestamp": "INT", "target": "FLOAT", "segment": "BYTES",
-        "city": "BYTES", "category": "BYTES", "pack_size": "INT", "price": "FLOAT"}
+        "buyer_id": "BYTES",
+        "product_id": "BYTES",
+        "timestamp": "INT",
+        "target": "FLOAT",
+        "segment": "BYTES",
+        "city": "BYTES",
+        "category": "BYTES",
+        "pack_size": "INT",
+        "price": "FLOAT",
+    }
     train = split_table(result, "train")
     assert features["segment"].presence.min_fraction == 1.0 and features["segment"].presence.min_count == 1
     assert features["price"].presence.min_fraction == pytest.approx(1 - train["price"].null_count / train.num_rows)
@@ -501,8 +609,9 @@ def test_it_detects_planted_drift_and_unseen_categories_in_eval(tmp_path):
     assert summary.startswith("schema for 9 features; 2 anomalies (")
     assert "drift in segment" in summary and "unseen categories in city" in summary
 
-    proto = text_format.Parse((result.artifacts["SchemaGen"].path / "anomalies.pbtxt").read_text(),
-                              anomalies_pb2.Anomalies())
+    proto = text_format.Parse(
+        (result.artifacts["SchemaGen"].path / "anomalies.pbtxt").read_text(), anomalies_pb2.Anomalies()
+    )
     assert set(proto.anomaly_info) == {"segment", "city"}
     assert proto.anomaly_info["segment"].severity == anomalies_pb2.AnomalyInfo.ERROR
     assert proto.anomaly_info["segment"].reason[0].type == anomalies_pb2.AnomalyInfo.COMPARATOR_L_INFTY_HIGH
@@ -520,8 +629,12 @@ def test_it_fails_on_error_anomalies_when_the_policy_says_so(tmp_path):
 
 
 def test_it_lets_a_looser_policy_accept_the_same_data(tmp_path):
-    result = run(drifting_spec(tmp_path, schema_policy={"fail_on_anomalies": True, "drift_l_infinity": 0.6,
-                                                        "unseen_category_share": 0.2}), tmp_path / "root")
+    result = run(
+        drifting_spec(
+            tmp_path, schema_policy={"fail_on_anomalies": True, "drift_l_infinity": 0.6, "unseen_category_share": 0.2}
+        ),
+        tmp_path / "root",
+    )
     assert result.status == "completed", result.error
     anomalies = anomalies_of(result)
     assert [a for a in anomalies if a["severity"] != "info"] == []
@@ -532,29 +645,33 @@ def run_directly(stage, spec: PipelineSpec, root: Path, inputs: dict[str, Path])
     """Run one stage outside the runner, on input folders laid out like artifacts (``<uri>/output``)."""
     output = root / stage.name / "output"
     output.mkdir(parents=True)
-    artifacts = {name: Artifact(stage=name, type="", uri=str(uri), fingerprint="", run_id="manual")
-                 for name, uri in inputs.items()}
-    ctx = StageContext(spec, "manual", output, root / stage.name / "work", artifacts, Reporter(),
-                       logging.getLogger("test"))
-    stage.run(ctx)
+    artifacts = {
+        name: stage.inputs[name].of(Artifact(stage=name, type="", uri=str(uri), fingerprint="", run_id="manual"))
+        for name, uri in inputs.items()
+    }
+    ctx = StageContext(
+        "manual", output, output, root / stage.name / "work", artifacts, Reporter(), logging.getLogger("test")
+    )
+    stage.run(ctx, stage.params(spec))
     return output
 
 
 def test_it_reports_a_column_missing_from_eval_and_a_changed_type(tmp_path, source):
     examples = tmp_path / "examples"
-    table = purchases().rename_columns(["buyer_id", "product_id", "timestamp", "target", "price", "segment", "city",
-                                        "category", "pack_size"])
+    table = purchases().rename_columns(
+        ["buyer_id", "product_id", "timestamp", "target", "price", "segment", "city", "category", "pack_size"]
+    )
     for split, part in (("train", table.slice(0, 2000)), ("eval", table.slice(2000))):
         (examples / "output" / split).mkdir(parents=True)
         if split == "eval":
             part = part.drop_columns(["segment"])
-            part = part.set_column(part.column_names.index("pack_size"), "pack_size",
-                                   pc.cast(part["pack_size"], pa.string()))
+            part = part.set_column(
+                part.column_names.index("pack_size"), "pack_size", pc.cast(part["pack_size"], pa.string())
+            )
         write(part, examples / "output" / split / "part-0.parquet")
     spec = spec_for(source)
     statistics = run_directly(StatisticsGen(), spec, tmp_path, {"ExampleGen": examples})
-    schema_out = run_directly(SchemaGen(), spec, tmp_path, {"ExampleGen": examples,
-                                                            "StatisticsGen": statistics.parent})
+    schema_out = run_directly(SchemaGen(), spec, tmp_path, {"ExampleGen": examples, "StatisticsGen": statistics.parent})
     found = {(a["feature"], a["kind"]): a for a in anomalies_of(schema_out)}
     assert found[("segment", "missing_column")]["severity"] == "error"
     change = found[("pack_size", "type_change")]

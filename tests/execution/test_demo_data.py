@@ -72,8 +72,14 @@ def test_it_has_the_documented_columns_types_and_exact_row_count():
     assert table.column_names == list(COLUMNS)
     assert table.schema == demo_data.SCHEMA
     assert dict(zip(table.column_names, map(str, table.schema.types))) == {
-        "buyer_id": "string", "product_id": "string", "timestamp": "timestamp[us]", "quantity": "double",
-        "price": "double", "buyer_segment": "string", "buyer_city": "string", "product_category": "string",
+        "buyer_id": "string",
+        "product_id": "string",
+        "timestamp": "timestamp[us]",
+        "quantity": "double",
+        "price": "double",
+        "buyer_segment": "string",
+        "buyer_city": "string",
+        "product_category": "string",
         "product_subcategory": "string",
     }
     assert table.num_rows == 3_210
@@ -83,8 +89,9 @@ def test_it_has_the_documented_columns_types_and_exact_row_count():
 def test_it_formats_ids_and_keeps_values_in_range(log):
     assert rows_of(log, "SELECT count(*) FROM log WHERE NOT regexp_full_match(buyer_id, 'B\\d{6}')") == [(0,)]
     assert rows_of(log, "SELECT count(*) FROM log WHERE NOT regexp_full_match(product_id, 'P\\d{6}')") == [(0,)]
-    (low_q, low_price, first, last), = rows_of(
-        log, "SELECT min(quantity), min(price), min(timestamp), max(timestamp) FROM log")
+    ((low_q, low_price, first, last),) = rows_of(
+        log, "SELECT min(quantity), min(price), min(timestamp), max(timestamp) FROM log"
+    )
     assert low_q > 0 and low_price > 0
     assert first >= datetime.combine(SPEC.start, datetime.min.time())
     assert last < datetime.combine(SPEC.start + timedelta(days=SPEC.days), datetime.min.time())
@@ -100,6 +107,7 @@ def test_it_comes_out_in_timestamp_order():
 
 def test_it_keeps_attributes_consistent(log):
     """A subcategory belongs to one category; a buyer has one segment and city; a product one subcategory."""
+
     def most_values(attribute: str, per: str) -> int:
         return rows_of(log, f"SELECT max(n) FROM (SELECT count(DISTINCT {attribute}) n FROM log GROUP BY {per})")[0][0]
 
@@ -124,32 +132,47 @@ def test_it_scales_buyers_and_products_with_rows_unless_given():
 
 def recall_at_k(recommend, truth: dict[str, set[str]]) -> float:
     """Mean over buyers of the share of their holdout products found in their top K."""
-    return float(np.mean([len(set(recommend(buyer)[:K]) & products) / len(products)
-                          for buyer, products in truth.items()]))
+    return float(
+        np.mean([len(set(recommend(buyer)[:K]) & products) / len(products) for buyer, products in truth.items()])
+    )
 
 
 @pytest.fixture(scope="module")
 def recalls(log) -> dict[str, float]:
     """Recall@50 on the holdout days for buyers seen in training, of three oracle-free recommenders."""
-    popular = [p for (p,) in rows_of(
-        log, "SELECT product_id FROM log WHERE NOT holdout GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ?", [K])]
+    popular = [
+        p
+        for (p,) in rows_of(
+            log, "SELECT product_id FROM log WHERE NOT holdout GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ?", [K]
+        )
+    ]
     by_segment = defaultdict(list)
-    for segment, product in rows_of(log, """
+    for segment, product in rows_of(
+        log,
+        """
             SELECT buyer_segment, product_id FROM log WHERE NOT holdout
             GROUP BY 1, 2 QUALIFY row_number() OVER (PARTITION BY buyer_segment ORDER BY count(*) DESC, product_id) <= ?
-            ORDER BY 1, count(*) DESC, 2""", [K]):
+            ORDER BY 1, count(*) DESC, 2""",
+        [K],
+    ):
         by_segment[segment].append(product)
     by_subcategory = defaultdict(list)
-    for subcategory, product in rows_of(log, """
+    for subcategory, product in rows_of(
+        log,
+        """
             SELECT product_subcategory, product_id FROM log WHERE NOT holdout
-            GROUP BY 1, 2 ORDER BY 1, count(*) DESC, 2"""):
+            GROUP BY 1, 2 ORDER BY 1, count(*) DESC, 2""",
+    ):
         by_subcategory[subcategory].append(product)
     history = defaultdict(Counter)
     subcategories = defaultdict(Counter)
     segment_of = {}
-    for buyer, segment, product, subcategory, n in rows_of(log, """
+    for buyer, segment, product, subcategory, n in rows_of(
+        log,
+        """
             SELECT buyer_id, buyer_segment, product_id, product_subcategory, count(*) FROM log WHERE NOT holdout
-            GROUP BY ALL"""):
+            GROUP BY ALL""",
+    ):
         history[buyer][product] += n
         subcategories[buyer][subcategory] += n
         segment_of[buyer] = segment
@@ -187,11 +210,14 @@ def test_it_concentrates_each_segment_on_its_categories(log):
     """Lift = share of the category in the segment's lines / its share in all lines."""
     lift = {
         (segment, category): value
-        for segment, category, value in rows_of(log, """
+        for segment, category, value in rows_of(
+            log,
+            """
             SELECT buyer_segment, product_category,
                    (count(*) / sum(count(*)) OVER (PARTITION BY buyer_segment))
                    / (sum(count(*)) OVER (PARTITION BY product_category) / sum(count(*)) OVER ())
-            FROM log GROUP BY 1, 2""")
+            FROM log GROUP BY 1, 2""",
+        )
     }
     # Retail shares food and beverages with horeca and wholesale, so it has no category of its own.
     distinctive = {"horeca": "Kitchen", "office": "Office supplies", "education": "Education", "wholesale": "Packaging"}
@@ -202,32 +228,43 @@ def test_it_concentrates_each_segment_on_its_categories(log):
 
 
 def test_it_sells_more_on_weekdays_than_at_weekends(log):
-    (weekday, weekend), = rows_of(log, """
+    ((weekday, weekend),) = rows_of(
+        log,
+        """
         SELECT count(*) FILTER (WHERE isodow(timestamp) <= 5) / 5, count(*) FILTER (WHERE isodow(timestamp) > 5) / 2
-        FROM log""")
+        FROM log""",
+    )
     assert weekday > 2 * weekend
 
 
 def test_it_gives_categories_their_own_seasons(log):
     """Education peaks around the school year's start; its share of lines is higher in Jul-Sep than in Jan-Mar."""
-    (summer, winter), = rows_of(log, """
+    ((summer, winter),) = rows_of(
+        log,
+        """
         SELECT avg((product_category = 'Education')::INT) FILTER (WHERE month(timestamp) BETWEEN 7 AND 9),
                avg((product_category = 'Education')::INT) FILTER (WHERE month(timestamp) BETWEEN 1 AND 3)
-        FROM log""")
+        FROM log""",
+    )
     assert summer > 1.5 * winter
 
 
 def test_it_groups_lines_into_orders_sharing_a_timestamp(log):
-    (lines_per_order,), = rows_of(log, "SELECT avg(n) FROM (SELECT count(*) n FROM log GROUP BY buyer_id, timestamp)")
+    ((lines_per_order,),) = rows_of(log, "SELECT avg(n) FROM (SELECT count(*) n FROM log GROUP BY buyer_id, timestamp)")
     assert 2 < lines_per_order < 8
 
 
 def test_it_makes_quantity_grow_with_habit_and_segment(log):
     """Products a buyer keeps reordering are bought in larger quantities (within its segment); wholesale buys most."""
-    pairs = np.array(rows_of(log, """
+    pairs = np.array(
+        rows_of(
+            log,
+            """
         SELECT ln(count(*)), avg(ln(quantity)) - any_value(segment_mean)
         FROM (SELECT *, avg(ln(quantity)) OVER (PARTITION BY buyer_segment) segment_mean FROM log)
-        GROUP BY buyer_id, product_id"""))
+        GROUP BY buyer_id, product_id""",
+        )
+    )
     assert np.corrcoef(pairs[:, 0], pairs[:, 1])[0, 1] > 0.05
     medians = dict(rows_of(log, "SELECT buyer_segment, median(quantity) FROM log GROUP BY 1"))
     assert medians["wholesale"] == max(medians.values())
@@ -235,9 +272,12 @@ def test_it_makes_quantity_grow_with_habit_and_segment(log):
 
 
 def test_it_makes_popularity_skewed_but_not_degenerate(log):
-    (top_share, top50_share), = rows_of(log, """
+    ((top_share, top50_share),) = rows_of(
+        log,
+        """
         SELECT max(n) / sum(n), sum(n) FILTER (WHERE r <= 50) / sum(n)
-        FROM (SELECT count(*) n, row_number() OVER (ORDER BY count(*) DESC) r FROM log GROUP BY product_id)""")
+        FROM (SELECT count(*) n, row_number() OVER (ORDER BY count(*) DESC) r FROM log GROUP BY product_id)""",
+    )
     assert top_share < 0.05
     assert 0.15 < top50_share < 0.6
 
@@ -268,7 +308,7 @@ def test_it_writes_a_file_duckdb_reads_with_the_same_rows(tmp_path, format):
     assert set(summary) == {"rows", "buyers", "products", "path", "format", "seconds"}
     assert (summary["rows"], summary["path"], summary["format"]) == (6_000, str(path), format)
     reader = "read_parquet" if format == "parquet" else "read_csv"
-    (rows, buyers, products, quantity), = duckdb.sql(
+    ((rows, buyers, products, quantity),) = duckdb.sql(
         f"SELECT count(*), count(DISTINCT buyer_id), count(DISTINCT product_id), sum(quantity) FROM {reader}('{path}')"
     ).fetchall()
     expected = generate(spec)
@@ -336,7 +376,9 @@ def test_its_command_line_writes_and_prints_the_summary(tmp_path):
     path = tmp_path / "x.csv"
     done = subprocess.run(
         [sys.executable, "-m", "ml_pipeline.demo_data", "--rows", "2000", "--out", str(path), "--seed", "7"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     summary = json.loads(done.stdout)
     assert (summary["rows"], summary["format"], summary["path"]) == (2_000, "csv", str(path))
@@ -344,7 +386,8 @@ def test_its_command_line_writes_and_prints_the_summary(tmp_path):
 
     refused = subprocess.run(
         [sys.executable, "-m", "ml_pipeline.demo_data", "--rows", "5", "--out", str(tmp_path / "y.parquet")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert refused.returncode == 2
     assert "rows: must be" in refused.stderr

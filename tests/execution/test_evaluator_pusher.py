@@ -33,12 +33,14 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from ml_pipeline.artifact_types import Examples, Model  # noqa: E402
 from ml_pipeline.artifacts import Artifact  # noqa: E402
+from ml_pipeline.blessing import Blessing, Rule, bless  # noqa: E402
 from ml_pipeline.reporting import Reporter  # noqa: E402
 from ml_pipeline.runner import PipelineRunner  # noqa: E402
 from ml_pipeline.spec import EvaluatorConfig, PipelineSpec  # noqa: E402
 from ml_pipeline.stages.base import SkipStage, Stage, StageContext, StageResult  # noqa: E402
-from ml_pipeline.stages.evaluator import Evaluator, bless, choose_holdout  # noqa: E402
+from ml_pipeline.stages.evaluator import Evaluator, choose_holdout  # noqa: E402
 from ml_pipeline.stages.pusher import Pusher  # noqa: E402
 
 GROUPS, BUYERS, PRODUCTS, DIM = 4, 80, 1200, 5
@@ -53,8 +55,16 @@ def _ids(prefix, n):
 
 def _write_split(folder: Path, rows: list[dict]) -> None:
     folder.mkdir(parents=True)
-    schema = pa.schema([("buyer_id", pa.string()), ("product_id", pa.string()), ("timestamp", pa.timestamp("us")),
-                        ("target", pa.float64()), ("segment", pa.string()), ("category", pa.string())])
+    schema = pa.schema(
+        [
+            ("buyer_id", pa.string()),
+            ("product_id", pa.string()),
+            ("timestamp", pa.timestamp("us")),
+            ("target", pa.float64()),
+            ("segment", pa.string()),
+            ("category", pa.string()),
+        ]
+    )
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / "part-0.parquet")
 
 
@@ -72,8 +82,10 @@ def make_world(base: Path) -> dict:
         p = weights[members[group]] / weights[members[group]].sum()
         return int(rng.choice(members[group], p=p))
 
-    plan = {split: [(b, draw(b)) for b in range(BUYERS) for _ in range(n)]
-            for split, n in (("train", 15), ("eval", 2), ("test", 4))}
+    plan = {
+        split: [(b, draw(b)) for b in range(BUYERS) for _ in range(n)]
+        for split, n in (("train", 15), ("eval", 2), ("test", 4))
+    }
     train_count = np.bincount([p for _, p in plan["train"]], minlength=PRODUCTS)
     jitter = rng.uniform(0, 1e-3, PRODUCTS)  # no exact ties between products
     query_table = np.zeros((BUYERS + 1, DIM), np.float32)  # row 0: out-of-vocabulary
@@ -89,39 +101,72 @@ def make_world(base: Path) -> dict:
         rows = []
         for i, (b, p) in enumerate(pairs):
             dot = float(query_table[1 + b] @ candidate_table[1 + p])
-            rows.append({"buyer_id": buyers[b], "product_id": products[p],
-                         "timestamp": start + timedelta(hours=i) + timedelta(days={"train": 0, "eval": 60,
-                                                                                     "test": 90}[split]),
-                         "target": 1.0 + 2.0 * dot + float(rng.normal(0, 0.3)),
-                         # the buyer's segment changes over time: evaluation must use the latest row's
-                         "segment": ["retail", "wholesale"][(b + i) % 2], "category": f"cat{product_group[p]}"})
+            rows.append(
+                {
+                    "buyer_id": buyers[b],
+                    "product_id": products[p],
+                    "timestamp": start
+                    + timedelta(hours=i)
+                    + timedelta(days={"train": 0, "eval": 60, "test": 90}[split]),
+                    "target": 1.0 + 2.0 * dot + float(rng.normal(0, 0.3)),
+                    # the buyer's segment changes over time: evaluation must use the latest row's
+                    "segment": ["retail", "wholesale"][(b + i) % 2],
+                    "category": f"cat{product_group[p]}",
+                }
+            )
         _write_split(examples / split, rows)
-    pq.write_table(pa.table({"product_id": products, "category": [f"cat{g}" for g in product_group],
-                             "train_count": train_count.astype(np.int64)}), examples / "catalog.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "product_id": products,
+                "category": [f"cat{g}" for g in product_group],
+                "train_count": train_count.astype(np.int64),
+            }
+        ),
+        examples / "catalog.parquet",
+    )
 
     models = {
-        "planted_multitask": save_models(base / "planted_multitask" / "output", buyers, products, query_table,
-                                         candidate_table, rating=True),
-        "planted_retrieval": save_models(base / "planted_retrieval" / "output", buyers, products, query_table,
-                                         candidate_table, rating=False),
-        "random_multitask": save_models(base / "random_multitask" / "output", buyers, products,
-                                        rng.normal(size=query_table.shape).astype(np.float32),
-                                        rng.normal(size=candidate_table.shape).astype(np.float32), rating=True),
+        "planted_multitask": save_models(
+            base / "planted_multitask" / "output", buyers, products, query_table, candidate_table, rating=True
+        ),
+        "planted_retrieval": save_models(
+            base / "planted_retrieval" / "output", buyers, products, query_table, candidate_table, rating=False
+        ),
+        "random_multitask": save_models(
+            base / "random_multitask" / "output",
+            buyers,
+            products,
+            rng.normal(size=query_table.shape).astype(np.float32),
+            rng.normal(size=candidate_table.shape).astype(np.float32),
+            rating=True,
+        ),
     }
-    return {"base": base, "examples": examples, "buyers": buyers, "products": products,
-            "train_count": train_count, "models": models}
+    return {
+        "base": base,
+        "examples": examples,
+        "buyers": buyers,
+        "products": products,
+        "train_count": train_count,
+        "models": models,
+    }
 
 
 def _tower(id_name, other_name, vocabulary, other_vocabulary, table):
-    inputs = {id_name: keras.Input(shape=(), dtype="string", name=id_name),
-              other_name: keras.Input(shape=(), dtype="string", name=other_name)}
+    inputs = {
+        id_name: keras.Input(shape=(), dtype="string", name=id_name),
+        other_name: keras.Input(shape=(), dtype="string", name=other_name),
+    }
     id_embedding = keras.layers.Embedding(len(vocabulary) + 1, DIM, name=f"{id_name}_embedding")
     other_embedding = keras.layers.Embedding(len(other_vocabulary) + 1, DIM, name=f"{other_name}_embedding")
-    x = keras.layers.Add()([
-        id_embedding(keras.layers.StringLookup(vocabulary=vocabulary, name=f"{id_name}_lookup")(inputs[id_name])),
-        other_embedding(keras.layers.StringLookup(vocabulary=other_vocabulary,
-                                                  name=f"{other_name}_lookup")(inputs[other_name])),
-    ])
+    x = keras.layers.Add()(
+        [
+            id_embedding(keras.layers.StringLookup(vocabulary=vocabulary, name=f"{id_name}_lookup")(inputs[id_name])),
+            other_embedding(
+                keras.layers.StringLookup(vocabulary=other_vocabulary, name=f"{other_name}_lookup")(inputs[other_name])
+            ),
+        ]
+    )
     projection = keras.layers.Dense(DIM, name="projection")
     model = keras.Model(inputs, projection(x))
     id_embedding.set_weights([table])
@@ -137,10 +182,16 @@ def save_models(folder: Path, buyers, products, query_table, candidate_table, ra
     query.save(folder / "query_model.keras")
     candidate.save(folder / "candidate_model.keras")
     if rating:
-        inputs = {name: keras.Input(shape=(), dtype="string", name=name)
-                  for name in ("buyer_id", "segment", "product_id", "category")}
-        dot = keras.layers.Dot(axes=1)([query({n: inputs[n] for n in ("buyer_id", "segment")}),
-                                        candidate({n: inputs[n] for n in ("product_id", "category")})])
+        inputs = {
+            name: keras.Input(shape=(), dtype="string", name=name)
+            for name in ("buyer_id", "segment", "product_id", "category")
+        }
+        dot = keras.layers.Dot(axes=1)(
+            [
+                query({n: inputs[n] for n in ("buyer_id", "segment")}),
+                candidate({n: inputs[n] for n in ("product_id", "category")}),
+            ]
+        )
         head = keras.layers.Dense(1, name="rating")
         model = keras.Model(inputs, head(dot))
         head.set_weights([np.array([[2.0]], np.float32), np.array([1.0], np.float32)])
@@ -156,15 +207,30 @@ def world(tmp_path_factory):
 def make_spec(model_type="multitask", evaluator=None, push=None, algorithm="brute_force", stages=None):
     spec = {
         "name": "eval-push-test",
-        "dataset": {"source": {"kind": "file", "path": "/nonexistent/purchases.csv"},
-                    "mapping": {"buyer_id": "customer", "product_id": "item", "timestamp": "ordered_at",
-                                "target": "qty", "buyer_features": [{"column": "segment"}],
-                                "product_features": [{"column": "category"}]}},
+        "dataset": {
+            "source": {"kind": "file", "path": "/nonexistent/purchases.csv"},
+            "mapping": {
+                "buyer_id": "customer",
+                "product_id": "item",
+                "timestamp": "ordered_at",
+                "target": "qty",
+                "buyer_features": [{"column": "segment"}],
+                "product_features": [{"column": "category"}],
+            },
+        },
         "features": {
-            "buyer_tower": {"features": [{"kind": "id", "column": "buyer_id", "embedding_dim": DIM},
-                                         {"kind": "categorical", "column": "segment", "embedding_dim": DIM}]},
-            "product_tower": {"features": [{"kind": "id", "column": "product_id", "embedding_dim": DIM},
-                                           {"kind": "categorical", "column": "category", "embedding_dim": DIM}]},
+            "buyer_tower": {
+                "features": [
+                    {"kind": "id", "column": "buyer_id", "embedding_dim": DIM},
+                    {"kind": "categorical", "column": "segment", "embedding_dim": DIM},
+                ]
+            },
+            "product_tower": {
+                "features": [
+                    {"kind": "id", "column": "product_id", "embedding_dim": DIM},
+                    {"kind": "categorical", "column": "category", "embedding_dim": DIM},
+                ]
+            },
             "target": {"column": "target"},
         },
         "model": {"model_type": model_type, "retrieval_k": KS, "retrieval_algorithm": algorithm},
@@ -179,22 +245,27 @@ def make_spec(model_type="multitask", evaluator=None, push=None, algorithm="brut
 def artifact(folder: Path, stage: str, properties=None) -> Artifact:
     """An Artifact whose files are ``folder`` (which must be named ``output``)."""
     assert folder.name == "output"
-    return Artifact(stage=stage, type="test", uri=str(folder.parent), fingerprint="f", run_id="r0",
-                    properties=properties or {})
+    return Artifact(
+        stage=stage, type="test", uri=str(folder.parent), fingerprint="f", run_id="r0", properties=properties or {}
+    )
 
 
 def run_stage(stage, spec, tmp_path: Path, inputs: dict[str, Artifact]) -> tuple[StageResult, Path]:
     out = tmp_path / stage.name / "output"
     out.mkdir(parents=True)
-    ctx = StageContext(spec, "r1", out, tmp_path / stage.name / "work", inputs, Reporter(),
-                       logging.getLogger(f"test.{stage.name}"))
-    return stage.run(ctx), out
+    readers = {name: stage.inputs[name].of(artifact) for name, artifact in inputs.items()}
+    ctx = StageContext(
+        "r1", out, out, tmp_path / stage.name / "work", readers, Reporter(), logging.getLogger(f"test.{stage.name}")
+    )
+    return stage.run(ctx, stage.params(spec)), out
 
 
 def evaluate(world, tmp_path, model="planted_multitask", **spec_args):
     spec = make_spec(**spec_args)
-    inputs = {"ExampleGen": artifact(world["examples"], "ExampleGen"),
-              "Trainer": artifact(world["models"][model], "Trainer")}
+    inputs = {
+        "ExampleGen": artifact(world["examples"], "ExampleGen"),
+        "Trainer": artifact(world["models"][model], "Trainer"),
+    }
     return run_stage(Evaluator(), spec, tmp_path, inputs)
 
 
@@ -215,7 +286,7 @@ def naive_retrieval(top_lists: list[list[str]], relevant: list[set], ks, catalog
         out[f"coverage_at_{k}"] = len(shown) / catalog_size
     reciprocal = []
     for top, wanted in zip(top_lists, relevant):
-        ranks = [rank for rank, pid in enumerate(top[:max(ks)], start=1) if pid in wanted]
+        ranks = [rank for rank, pid in enumerate(top[: max(ks)], start=1) if pid in wanted]
         reciprocal.append(1.0 / ranks[0] if ranks else 0.0)
     out["mrr"] = sum(reciprocal) / len(reciprocal)
     return out
@@ -235,9 +306,11 @@ def latest_test_rows(world):
 def keras_models(world, name):
     folder = world["models"][name]
     rating = folder / "rating_model.keras"
-    return (keras.models.load_model(folder / "query_model.keras"),
-            keras.models.load_model(folder / "candidate_model.keras"),
-            keras.models.load_model(rating) if rating.exists() else None)
+    return (
+        keras.models.load_model(folder / "query_model.keras"),
+        keras.models.load_model(folder / "candidate_model.keras"),
+        keras.models.load_model(rating) if rating.exists() else None,
+    )
 
 
 def keras_embed(model, columns: dict[str, list]) -> np.ndarray:
@@ -256,15 +329,16 @@ def test_metrics_match_a_naive_implementation_and_beat_popularity(world, tmp_pat
     query, candidate, rating = keras_models(world, "planted_multitask")
 
     catalog_embeddings = keras_embed(candidate, catalog_columns(world))
-    queries = keras_embed(query, {"buyer_id": [r["buyer_id"] for r in latest],
-                                  "segment": [r["segment"] for r in latest]})
+    queries = keras_embed(
+        query, {"buyer_id": [r["buyer_id"] for r in latest], "segment": [r["segment"] for r in latest]}
+    )
     model_top = []
     for q in queries:
         scores = [float(np.dot(q, c)) for c in catalog_embeddings]
         order = sorted(range(PRODUCTS), key=lambda i: -scores[i])
-        model_top.append([world["products"][i] for i in order[:max(KS)]])
+        model_top.append([world["products"][i] for i in order[: max(KS)]])
     popular = sorted(range(PRODUCTS), key=lambda i: (-world["train_count"][i], world["products"][i]))
-    popular_top = [[world["products"][i] for i in popular[:max(KS)]]] * len(buyers)
+    popular_top = [[world["products"][i] for i in popular[: max(KS)]]] * len(buyers)
     expected_model = naive_retrieval(model_top, relevant, KS, PRODUCTS)
     expected_popularity = naive_retrieval(popular_top, relevant, KS, PRODUCTS)
 
@@ -275,8 +349,14 @@ def test_metrics_match_a_naive_implementation_and_beat_popularity(world, tmp_pat
     for k in KS:
         assert evaluation["candidate"][f"recall_at_{k}"] > evaluation["popularity"][f"recall_at_{k}"] + 0.05, k
 
-    predicted = np.asarray(rating({k: np.asarray([r[k] for r in rows], dtype=object)
-                                   for k in ("buyer_id", "segment", "product_id", "category")})).reshape(-1)
+    predicted = np.asarray(
+        rating(
+            {
+                k: np.asarray([r[k] for r in rows], dtype=object)
+                for k in ("buyer_id", "segment", "product_id", "category")
+            }
+        )
+    ).reshape(-1)
     actual = [r["target"] for r in rows]
     rmse = math.sqrt(sum((p - a) ** 2 for p, a in zip(predicted, actual)) / len(rows))
     mae = sum(abs(p - a) for p, a in zip(predicted, actual)) / len(rows)
@@ -302,16 +382,25 @@ def test_metrics_match_a_naive_implementation_and_beat_popularity(world, tmp_pat
 def test_the_eval_split_is_used_when_test_is_empty(tmp_path):
     from ml_pipeline.data import sources
 
-    rows = [{"buyer_id": "b1", "product_id": "p1", "timestamp": datetime(2025, 1, 1), "target": 1.0,
-             "segment": "retail", "category": "cat0"}]
+    rows = [
+        {
+            "buyer_id": "b1",
+            "product_id": "p1",
+            "timestamp": datetime(2025, 1, 1),
+            "target": 1.0,
+            "segment": "retail",
+            "category": "cat0",
+        }
+    ]
     _write_split(tmp_path / "eval", rows)
     _write_split(tmp_path / "test", [])
     con = sources.connect()
-    assert (choose_holdout(con, tmp_path).split, choose_holdout(con, tmp_path).rows) == ("eval", 1)
+    holdout = choose_holdout(con, Examples(tmp_path))
+    assert (holdout.split, holdout.rows) == ("eval", 1)
 
 
 def test_chunked_metrics_equal_one_pass_and_a_catalog_smaller_than_k_is_padded():
-    from ml_pipeline.stages.evaluator import RetrievalAccumulator
+    from ml_pipeline.scoring import RetrievalAccumulator
 
     top = np.array([[2, 0, 1], [1, 2, 0], [0, 1, 2]])
     relevant = [{0}, {0, 1}, {2, -5}]
@@ -320,8 +409,9 @@ def test_chunked_metrics_equal_one_pass_and_a_catalog_smaller_than_k_is_padded()
     chunked.add(top[:1], relevant[:1])
     chunked.add(top[1:], relevant[1:])
     assert chunked.result() == pytest.approx(whole.result())
-    expected = naive_retrieval([[str(i) for i in row] for row in top], [{str(i) for i in r} for r in relevant],
-                               [1, 5], 3)
+    expected = naive_retrieval(
+        [[str(i) for i in row] for row in top], [{str(i) for i in r} for r in relevant], [1, 5], 3
+    )
     for name, value in expected.items():
         assert whole.result()[name] == pytest.approx(value), name
 
@@ -332,39 +422,57 @@ def config(**values) -> EvaluatorConfig:
 
 
 def test_a_passing_threshold_blesses_with_its_reason():
-    verdict = bless(config(thresholds=[{"metric": "recall_at_100", "value": 0.35}]), "retrieval", [10, 100],
-                    {"recall_at_100": 0.41})
+    verdict = bless(
+        config(thresholds=[{"metric": "recall_at_100", "value": 0.35}]), "retrieval", [10, 100], {"recall_at_100": 0.41}
+    )
     assert verdict.blessed
     assert verdict.reasons[0] == "Recall@100 0.41 ≥ 0.35 ✓"
 
 
 def test_a_failing_threshold_does_not_bless_and_says_why():
-    verdict = bless(config(thresholds=[{"metric": "recall_at_100", "value": 0.5},
-                                       {"metric": "rmse", "value": 2.0}]),
-                    "multitask", [100], {"recall_at_100": 0.41, "rmse": 1.93})
+    verdict = bless(
+        config(thresholds=[{"metric": "recall_at_100", "value": 0.5}, {"metric": "rmse", "value": 2.0}]),
+        "multitask",
+        [100],
+        {"recall_at_100": 0.41, "rmse": 1.93},
+    )
     assert not verdict.blessed
     assert verdict.reasons[:2] == ["Recall@100 0.41 < 0.5 ✗", "RMSE 1.93 ≤ 2 ✓"]
 
 
 def test_a_regression_beyond_the_tolerance_does_not_bless():
-    verdict = bless(config(baseline_model_uri="/models/v3", tolerance=0.01), "retrieval", [100],
-                    {"recall_at_100": 0.37}, {"recall_at_100": 0.39}, "v3")
+    verdict = bless(
+        config(baseline_model_uri="/models/v3", tolerance=0.01),
+        "retrieval",
+        [100],
+        {"recall_at_100": 0.37},
+        {"recall_at_100": 0.39},
+        "v3",
+    )
     assert not verdict.blessed
     assert verdict.reasons[-1].startswith("Recall@100 0.37 vs baseline v3 0.39: -0.02 ✗")
 
 
 def test_a_change_within_the_tolerance_blesses():
-    worse = bless(config(baseline_model_uri="/m", tolerance=0.03), "retrieval", [100],
-                  {"recall_at_100": 0.37}, {"recall_at_100": 0.39}, "v3")
-    better = bless(config(baseline_model_uri="/m"), "retrieval", [100], {"recall_at_100": 0.41},
-                   {"recall_at_100": 0.39}, "v3")
+    worse = bless(
+        config(baseline_model_uri="/m", tolerance=0.03),
+        "retrieval",
+        [100],
+        {"recall_at_100": 0.37},
+        {"recall_at_100": 0.39},
+        "v3",
+    )
+    better = bless(
+        config(baseline_model_uri="/m"), "retrieval", [100], {"recall_at_100": 0.41}, {"recall_at_100": 0.39}, "v3"
+    )
     assert worse.blessed and better.blessed
     assert better.reasons[-1] == "Recall@100 0.41 vs baseline v3 0.39: +0.02 ✓"
 
 
 def test_ranking_models_compare_rmse_where_lower_is_better():
-    verdict = bless(config(baseline_model_uri="/m", tolerance=0.05), "ranking", [10], {"rmse": 1.93},
-                    {"rmse": 1.80}, "v3")
+    verdict = bless(
+        config(baseline_model_uri="/m", tolerance=0.05), "ranking", [10], {"rmse": 1.93}, {"rmse": 1.80}, "v3"
+    )
     assert not verdict.blessed and verdict.policy["compare_metric"] == "rmse"
     assert verdict.reasons[-1].startswith("RMSE 1.93 vs baseline v3 1.8: +0.13 ✗")
 
@@ -378,15 +486,44 @@ def test_first_run_blesses_when_thresholds_pass_under_that_policy():
 
 
 def test_first_run_is_never_blessed_under_never_bless():
-    verdict = bless(config(first_run_policy="never_bless", thresholds=[{"metric": "mrr", "value": 0.1}]),
-                    "retrieval", [10], {"mrr": 0.3})
+    verdict = bless(
+        config(first_run_policy="never_bless", thresholds=[{"metric": "mrr", "value": 0.1}]),
+        "retrieval",
+        [10],
+        {"mrr": 0.3},
+    )
     assert not verdict.blessed
     assert verdict.reasons[-1] == "first run, no baseline model: first_run_policy is never_bless ✗"
 
 
+def test_the_blessing_records_each_rule_it_applied(tmp_path):
+    verdict = bless(
+        config(thresholds=[{"metric": "recall_at_100", "value": 0.5}], baseline_model_uri="/m"),
+        "retrieval",
+        [100],
+        {"recall_at_100": 0.41},
+        {"recall_at_100": 0.39},
+        "v3",
+    )
+    threshold, compared = verdict.rules
+    assert (threshold.metric, threshold.value, threshold.threshold, threshold.passed) == (
+        "recall_at_100",
+        0.41,
+        0.5,
+        False,
+    )
+    assert (compared.metric, compared.value, compared.baseline, compared.passed) == ("recall_at_100", 0.41, 0.39, True)
+    assert not verdict.blessed and verdict.failed() == [threshold]
+    assert verdict.reasons == [threshold.text, compared.text]
+    verdict.save(tmp_path)
+    assert Blessing.load(tmp_path) == verdict
+    assert json.loads((tmp_path / "blessing.json").read_text())["reasons"] == verdict.reasons
+
+
 def test_a_disabled_evaluator_blesses_without_scoring(world, tmp_path):
-    result, out = evaluate(world, tmp_path, evaluator={"enabled": False, "thresholds": [
-        {"metric": "recall_at_50", "value": 0.99}]})
+    result, out = evaluate(
+        world, tmp_path, evaluator={"enabled": False, "thresholds": [{"metric": "recall_at_50", "value": 0.99}]}
+    )
     assert result.properties["blessed"] is True and result.properties["reasons"] == ["evaluation disabled"]
     assert json.loads((out / "blessing.json").read_text())["reasons"] == ["evaluation disabled"]
     assert result.summary == "BLESSED — evaluation disabled"
@@ -394,8 +531,9 @@ def test_a_disabled_evaluator_blesses_without_scoring(world, tmp_path):
 
 def test_a_baseline_model_is_scored_on_the_same_holdout_and_a_regression_is_not_blessed(world, tmp_path):
     planted = str(world["models"]["planted_multitask"])
-    result, out = evaluate(world, tmp_path, model="random_multitask",
-                           evaluator={"baseline_model_uri": planted, "baseline_label": "v3"})
+    result, out = evaluate(
+        world, tmp_path, model="random_multitask", evaluator={"baseline_model_uri": planted, "baseline_label": "v3"}
+    )
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert evaluation["baseline_model"]["label"] == "v3"
     assert evaluation["baseline_model"]["metrics"]["recall_at_50"] > evaluation["candidate"]["recall_at_50"]
@@ -419,21 +557,33 @@ class CopyStage(Stage):
 
     source: Path
 
-    def run(self, ctx):
+    def run(self, ctx, params):
         shutil.copytree(self.source, ctx.output, dirs_exist_ok=True)
         return StageResult(f"copied {self.source}")
 
 
-def copy_stage(name: str, source: Path) -> Stage:
-    return type(name, (CopyStage,), {"name": name, "artifact_type": "Test", "source": source})()
+class PlantedModel(Model):
+    """The planted models: a Trainer output's Keras models, without its history and summary."""
+
+    FILES = {name: Model.FILES[name] for name in ("query", "candidate", "rating")}
+
+
+def copy_stage(name: str, source: Path, output) -> Stage:
+    return type(name, (CopyStage,), {"name": name, "output": output, "source": source})()
 
 
 def test_an_unblessed_model_is_not_pushed(world, tmp_path):
-    spec = make_spec(evaluator={"first_run_policy": "never_bless"}, push={"destination": str(tmp_path / "dest")},
-                     stages=["ExampleGen", "Trainer", "Evaluator", "Pusher"])
-    stages = {"ExampleGen": copy_stage("ExampleGen", world["examples"]),
-              "Trainer": copy_stage("Trainer", world["models"]["planted_multitask"]),
-              "Evaluator": Evaluator(), "Pusher": Pusher()}
+    spec = make_spec(
+        evaluator={"first_run_policy": "never_bless"},
+        push={"destination": str(tmp_path / "dest")},
+        stages=["ExampleGen", "Trainer", "Evaluator", "Pusher"],
+    )
+    stages = {
+        "ExampleGen": copy_stage("ExampleGen", world["examples"], Examples),
+        "Trainer": copy_stage("Trainer", world["models"]["planted_multitask"], PlantedModel),
+        "Evaluator": Evaluator(),
+        "Pusher": Pusher(),
+    }
     runner = PipelineRunner(spec, tmp_path / "root", run_id="r1", stages=stages)
     result = runner.run()
     assert result.status == "completed" and result.blessed is False
@@ -443,26 +593,42 @@ def test_an_unblessed_model_is_not_pushed(world, tmp_path):
     assert not (runner.store.stage_dir("r1", "Pusher") / "manifest.json").exists()
     assert not (tmp_path / "dest").exists()
     with pytest.raises(SkipStage):
-        run_stage(Pusher(), spec, tmp_path / "direct", {"Evaluator": artifact(
-            tmp_path / "root" / "eval-push-test" / "runs" / "r1" / "Evaluator" / "output", "Evaluator",
-            {"blessed": False, "reasons": ["Recall@50 0.1 < 0.2 ✗"]})})
+        run_stage(
+            Pusher(),
+            spec,
+            tmp_path / "direct",
+            {
+                "Evaluator": artifact(
+                    tmp_path / "root" / "eval-push-test" / "runs" / "r1" / "Evaluator" / "output",
+                    "Evaluator",
+                    {"blessed": False, "reasons": ["Recall@50 0.1 < 0.2 ✗"]},
+                )
+            },
+        )
 
 
 @pytest.fixture(scope="module")
 def pushed(world, tmp_path_factory):
     """Three exports: multitask (brute force, pushed to a destination), retrieval (ScaNN), ranking."""
     base = tmp_path_factory.mktemp("pushed")
-    blessed = artifact(world["examples"], "Evaluator", {"blessed": True, "reasons": ["ok"]})
+    evaluation = base / "Evaluator" / "output"
+    evaluation.mkdir(parents=True)
+    Blessing(True, [Rule("ok", True)]).save(evaluation)
+    blessed = artifact(evaluation, "Evaluator", {"blessed": True, "reasons": ["ok"]})
     exports = {}
     for key, model, model_type, algorithm, destination in (
         ("brute", "planted_multitask", "multitask", "brute_force", base / "deploy" / "models" / "recs"),
         ("scann", "planted_retrieval", "retrieval", "scann", None),
         ("ranking", "planted_multitask", "ranking", "brute_force", None),
     ):
-        spec = make_spec(model_type=model_type, algorithm=algorithm,
-                         push={"destination": str(destination)} if destination else None)
-        inputs = {"ExampleGen": artifact(world["examples"], "ExampleGen"),
-                  "Trainer": artifact(world["models"][model], "Trainer"), "Evaluator": blessed}
+        spec = make_spec(
+            model_type=model_type, algorithm=algorithm, push={"destination": str(destination)} if destination else None
+        )
+        inputs = {
+            "ExampleGen": artifact(world["examples"], "ExampleGen"),
+            "Trainer": artifact(world["models"][model], "Trainer"),
+            "Evaluator": blessed,
+        }
         result, out = run_stage(Pusher(), spec, base / key, inputs)
         exports[key] = {"result": result, "out": out, "destination": destination}
 
@@ -485,7 +651,7 @@ def pushed(world, tmp_path_factory):
         answers["rating"] = brute.signatures["predict_rating"](
             buyer_id=tf.constant(buyers), segment=tf.constant(segments), product_id=tf.constant(products[:len(buyers)]),
             category=tf.constant(categories[:len(buyers)]))["rating"].numpy().tolist()
-        from ml_pipeline.serving import Recommender
+        from ml_pipeline.serving.model import Recommender
         scann = Recommender(paths["scann"])
         answers["scann_signatures"] = sorted(scann.signatures)
         answers["scann_ids"] = scann.predict({"buyer_id": buyers, "segment": segments})["product_ids"].astype(str).tolist()
@@ -499,18 +665,28 @@ def pushed(world, tmp_path_factory):
     buyers = world["buyers"][:12]
     segments = ["retail", "wholesale"] * 6
     columns = catalog_columns(world)
-    paths = {"brute": str(exports["brute"]["destination"]),  # the pushed copy, not the run's output
-             "scann": str(exports["scann"]["out"] / "serving_model"),
-             "ranking": str(exports["ranking"]["out"] / "serving_model")}
+    paths = {
+        "brute": str(exports["brute"]["destination"]),  # the pushed copy, not the run's output
+        "scann": str(exports["scann"]["out"] / "serving_model"),
+        "ranking": str(exports["ranking"]["out"] / "serving_model"),
+    }
     answers_file = base / "answers.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     completed = subprocess.run(
-        [sys.executable, "-c", script, json.dumps([paths, buyers, segments, columns["product_id"],
-                                                    columns["category"], str(answers_file)])],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=240)
+        [
+            sys.executable,
+            "-c",
+            script,
+            json.dumps([paths, buyers, segments, columns["product_id"], columns["category"], str(answers_file)]),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=240,
+    )
     assert completed.returncode == 0, completed.stderr[-4000:]
-    return {"exports": exports, "answers": json.loads(answers_file.read_text()), "buyers": buyers,
-            "segments": segments}
+    return {"exports": exports, "answers": json.loads(answers_file.read_text()), "buyers": buyers, "segments": segments}
 
 
 def test_the_pushed_model_answers_top_k_like_brute_force_over_the_keras_models(world, pushed):
@@ -525,17 +701,22 @@ def test_the_pushed_model_answers_top_k_like_brute_force_over_the_keras_models(w
     for row, (ids, got_scores) in enumerate(zip(answers["brute_ids"], answers["brute_scores"])):
         assert len(ids) == max(KS) and set(ids) <= catalog
         assert got_scores == sorted(got_scores, reverse=True)
-        expected = np.argsort(-scores[row], kind="stable")[:max(KS)]
+        expected = np.argsort(-scores[row], kind="stable")[: max(KS)]
         assert ids == [world["products"][i] for i in expected]
         np.testing.assert_allclose(got_scores, scores[row][expected], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(answers["query"], queries, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(answers["candidate"], catalog_embeddings, rtol=1e-6, atol=1e-6)
     n = len(pushed["buyers"])
-    expected_rating = np.asarray(rating({"buyer_id": np.asarray(pushed["buyers"], dtype=object),
-                                         "segment": np.asarray(pushed["segments"], dtype=object),
-                                         "product_id": np.asarray(world["products"][:n], dtype=object),
-                                         "category": np.asarray(catalog_columns(world)["category"][:n],
-                                                                dtype=object)})).reshape(-1)
+    expected_rating = np.asarray(
+        rating(
+            {
+                "buyer_id": np.asarray(pushed["buyers"], dtype=object),
+                "segment": np.asarray(pushed["segments"], dtype=object),
+                "product_id": np.asarray(world["products"][:n], dtype=object),
+                "category": np.asarray(catalog_columns(world)["category"][:n], dtype=object),
+            }
+        )
+    ).reshape(-1)
     np.testing.assert_allclose(answers["rating"], expected_rating, rtol=1e-5)
 
 
@@ -563,8 +744,10 @@ def test_a_push_to_an_fsspec_url_replaces_the_earlier_model(tmp_path):
         (source / "variables" / "variables.index").write_text(version)
         push_folder(source, "memory://bucket/models/recs")
     fs = fsspec.filesystem("memory")
-    assert sorted(fs.find("/bucket")) == ["/bucket/models/recs/saved_model.pb",
-                                          "/bucket/models/recs/variables/variables.index"]
+    assert sorted(fs.find("/bucket")) == [
+        "/bucket/models/recs/saved_model.pb",
+        "/bucket/models/recs/variables/variables.index",
+    ]
     assert fs.cat("/bucket/models/recs/saved_model.pb") == b"v2"
 
 
@@ -587,28 +770,35 @@ def test_a_ranking_model_serves_top_k_by_its_predicted_rating(world, pushed):
     _, _, rating = keras_models(world, "planted_multitask")
     columns = catalog_columns(world)
     for row, buyer in enumerate(pushed["buyers"][:3]):
-        predicted = np.asarray(rating({
-            "buyer_id": np.asarray([buyer] * PRODUCTS, dtype=object),
-            "segment": np.asarray([pushed["segments"][row]] * PRODUCTS, dtype=object),
-            "product_id": np.asarray(columns["product_id"], dtype=object),
-            "category": np.asarray(columns["category"], dtype=object)})).reshape(-1)
-        expected = np.argsort(-predicted, kind="stable")[:max(KS)]
+        predicted = np.asarray(
+            rating(
+                {
+                    "buyer_id": np.asarray([buyer] * PRODUCTS, dtype=object),
+                    "segment": np.asarray([pushed["segments"][row]] * PRODUCTS, dtype=object),
+                    "product_id": np.asarray(columns["product_id"], dtype=object),
+                    "category": np.asarray(columns["category"], dtype=object),
+                }
+            )
+        ).reshape(-1)
+        expected = np.argsort(-predicted, kind="stable")[: max(KS)]
         assert answers["ranking_ids"][row][:10] == [world["products"][i] for i in expected[:10]]
         np.testing.assert_allclose(answers["ranking_scores"][row], predicted[expected], rtol=1e-5)
 
 
-def test_the_pushed_model_served_over_http_keeps_its_token_its_instance_limit_and_its_k(pushed, serving_endpoint,
-                                                                                         tmp_path):
+def test_the_pushed_model_served_over_http_keeps_its_token_its_instance_limit_and_its_k(
+    pushed, serving_endpoint, tmp_path
+):
     """The brute-force export on the real serving server (SavedModel and buyers lookup; the refusals themselves
     are tested one by one in ``test_serving_server.py``)."""
-    from ml_pipeline.serving_server import ServerOptions
+    from ml_pipeline.serving.requests import ServerOptions
 
     buyers, segments = pushed["buyers"], pushed["segments"]
     lookup = tmp_path / "buyers.parquet"
     pq.write_table(pa.table({"buyer_id": buyers, "segment": segments}), lookup)
-    endpoint = serving_endpoint({"recs": {"path": str(pushed["exports"]["brute"]["destination"]), "version": 1,
-                                          "buyers": str(lookup)}},
-                                options=ServerOptions(max_instances=len(buyers), token="t0ken"))
+    endpoint = serving_endpoint(
+        {"recs": {"path": str(pushed["exports"]["brute"]["destination"]), "version": 1, "buyers": str(lookup)}},
+        options=ServerOptions(max_instances=len(buyers), token="t0ken"),
+    )
     predict, rows = "/v1/models/recs:predict", [{"buyer_id": b, "segment": s} for b, s in zip(buyers, segments)]
 
     assert endpoint.call("POST", predict, {"instances": rows}).status == 401

@@ -10,7 +10,7 @@ from ml_pipeline.reporting import FanOutReporter, InMemoryReporter, JsonLinesRep
 from ml_pipeline.runner import PipelineRunner
 from ml_pipeline.spec import PipelineSpec
 from ml_pipeline.stages.compile import Compile
-from tests.execution.test_compile import spec_dict
+from tests.helpers import compile_spec_dict
 
 STAGES = {"Compile": Compile()}
 
@@ -23,7 +23,7 @@ def make_spec(tmp_path, **changes) -> PipelineSpec:
     csv = tmp_path / "p.csv"
     if not csv.exists():
         csv.write_text("customer,item,ordered_at,qty,segment\nc1,p1,2025-01-01,2,retail\n")
-    return PipelineSpec.model_validate(spec_dict(csv, **changes))
+    return PipelineSpec.model_validate(compile_spec_dict(csv, **changes))
 
 
 def test_unchanged_inputs_are_reused_from_an_earlier_run(tmp_path):

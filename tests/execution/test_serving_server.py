@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ml_pipeline.serving_server import DEFAULT_MAX_INSTANCES, ServerOptions
+from ml_pipeline.serving.requests import DEFAULT_MAX_INSTANCES, ServerOptions
 
 TOKEN = "s3cret-serving-token"
 OVERSIZED = 49_000_000  # the size of the request that once took the server to 8.4 GiB
@@ -63,8 +63,9 @@ def endpoint(serving_endpoint):
 @pytest.fixture
 def guarded(serving_endpoint):
     """The endpoint with ``SERVING_TOKEN`` set."""
-    return serving_endpoint({"recs": {"path": "/fake", "version": 3}}, loader=FakeModel,
-                            options=ServerOptions(token=TOKEN))
+    return serving_endpoint(
+        {"recs": {"path": "/fake", "version": 3}}, loader=FakeModel, options=ServerOptions(token=TOKEN)
+    )
 
 
 def model_calls(endpoint) -> list[int]:
@@ -96,15 +97,17 @@ def test_an_oversized_body_sent_anyway_still_reads_its_413_not_a_reset(endpoint)
 
 
 def test_an_oversized_body_announced_with_expect_100_continue_gets_413_instead_of_the_go_ahead(endpoint):
-    answer = endpoint.send([f"POST {PREDICT} HTTP/1.1", "Host: x", f"Content-Length: {OVERSIZED}",
-                            "Expect: 100-continue"])
+    answer = endpoint.send(
+        [f"POST {PREDICT} HTTP/1.1", "Host: x", f"Content-Length: {OVERSIZED}", "Expect: 100-continue"]
+    )
     refused(answer, 413, "Content-Length")
     assert answer.closed_by_server()
 
 
 def test_the_body_limit_is_the_configured_one(serving_endpoint):
-    small = serving_endpoint({"recs": {"path": "/fake", "version": 3}}, loader=FakeModel,
-                             options=ServerOptions(max_body_bytes=100))
+    small = serving_endpoint(
+        {"recs": {"path": "/fake", "version": 3}}, loader=FakeModel, options=ServerOptions(max_body_bytes=100)
+    )
     body = json.dumps({"instances": [instance()] * 3}).encode()
     assert len(body) > 100
     refused(small.call("POST", PREDICT, body), 413, "Content-Length")
@@ -132,8 +135,10 @@ def test_a_body_without_a_content_length_is_refused_411(endpoint):
 
 def test_a_chunked_body_is_refused_411_and_never_read(endpoint):
     chunk = json.dumps({"instances": [instance()]}).encode()
-    answer = endpoint.send([f"POST {PREDICT} HTTP/1.1", "Host: x", "Transfer-Encoding: chunked"],
-                           b"%x\r\n%s\r\n0\r\n\r\n" % (len(chunk), chunk))
+    answer = endpoint.send(
+        [f"POST {PREDICT} HTTP/1.1", "Host: x", "Transfer-Encoding: chunked"],
+        b"%x\r\n%s\r\n0\r\n\r\n" % (len(chunk), chunk),
+    )
     assert "chunked" in refused(answer, 411, "Transfer-Encoding")
     assert answer.closed_by_server()
     assert model_calls(endpoint) == []
@@ -141,8 +146,9 @@ def test_a_chunked_body_is_refused_411_and_never_read(endpoint):
 
 # -- slow clients -----------------------------------------------------------------------------
 def test_a_client_that_stalls_mid_body_is_answered_408_and_disconnected(serving_endpoint):
-    patient = serving_endpoint({"recs": {"path": "/fake", "version": 3}}, loader=FakeModel,
-                               options=ServerOptions(read_timeout=0.3))
+    patient = serving_endpoint(
+        {"recs": {"path": "/fake", "version": 3}}, loader=FakeModel, options=ServerOptions(read_timeout=0.3)
+    )
     answer = patient.send([f"POST {PREDICT} HTTP/1.1", "Host: x", "Content-Length: 100"], b'{"instances"')
     refused(answer, 408, "body")
     assert answer.closed_by_server()
@@ -167,14 +173,17 @@ def test_too_many_instances_are_refused_400_before_the_model_runs(endpoint):
 
 
 def test_the_instance_limit_is_the_configured_one(serving_endpoint):
-    few = serving_endpoint({"recs": {"path": "/fake", "version": 3}}, loader=FakeModel,
-                           options=ServerOptions(max_instances=2))
+    few = serving_endpoint(
+        {"recs": {"path": "/fake", "version": 3}}, loader=FakeModel, options=ServerOptions(max_instances=2)
+    )
     refused(few.call("POST", PREDICT, {"instances": [instance()] * 3}), 400, "instances")
     assert few.call("POST", PREDICT, {"instances": [instance()] * 2}).status == 200
 
 
-@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000,
-                                  b'{"instances": [{"buyer_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}"])
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"instances": [{"buyer_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}"],
+)
 def test_json_nested_100000_levels_is_refused_400(endpoint, body):
     answer = endpoint.call("POST", PREDICT, body)
     assert refused(answer, 400, "body") == "the body is nested too deeply"
@@ -188,17 +197,20 @@ def test_nan_and_infinity_are_not_json_numbers(endpoint, constant):
     assert model_calls(endpoint) == []
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"instances": [instance(timestamp=1e300)]}, "instances[0].timestamp"),
-    ({"instances": [instance(), instance(timestamp=-5)]}, "instances[1].timestamp"),
-    ({"instances": [instance(timestamp=10 ** 30)]}, "instances[0].timestamp"),
-    ({"instances": [instance(timestamp="soon")]}, "instances[0].timestamp"),
-    ({"instances": [instance(timestamp=[1, 2])]}, "instances[0].timestamp"),
-    ({"instances": [instance(price=1e39)]}, "instances[0].price"),
-    ({"instances": [instance(price="cheap")]}, "instances[0].price"),
-    ({"instances": [instance(buyer_id={"nested": "object"})]}, "instances[0].buyer_id"),
-    ({"inputs": {"buyer_id": ["b1"], "price": [1.0], "timestamp": [1e300]}}, "inputs.timestamp[0]"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"instances": [instance(timestamp=1e300)]}, "instances[0].timestamp"),
+        ({"instances": [instance(), instance(timestamp=-5)]}, "instances[1].timestamp"),
+        ({"instances": [instance(timestamp=10**30)]}, "instances[0].timestamp"),
+        ({"instances": [instance(timestamp="soon")]}, "instances[0].timestamp"),
+        ({"instances": [instance(timestamp=[1, 2])]}, "instances[0].timestamp"),
+        ({"instances": [instance(price=1e39)]}, "instances[0].price"),
+        ({"instances": [instance(price="cheap")]}, "instances[0].price"),
+        ({"instances": [instance(buyer_id={"nested": "object"})]}, "instances[0].buyer_id"),
+        ({"inputs": {"buyer_id": ["b1"], "price": [1.0], "timestamp": [1e300]}}, "inputs.timestamp[0]"),
+    ],
+)
 def test_absurd_input_values_in_predict_are_refused_400_naming_the_input(endpoint, body, field):
     refused(endpoint.call("POST", PREDICT, body), 400, field)
     assert model_calls(endpoint) == []
@@ -218,8 +230,9 @@ def test_an_absurd_at_is_refused_400_naming_at(endpoint, at):
 # -- a well-formed request still works -----------------------------------------------------------------
 def test_well_formed_requests_are_answered_on_one_kept_alive_connection(endpoint):
     first = endpoint.call("POST", PREDICT, {"instances": [instance(), instance(buyer_id="b2", timestamp="1700000000")]})
-    assert first.status == 200 and first.json == {"predictions": [{"product_ids": ["p1", "p2"],
-                                                                   "scores": [0.9, 0.1]}] * 2}
+    assert first.status == 200 and first.json == {
+        "predictions": [{"product_ids": ["p1", "p2"], "scores": [0.9, 0.1]}] * 2
+    }
     assert "connection" not in first.headers
     second = endpoint.call("GET", "/v1/models/recs", sock=first.sock)  # the same connection, still open
     assert second.status == 200 and second.json["model_version_status"][0]["state"] == "AVAILABLE"
@@ -234,9 +247,16 @@ def test_the_standard_librarys_own_refusals_answer_json(endpoint):
 
 
 # -- the token -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/models/recs"), ("GET", "/v1/models/recs/metadata"),
-                                              ("POST", PREDICT), ("GET", "/recommend?buyer_id=b1"),
-                                              ("GET", "/no/such/route")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/models/recs"),
+        ("GET", "/v1/models/recs/metadata"),
+        ("POST", PREDICT),
+        ("GET", "/recommend?buyer_id=b1"),
+        ("GET", "/no/such/route"),
+    ],
+)
 def test_without_the_token_every_route_but_healthz_answers_401(guarded, method, path):
     answer = guarded.call(method, path, {"instances": [instance()]} if method == "POST" else None)
     assert "Authorization: Bearer" in refused(answer, 401, "Authorization")
@@ -244,8 +264,10 @@ def test_without_the_token_every_route_but_healthz_answers_401(guarded, method, 
     assert model_calls(guarded) == []
 
 
-@pytest.mark.parametrize("authorization", [f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", f"Basic {TOKEN}", TOKEN,
-                                           "Bearer", f"Bearer  {TOKEN.upper()}"])
+@pytest.mark.parametrize(
+    "authorization",
+    [f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", f"Basic {TOKEN}", TOKEN, "Bearer", f"Bearer  {TOKEN.upper()}"],
+)
 def test_a_wrong_token_answers_401(guarded, authorization):
     answer = guarded.send(["GET /v1/models/recs HTTP/1.1", "Host: x", f"Authorization: {authorization}"])
     assert refused(answer, 401, "Authorization") == "the bearer token is not valid"
@@ -274,8 +296,9 @@ def test_an_unauthenticated_oversized_body_is_refused_401_unread(guarded):
 
 # -- the options -----------------------------------------------------------------------------------------
 def test_the_options_come_from_the_environment_and_nonsense_is_refused():
-    options = ServerOptions.from_env({"SERVING_MAX_BODY_BYTES": "1024", "SERVING_MAX_INSTANCES": "10",
-                                      "SERVING_TOKEN": " t0ken "})
+    options = ServerOptions.from_env(
+        {"SERVING_MAX_BODY_BYTES": "1024", "SERVING_MAX_INSTANCES": "10", "SERVING_TOKEN": " t0ken "}
+    )
     assert (options.max_body_bytes, options.max_instances, options.token) == (1024, 10, "t0ken")
     assert "t0ken" not in repr(options)
     assert ServerOptions.from_env({}) == ServerOptions()

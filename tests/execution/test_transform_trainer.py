@@ -32,8 +32,8 @@ from ml_pipeline.reporting import InMemoryReporter
 from ml_pipeline.runner import PipelineRunner
 from ml_pipeline.spec import PipelineSpec
 from ml_pipeline.stages.example_gen import ExampleGen
-from ml_pipeline.stages.transform import Transform, tokens_sql
 from ml_pipeline.stages.trainer import Trainer
+from ml_pipeline.stages.transform import Transform, tokens_sql
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +55,11 @@ def purchases(n_buyers: int = 240, n_products: int = 120, per_buyer: int = 25, s
     for buyer in range(n_buyers):
         k = rng.poisson(per_buyer) + 3
         own = popularity * (category_of == segment_of[buyer])
-        picks = np.where(rng.random(k) < 0.85, rng.choice(n_products, k, p=own / own.sum()),
-                         rng.choice(n_products, k, p=popularity / popularity.sum()))
+        picks = np.where(
+            rng.random(k) < 0.85,
+            rng.choice(n_products, k, p=own / own.sum()),
+            rng.choice(n_products, k, p=popularity / popularity.sum()),
+        )
         buyers += [buyer] * k
         products += list(picks)
     buyers, products = np.array(buyers), np.array(products)
@@ -69,25 +72,30 @@ def purchases(n_buyers: int = 240, n_products: int = 120, per_buyer: int = 25, s
     quantity = 1 + ((segment_of[buyers] + 2 * category) % 4) * 1.5 + rng.normal(0, 0.3, n)
     price = np.round(np.exp(rng.normal(2 + category * 0.3, 0.4)), 2)
     titles = [f"{COLORS[p % 5].title()} {NOUNS[c]}, size {p % 3}" for p, c in zip(products, category)]
-    return pa.table({
-        "customer": pa.array([f"b{b:04d}" for b in buyers]),
-        "item": pa.array([f"p{p:04d}" for p in products]),
-        "ordered_at": pa.array(when.astype("datetime64[s]"), pa.timestamp("s")),
-        "qty": pa.array(np.round(quantity, 2)),
-        "segment": pa.array(segment.tolist()),
-        "category": pa.array(np.array(CATEGORIES)[category].tolist()),
-        "title": pa.array(titles),
-        "price": pa.array(price, mask=rng.random(n) < 0.05),
-        "pack_size": pa.array(np.array([1, 6, 12, 24])[(products // 4) % 4]),
-        "notes": pa.array([None] * n, pa.string()),
-    })
+    return pa.table(
+        {
+            "customer": pa.array([f"b{b:04d}" for b in buyers]),
+            "item": pa.array([f"p{p:04d}" for p in products]),
+            "ordered_at": pa.array(when.astype("datetime64[s]"), pa.timestamp("s")),
+            "qty": pa.array(np.round(quantity, 2)),
+            "segment": pa.array(segment.tolist()),
+            "category": pa.array(np.array(CATEGORIES)[category].tolist()),
+            "title": pa.array(titles),
+            "price": pa.array(price, mask=rng.random(n) < 0.05),
+            "pack_size": pa.array(np.array([1, 6, 12, 24])[(products // 4) % 4]),
+            "notes": pa.array([None] * n, pa.string()),
+        }
+    )
 
 
 BUYER_FEATURES = [
     {"kind": "id", "column": "buyer_id", "embedding_dim": 16},
     {"kind": "categorical", "column": "segment", "embedding_dim": 4},
-    {"kind": "timestamp", "column": "timestamp", "periods": ["hour_of_day", "day_of_week", "day_of_month",
-                                                              "month_of_year"]},
+    {
+        "kind": "timestamp",
+        "column": "timestamp",
+        "periods": ["hour_of_day", "day_of_week", "day_of_month", "month_of_year"],
+    },
 ]
 PRODUCT_FEATURES = [
     {"kind": "id", "column": "product_id", "embedding_dim": 16, "min_count": 8},
@@ -98,33 +106,58 @@ PRODUCT_FEATURES = [
 ]
 
 
-def spec_for(path: Path, *, model: dict | None = None, training: dict | None = None,
-             product_features: list | None = None, buyer_features: list | None = None, buyer_crosses=(),
-             stages=("ExampleGen", "Transform", "Trainer")) -> PipelineSpec:
-    return PipelineSpec.model_validate({
-        "name": "tt",
-        "dataset": {
-            "source": {"kind": "file", "path": str(path)},
-            "mapping": {"buyer_id": "customer", "product_id": "item", "timestamp": "ordered_at", "target": "qty",
-                        "buyer_features": [{"column": "segment"}],
-                        "product_features": [{"column": "category"}, {"column": "title"},
-                                             {"column": "price", "dtype": "float"},
-                                             {"column": "pack_size", "dtype": "int"}, {"column": "notes"}]},
-        },
-        "features": {
-            "buyer_tower": {"features": buyer_features or BUYER_FEATURES, "crosses": list(buyer_crosses)},
-            "product_tower": {"features": product_features or PRODUCT_FEATURES,
-                              "crosses": [{"columns": ["category", "pack_size"], "hash_buckets": 50,
-                                           "embedding_dim": 4}]},
-            "target": {"column": "target", "transforms": [{"op": "log1p"}]},
-        },
-        "model": model or {"model_type": "multitask", "buyer_tower": [{"type": "dense", "units": 32}],
-                           "product_tower": [{"type": "dense", "units": 32}, {"type": "batch_norm"}],
-                           "rating_head": [{"type": "dense", "units": 16}], "output_dim": 16,
-                           "learning_rate": 0.2, "retrieval_k": [10, 50]},
-        "training": {"epochs": 6, "batch_size": 128, "early_stopping": {"enabled": False}, **(training or {})},
-        "stages": list(stages),
-    })
+def spec_for(
+    path: Path,
+    *,
+    model: dict | None = None,
+    training: dict | None = None,
+    product_features: list | None = None,
+    buyer_features: list | None = None,
+    buyer_crosses=(),
+    stages=("ExampleGen", "Transform", "Trainer"),
+) -> PipelineSpec:
+    return PipelineSpec.model_validate(
+        {
+            "name": "tt",
+            "dataset": {
+                "source": {"kind": "file", "path": str(path)},
+                "mapping": {
+                    "buyer_id": "customer",
+                    "product_id": "item",
+                    "timestamp": "ordered_at",
+                    "target": "qty",
+                    "buyer_features": [{"column": "segment"}],
+                    "product_features": [
+                        {"column": "category"},
+                        {"column": "title"},
+                        {"column": "price", "dtype": "float"},
+                        {"column": "pack_size", "dtype": "int"},
+                        {"column": "notes"},
+                    ],
+                },
+            },
+            "features": {
+                "buyer_tower": {"features": buyer_features or BUYER_FEATURES, "crosses": list(buyer_crosses)},
+                "product_tower": {
+                    "features": product_features or PRODUCT_FEATURES,
+                    "crosses": [{"columns": ["category", "pack_size"], "hash_buckets": 50, "embedding_dim": 4}],
+                },
+                "target": {"column": "target", "transforms": [{"op": "log1p"}]},
+            },
+            "model": model
+            or {
+                "model_type": "multitask",
+                "buyer_tower": [{"type": "dense", "units": 32}],
+                "product_tower": [{"type": "dense", "units": 32}, {"type": "batch_norm"}],
+                "rating_head": [{"type": "dense", "units": 16}],
+                "output_dim": 16,
+                "learning_rate": 0.2,
+                "retrieval_k": [10, 50],
+            },
+            "training": {"epochs": 6, "batch_size": 128, "early_stopping": {"enabled": False}, **(training or {})},
+            "stages": list(stages),
+        }
+    )
 
 
 class CrashingReporter(InMemoryReporter):
@@ -148,8 +181,9 @@ def workspace(tmp_path_factory) -> Path:
 
 
 def run(workspace: Path, spec: PipelineSpec, run_id: str, reporter=None):
-    runner = PipelineRunner(spec, workspace / "root", run_id=run_id, reporter=reporter or InMemoryReporter(),
-                            stages=STAGES)
+    runner = PipelineRunner(
+        spec, workspace / "root", run_id=run_id, reporter=reporter or InMemoryReporter(), stages=STAGES
+    )
     return runner.run(), runner.reporter
 
 
@@ -201,7 +235,9 @@ def test_transform_learns_vocabularies_and_statistics_from_train_only(workspace)
     assert product_entry["oov_buckets"] == 1
 
     # text: lowercase word tokens, first max_tokens (3) of each title
-    tokens = Counter(t for title in train.column("title").to_pylist() for t in re.findall(r"[^\W_]+", title.lower())[:3])
+    tokens = Counter(
+        t for title in train.column("title").to_pylist() for t in re.findall(r"[^\W_]+", title.lower())[:3]
+    )
     title_vocab = (out / "vocab" / "title.txt").read_text().split("\n")[:-1]
     assert title_vocab == [v for v, _ in sorted(tokens.items(), key=lambda item: (-item[1], item[0]))]
     assert "size" in tokens and "2" not in title_vocab  # the 4th token is cut by max_tokens
@@ -250,8 +286,9 @@ def test_transform_fails_clearly_on_an_all_null_feature_or_a_vocabulary_over_the
     spec = spec_for(workspace / "purchases.parquet", product_features=features, stages=("ExampleGen", "Transform"))
     result, _ = run(workspace, spec, "null-feature")
     assert result.status == "failed"
-    assert result.error["message"].startswith("features.product_tower.features[5].column: column 'notes' is null "
-                                              "in every one of the")
+    assert result.error["message"].startswith(
+        "features.product_tower.features[5].column: column 'notes' is null in every one of the"
+    )
 
     monkeypatch.setattr("ml_pipeline.config.features.MAX_VOCAB", 100)
     buyers = [{**BUYER_FEATURES[0], "max_vocab_size": 1000}, *BUYER_FEATURES[1:]]
@@ -267,10 +304,16 @@ def test_timestamp_buckets_and_calendar_crosses_are_learnt_and_applied_in_the_mo
     from ml_pipeline.model.build import build_models
     from ml_pipeline.model.transform import TransformArtifact
 
-    buyer_features = [*BUYER_FEATURES[:2], {"kind": "timestamp", "column": "timestamp", "transform": "bucketize",
-                                           "buckets": 5, "embedding_dim": 3}]
-    spec = spec_for(workspace / "purchases.parquet", buyer_features=buyer_features, stages=("ExampleGen", "Transform"),
-                    buyer_crosses=[{"columns": ["segment", "timestamp"], "hash_buckets": 64, "embedding_dim": 2}])
+    buyer_features = [
+        *BUYER_FEATURES[:2],
+        {"kind": "timestamp", "column": "timestamp", "transform": "bucketize", "buckets": 5, "embedding_dim": 3},
+    ]
+    spec = spec_for(
+        workspace / "purchases.parquet",
+        buyer_features=buyer_features,
+        stages=("ExampleGen", "Transform"),
+        buyer_crosses=[{"columns": ["segment", "timestamp"], "hash_buckets": 64, "embedding_dim": 2}],
+    )
     result, _ = run(workspace, spec, "timestamp-buckets")
     assert result.status == "completed", result.error
     transform = TransformArtifact.load(result.artifacts["Transform"].path)
@@ -303,13 +346,19 @@ def test_text_tokens_and_calendar_fields_match_the_sql_and_python_definitions():
     assert [[t.decode() for t in row if t] for row in got] == expected
 
     rng = np.random.default_rng(0)
-    seconds = np.concatenate([rng.integers(-2_500_000_000, 4_000_000_000, 2000),
-                              [951_782_400, 951_868_799, 1_709_164_800, -86_400, 0]])  # leap days, 1969
+    seconds = np.concatenate(
+        [rng.integers(-2_500_000_000, 4_000_000_000, 2000), [951_782_400, 951_868_799, 1_709_164_800, -86_400, 0]]
+    )  # leap days, 1969
     fields = {k: v.numpy() for k, v in civil_from_seconds(seconds).items()}
     for i, s in enumerate(seconds.tolist()):
         when = datetime(1970, 1, 1) + np.timedelta64(int(s), "s").item()
-        assert (fields["year"][i], fields["month"][i], fields["day"][i], fields["hour"][i], fields["weekday"][i]) == \
-               (when.year, when.month, when.day, when.hour, when.weekday()), when
+        assert (fields["year"][i], fields["month"][i], fields["day"][i], fields["hour"][i], fields["weekday"][i]) == (
+            when.year,
+            when.month,
+            when.day,
+            when.hour,
+            when.weekday(),
+        ), when
     monday_5am = 4 * 86400 + 5 * 3600  # 1970-01-05 05:00
     keys = CalendarKey(["hour_of_day", "day_of_week", "month_of_year"])(np.array([0, monday_5am], dtype=np.int64))
     assert [k.decode() for k in keys.numpy()] == ["0:3:0", "5:0:0"]
@@ -352,8 +401,17 @@ def test_every_epoch_is_reported_with_losses_quality_and_weight_statistics(multi
     assert [(e["epoch"], e["total_epochs"]) for e in events] == [(i, 6) for i in range(1, 7)]
     for event in events:
         m = event["metrics"]
-        for key in ("loss", "val_loss", "retrieval_loss", "rating_loss", "recall_at_10", "recall_at_50", "rmse",
-                    "mae", "examples_per_second"):
+        for key in (
+            "loss",
+            "val_loss",
+            "retrieval_loss",
+            "rating_loss",
+            "recall_at_10",
+            "recall_at_50",
+            "rmse",
+            "mae",
+            "examples_per_second",
+        ):
             assert isinstance(m[key], float), key
         for part in ("buyer_tower", "product_tower", "rating_head"):
             for stat in ("l1", "l2", "mean", "std", "min", "max"):
@@ -395,16 +453,17 @@ def test_saved_models_load_in_a_fresh_process_and_give_the_same_outputs(multitas
     eval_rows = split_table(result, "eval").slice(0, 50)
     buyer = tower_batch(eval_rows, spec.features, "buyer")
     product = tower_batch(eval_rows, spec.features, "product")
-    np.savez(tmp_path / "inputs.npz", **{f"b_{k}": v for k, v in buyer.items()},
-             **{f"p_{k}": v for k, v in product.items()})
+    np.savez(
+        tmp_path / "inputs.npz", **{f"b_{k}": v for k, v in buyer.items()}, **{f"p_{k}": v for k, v in product.items()}
+    )
     script = textwrap.dedent(f"""
         import numpy as np
         from ml_pipeline.model import load_trained
-        data = np.load({str(tmp_path / 'inputs.npz')!r}, allow_pickle=True)
+        data = np.load({str(tmp_path / "inputs.npz")!r}, allow_pickle=True)
         buyer = {{k[2:]: data[k] for k in data.files if k.startswith("b_")}}
         product = {{k[2:]: data[k] for k in data.files if k.startswith("p_")}}
-        models = load_trained({str(result.artifacts['Trainer'].path)!r})
-        np.savez({str(tmp_path / 'outputs.npz')!r}, query=np.asarray(models.query(buyer)),
+        models = load_trained({str(result.artifacts["Trainer"].path)!r})
+        np.savez({str(tmp_path / "outputs.npz")!r}, query=np.asarray(models.query(buyer)),
                  candidate=np.asarray(models.candidate(product)), rating=np.asarray(models.rating({{**buyer, **product}})))
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -420,30 +479,42 @@ def test_saved_models_load_in_a_fresh_process_and_give_the_same_outputs(multitas
 def test_ranking_model_beats_the_mean_baseline(workspace):
     from ml_pipeline.model import load_trained
 
-    model = {"model_type": "ranking", "buyer_tower": [], "product_tower": [], "output_dim": 8,
-             "rating_head": [{"type": "dense", "units": 16}], "optimizer": "adam", "learning_rate": 0.02}
+    model = {
+        "model_type": "ranking",
+        "buyer_tower": [],
+        "product_tower": [],
+        "output_dim": 8,
+        "rating_head": [{"type": "dense", "units": 16}],
+        "optimizer": "adam",
+        "learning_rate": 0.02,
+    }
     spec = spec_for(workspace / "purchases.parquet", model=model, training={"epochs": 4})
     result, reporter = run(workspace, spec, "ranking")
     assert result.status == "completed", result.error
     assert result.stages["Transform"]["status"] == "cached"  # same features as the multitask run
     trained = load_trained(result.artifacts["Trainer"].path)
     test = split_table(result, "test")
-    predicted = np.asarray(trained.rating({**tower_batch(test, spec.features, "buyer"),
-                                           **tower_batch(test, spec.features, "product")}))
+    predicted = np.asarray(
+        trained.rating({**tower_batch(test, spec.features, "buyer"), **tower_batch(test, spec.features, "product")})
+    )
     actual = target_values(test)
     mean = float(np.mean(target_values(split_table(result, "train"))))
-    assert metrics.rating_metrics(predicted, actual)["rmse"] <= 0.6 * metrics.rating_metrics(
-        np.full_like(actual, mean), actual)["rmse"]
+    assert (
+        metrics.rating_metrics(predicted, actual)["rmse"]
+        <= 0.6 * metrics.rating_metrics(np.full_like(actual, mean), actual)["rmse"]
+    )
     last = reporter.of_kind("epoch_completed")[-1]["metrics"]
     assert "recall_at_10" not in last and "rating_head_weight_l2" in last and "rmse" in last
     assert (result.artifacts["Trainer"].path / "rating_model.keras").is_file()
 
 
 def test_early_stopping_stops_when_val_loss_stalls_and_restores_the_best_epoch(workspace):
-    model = {"model_type": "retrieval", "output_dim": 8, "optimizer": "sgd", "learning_rate": 1e-4,
-             "retrieval_k": [10]}
-    training = {"epochs": 10, "early_stopping": {"enabled": True, "patience": 2, "min_delta": 10.0},
-                "hardware": {"gpu_count": 1, "allow_cpu_fallback": True}}
+    model = {"model_type": "retrieval", "output_dim": 8, "optimizer": "sgd", "learning_rate": 1e-4, "retrieval_k": [10]}
+    training = {
+        "epochs": 10,
+        "early_stopping": {"enabled": True, "patience": 2, "min_delta": 10.0},
+        "hardware": {"gpu_count": 1, "allow_cpu_fallback": True},
+    }
     calendar_cross = {"columns": ["segment", "timestamp"], "hash_buckets": 64, "embedding_dim": 2}
     spec = spec_for(workspace / "purchases.parquet", model=model, training=training, buyer_crosses=[calendar_cross])
     result, reporter = run(workspace, spec, "early-stop")
@@ -468,8 +539,9 @@ def test_a_gpu_request_without_a_gpu_fails_clearly(workspace):
     result, _ = run(workspace, spec, "gpu")
     assert result.status == "failed"
     assert result.error["stage"] == "Trainer"
-    assert result.error["message"].startswith("training.hardware.gpu_count: 2 GPU(s) requested but TensorFlow sees "
-                                              "no GPU")
+    assert result.error["message"].startswith(
+        "training.hardware.gpu_count: 2 GPU(s) requested but TensorFlow sees no GPU"
+    )
 
 
 def test_a_killed_trainer_resumes_from_its_last_checkpoint(workspace):
@@ -485,8 +557,10 @@ def test_a_killed_trainer_resumes_from_its_last_checkpoint(workspace):
     # The restored epochs are reported again (a crash may have come between checkpoint and report;
     # reporters treat a repeated epoch as an update), then training continues at epoch 3.
     assert [e["epoch"] for e in reporter.of_kind("epoch_completed")] == [1, 2, 3, 4]
-    assert any("resuming from the checkpoint of epoch 2 of 4: continuing at epoch 3" in e["message"]
-               for e in reporter.of_kind("log"))
+    assert any(
+        "resuming from the checkpoint of epoch 2 of 4: continuing at epoch 3" in e["message"]
+        for e in reporter.of_kind("log")
+    )
     out = second.artifacts["Trainer"].path
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
@@ -511,7 +585,7 @@ def test_training_runs_mirrored_over_two_replicas(workspace, tmp_path):
             tf.distribute.MirroredStrategy(devices), "MirroredStrategy", devices)
         model = {{"model_type": "multitask", "output_dim": 8, "rating_head": [{{"type": "dense", "units": 8}}],
                  "retrieval_k": [10]}}
-        spec = t.spec_for(Path({str(workspace / 'purchases.parquet')!r}), model=model, training={{"epochs": 2}})
+        spec = t.spec_for(Path({str(workspace / "purchases.parquet")!r}), model=model, training={{"epochs": 2}})
         result, reporter = t.run(Path({str(tmp_path)!r}), spec, "mirrored")
         assert result.status == "completed", result.error
         assert result.artifacts["Trainer"].properties["strategy"] == "MirroredStrategy"

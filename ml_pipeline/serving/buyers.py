@@ -1,4 +1,4 @@
-"""The buyers lookup the local endpoint's ``/recommend`` reads: each buyer's latest features, from ExampleGen's output.
+"""The buyers lookup ``GET /recommend`` reads: each buyer's latest features, built from ExampleGen's output.
 
 One row per buyer seen in any split (train, eval, test): ``buyer_id``, every
 other column of the buyer tower (its latest non-null value by timestamp; the
@@ -7,8 +7,9 @@ largest value without a timestamp; timestamp features as Unix seconds) and
 without timestamps). The event ``timestamp`` itself is not a buyer attribute:
 the server fills it with the time of the request.
 
-DuckDB reads the splits' Parquet in one streaming ``GROUP BY``; nothing is
-pulled into Python.
+:func:`write_buyers_lookup` (run by whoever deploys a model: the platform)
+has DuckDB read the splits' Parquet in one streaming ``GROUP BY``; nothing is
+pulled into Python. :class:`BuyerLookup` is the server's side.
 """
 
 from __future__ import annotations
@@ -16,11 +17,18 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
-from ml_platform.deployment.targets import DeploymentFailed
+from ml_pipeline.artifact_types import Examples
 from ml_pipeline.data.sql import ident, literal
-from ml_pipeline.serving_server import BUYER_ID, LATEST_TIMESTAMP
-from ml_pipeline.stages.example_gen import SPLITS, split_glob
+
+BUYER_ID = "buyer_id"
+LATEST_TIMESTAMP = "__latest_timestamp"  # the buyer's newest interaction, Unix seconds
+
+
+class BuyersLookupError(Exception):
+    """The lookup cannot be built from these examples; the message says why, for the user."""
+
 
 TIME_TYPES = ("TIMESTAMP", "DATE")
 
@@ -29,14 +37,14 @@ def _seconds(expr: str) -> str:
     return f"CAST(floor(epoch({expr})) AS BIGINT)"
 
 
-def write_buyers_lookup(examples: Path, buyer_features: list[dict], out: Path, memory_limit: str = "1GB") -> int:
+def write_buyers_lookup(examples: str | Path, buyer_features: list[dict], out: Path, memory_limit: str = "1GB") -> int:
     """Write the lookup for the buyer tower ``buyer_features`` to ``out`` (atomically); the number of buyers."""
     import duckdb
 
-    examples = Path(examples)
-    parts = [split_glob(examples, split) for split in SPLITS if (examples / split).is_dir()]
+    examples = Examples(examples)
+    parts = [examples.split_glob(split) for split in examples.splits()]
     if not parts:
-        raise DeploymentFailed(f"the run's examples are gone ({examples} has no splits); retrain to deploy it")
+        raise BuyersLookupError(f"the run's examples are gone ({examples} has no splits); retrain to deploy it")
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
@@ -51,7 +59,7 @@ def write_buyers_lookup(examples: Path, buyer_features: list[dict], out: Path, m
             if column == BUYER_ID or (column == "timestamp" and has_time):
                 continue  # the key, and the event time (the request's time at serving)
             if column not in types:
-                raise DeploymentFailed(f"the run's examples have no column '{column}', which the buyer tower needs")
+                raise BuyersLookupError(f"the run's examples have no column '{column}', which the buyer tower needs")
             col = ident(column)
             if has_time:
                 pick = f'arg_max({col}, ("timestamp", {col})) FILTER (WHERE {col} IS NOT NULL)'
@@ -72,6 +80,27 @@ def write_buyers_lookup(examples: Path, buyer_features: list[dict], out: Path, m
         os.replace(staging, out)
         return count
     except duckdb.Error as error:
-        raise DeploymentFailed(f"could not build the buyers lookup from {examples}: {error}") from None
+        raise BuyersLookupError(f"could not build the buyers lookup from {examples}: {error}") from None
     finally:
         con.close()
+
+
+class BuyerLookup:
+    """The lookup as the server reads it: one row per buyer (its latest raw features), indexed by buyer id."""
+
+    def __init__(self, path: str | Path):
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        self.table = pq.read_table(self.path)
+        if BUYER_ID not in self.table.column_names:
+            raise ValueError(f"{self.path} has no '{BUYER_ID}' column")
+        ids = self.table.column(BUYER_ID).to_pylist()
+        self.index = {str(buyer): row for row, buyer in enumerate(ids) if buyer is not None}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def features(self, buyer_id: str) -> dict[str, Any] | None:
+        row = self.index.get(buyer_id)
+        return None if row is None else self.table.slice(row, 1).to_pylist()[0]
