@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from ml_platform.projects.models import Membership, Project
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.browser
 
@@ -62,6 +62,19 @@ def model_config(api, project, feature_config):
     )
     assert response.status_code == 201, response.content
     return response.json()
+
+
+# The chart on the canvas ``selector`` (null until one is drawn): its labels and data. A predicate for
+# wait_for_function, which needs an answer at once (a promise would count as one): the first call starts
+# importing Chart.js, the module the page drew with, and the calls after it read the chart.
+CHART_ON_CANVAS = """(selector) => {
+    if (!window.testChartJs) {
+        import("chart.js").then((module) => { window.testChartJs = module; });
+        return null;
+    }
+    const chart = window.testChartJs.Chart.getChart(document.querySelector(selector));
+    return chart ? { labels: chart.data.labels, data: chart.data.datasets.map((d) => d.data) } : null;
+}"""
 
 
 def path_of(url: str) -> str:
@@ -214,9 +227,7 @@ def test_it_answers_404_for_a_dataset_of_a_project_the_user_is_not_in(
 # --- feature config and model config pages ----------------------------------
 
 
-def test_it_draws_one_tensor_bar_slice_per_feature_with_proportional_widths(
-    logged_in_page, olivia, feature_config
-):
+def test_it_draws_one_tensor_bar_slice_per_feature_with_proportional_widths(logged_in_page, olivia, feature_config):
     page = logged_in_page(olivia)
     page.goto(f"/feature-configs/{feature_config['id']}/")
 
@@ -247,16 +258,16 @@ def test_it_charts_parameters_per_tower_and_shows_the_api_total(logged_in_page, 
     page.goto(f"/model-configs/{model_config['id']}/")
     counts = model_config["parameter_counts"]
 
-    page.wait_for_function("() => window.paramsChart !== undefined")
-    chart = page.evaluate(
-        "() => ({labels: window.paramsChart.data.labels,"
-        " data: window.paramsChart.data.datasets.map(d => d.data)})"
-    )
+    # The chart the page drew, as Chart.js knows it: its module, through the page's import map, is the page's.
+    chart = page.wait_for_function(CHART_ON_CANVAS, arg="#params-chart").json_value()
     assert chart["labels"] == ["buyer tower", "product tower", "rating head"]
     assert chart["data"] == [
         [counts["towers"]["buyer"]["embedding_params"], counts["towers"]["product"]["embedding_params"], 0],
-        [counts["towers"]["buyer"]["dense_params"], counts["towers"]["product"]["dense_params"],
-         counts["rating_head"]["total"]],
+        [
+            counts["towers"]["buyer"]["dense_params"],
+            counts["towers"]["product"]["dense_params"],
+            counts["rating_head"]["total"],
+        ],
     ]
     canvas = page.locator("#params-chart").bounding_box()
     assert canvas["width"] > 500 and canvas["height"] > 50

@@ -14,8 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from tests.control.test_modeling_api import feature_config  # noqa: F401 (fixture)
-from tests.control.test_training_api import execute_a_run, pending_run, retrieval, run_body  # noqa: F401
+from tests.helpers import execute_a_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -40,8 +39,9 @@ def test_the_report_of_a_finished_run_shows_its_features_histograms_and_splits(l
 
     # The demo data's columns (ml_pipeline.demo_configs.DEMO_MAPPING), each in its table.
     assert feature_names(page, "numeric-features") == ["target", "price"]
-    assert {"buyer_id", "product_id", "buyer_segment", "buyer_city", "product_category",
-            "product_subcategory"} == set(feature_names(page, "categorical-features"))
+    assert {"buyer_id", "product_id", "buyer_segment", "buyer_city", "product_category", "product_subcategory"} == set(
+        feature_names(page, "categorical-features")
+    )
     segment = page.locator('#categorical-features tr[data-feature="buyer_segment"]')
     expect(segment.locator(".top-values li")).to_have_count(5)
     assert segment.locator(".tv-bar rect").first.bounding_box()["width"] > 0
@@ -54,7 +54,7 @@ def test_the_report_of_a_finished_run_shows_its_features_histograms_and_splits(l
     assert page.locator("svg.mini-hist").first.bounding_box()["width"] > 50
 
     expect(page.locator('#schema-features tr[data-feature="buyer_id"] td').nth(1)).to_have_text("BYTES")
-    expect(page.locator("#anomalies li").first).to_be_visible()
+    expect(page.locator('#anomalies li[data-feature="price"]')).to_be_visible()  # the run's planted anomaly
 
     # The split selector: eval has fewer examples than train.
     train_examples = page.locator("#split-examples").inner_text()
@@ -80,7 +80,8 @@ def test_a_run_without_statistics_yet_says_so_inside_the_layout(logged_in_page, 
 
     assert response.status == 404
     expect(page.locator("#statistics-unavailable")).to_contain_text(
-        "Not available yet: No statistics for this run: StatisticsGen has not completed yet (pending)")
+        "Not available yet: No statistics for this run: StatisticsGen has not completed yet (pending)"
+    )
     expect(page.locator(".topbar .brand")).to_have_text("ML Platform")
     expect(page.locator("#numeric-features")).to_have_count(0)
     expect(page.locator("main h1")).to_contain_text("recs #1")

@@ -1,0 +1,53 @@
+// The page skeleton's one entry module (base.html): htmx for server-rendered fragments, and the widgets
+// each page declares with data-component="name", mounted on load and in every fragment htmx swaps in.
+import htmx from "htmx.org";
+import { csrfToken } from "./common.js";
+
+// Nothing the CSP refuses: no <style> element for htmx's indicators (busy.css has the rules), no eval (of
+// htmx's inline handler attributes or "js:" values), and no script in a swapped fragment ever runs.
+htmx.config.includeIndicatorStyles = false;
+htmx.config.allowEval = false;
+htmx.config.allowScriptTags = false;
+
+// Each widget is an ES module whose default export mounts it on its element; loaded only by pages using it.
+const components = {
+  "tensor-bar": () => import("./components/tensor_bar.js"),
+  "params-chart": () => import("./components/params_chart.js"),
+  "dialog-opener": () => import("./components/dialog.js"),
+  poll: () => import("./components/poll.js"),
+};
+const mounted = new WeakSet();
+
+async function mount(element) {
+  if (mounted.has(element)) return;
+  mounted.add(element);
+  const load = components[element.dataset.component];
+  if (!load) throw new Error(`no component "${element.dataset.component}"`);
+  const { default: mountComponent } = await load();
+  mountComponent(element);
+}
+
+htmx.onLoad((root) => {
+  const elements = [...root.querySelectorAll("[data-component]")];
+  if (root.matches("[data-component]")) elements.unshift(root);
+  for (const element of elements) mount(element).catch((error) => console.error(error));
+});
+
+// Writes carry Django's CSRF token (read from its cookie, so a rotated token is picked up).
+document.addEventListener("htmx:configRequest", (event) => {
+  if (event.detail.verb !== "get") event.detail.headers["X-CSRFToken"] = csrfToken();
+});
+
+// A failed request says so on top of the page; the fragment it would have replaced stays as it was.
+function showFailure(text) {
+  const flash = document.createElement("div");
+  flash.className = "flash error";
+  flash.setAttribute("role", "alert");
+  flash.textContent = `Request failed: ${text}`;
+  document.querySelector("main").prepend(flash);
+}
+document.addEventListener("htmx:responseError", (event) => {
+  const { status, statusText } = event.detail.xhr;
+  showFailure(`${status} ${statusText}`);
+});
+document.addEventListener("htmx:sendError", () => showFailure("the server did not answer"));
