@@ -1,4 +1,5 @@
-"""Shared fixtures: named personas, their project, API clients and small data files.
+"""Shared fixtures: named personas, their project, API clients, small data files and a catalog on them
+(a feature config, a two-tower model config, a queued run). Plain helpers are in tests/helpers.py.
 
 Personas: Olivia owns the project, Mark is a member, Oscar is an outsider
 with a project of his own.
@@ -6,20 +7,14 @@ with a project of his own.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.test import Client
 
-from ml_platform.accounts.models import ApiToken
 from ml_platform.projects import services as project_services
 from ml_platform.projects.models import Membership
-
-PASSWORD = "correct-horse-battery"
-SHARED_DATASETS = Path(settings.BASE_DIR).parent / "shared" / "datasets"
+from tests.helpers import CURRENT_TIME, FEATURES, api_client_for, create_run, make_user, model_config
 
 
 @pytest.fixture(scope="session")
@@ -29,42 +24,6 @@ def django_db_modify_db_settings():
     pytest-django would add an xdist suffix (_gw0); each test process already
     has its own data folder, and the pipelines it starts must open that file.
     """
-
-
-class JsonClient:
-    """A Django test client speaking JSON to the API with a bearer token or a session."""
-
-    def __init__(self, client: Client, token: str | None = None):
-        self.client = client
-        self.headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
-
-    def _send(self, method, path, data=None, **extra):
-        kwargs = {**self.headers, **extra}
-        if data is not None:
-            kwargs.update(data=json.dumps(data), content_type="application/json")
-        elif method in ("post", "patch"):  # no body at all, as fetch() or curl -X POST send it
-            kwargs.update(data="", content_type="application/json")
-        return getattr(self.client, method)(path, **kwargs)
-
-    def get(self, path, **extra):
-        return self._send("get", path, **extra)
-
-    def post(self, path, data=None, **extra):
-        return self._send("post", path, data, **extra)
-
-    def patch(self, path, data=None, **extra):
-        return self._send("patch", path, data, **extra)
-
-    def delete(self, path, **extra):
-        return self._send("delete", path, **extra)
-
-    def upload(self, path, file_path: Path):
-        with open(file_path, "rb") as handle:
-            return self.client.post(path, {"file": handle}, **self.headers)
-
-
-def make_user(username: str):
-    return get_user_model().objects.create_user(username, f"{username}@example.com", PASSWORD)
 
 
 @pytest.fixture
@@ -94,15 +53,21 @@ def oscars_project(oscar):
     return project_services.create_project(oscar, "oscars-recs")
 
 
-def api_client_for(user) -> JsonClient:
-    _, raw = ApiToken.objects.issue(user, "tests")
-    return JsonClient(Client(), token=raw)
-
-
 @pytest.fixture
 def api(olivia):
     """Olivia's API client (token auth)."""
     return api_client_for(olivia)
+
+
+@pytest.fixture
+def time_travel(time_machine):
+    """Time stands still at CURRENT_TIME until the test moves it (``time_travel.shift(timedelta(...))``).
+
+    Name it first among a test's fixtures, so what the others make is made at CURRENT_TIME too. It moves the
+    clock of this process only (not of the worker's children).
+    """
+    time_machine.move_to(CURRENT_TIME, tick=False)
+    return time_machine
 
 
 @pytest.fixture
@@ -152,3 +117,38 @@ def dataset(api, project, purchases_csv, purchases_mapping):
     )
     assert response.status_code == 201, response.content
     return response.json()
+
+
+@pytest.fixture
+def feature_config(api, project, dataset):
+    """The purchases' feature config (tests.helpers.FEATURES), made through the API."""
+    response = api.post(
+        f"/api/projects/{project.id}/feature-configs/",
+        {"name": "standard", "dataset_id": dataset["id"], "config": FEATURES},
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+@pytest.fixture
+def retrieval(api, project, feature_config):
+    return model_config(api, project, "two-tower", {"model_type": "retrieval", "retrieval_k": [5, 10]}, feature_config)
+
+
+@pytest.fixture
+def run_body(dataset, feature_config, retrieval):
+    """What the API needs to queue a two-epoch run of the purchases."""
+    return {
+        "name": "recs",
+        "description": "weekly retrieval",
+        "dataset_id": dataset["id"],
+        "feature_config_id": feature_config["id"],
+        "model_config_id": retrieval["id"],
+        "training_params": {"epochs": 2, "batch_size": 64},
+    }
+
+
+@pytest.fixture
+def pending_run(api, project, run_body):
+    """A queued run, never executed."""
+    return create_run(api, project, run_body)

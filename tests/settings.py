@@ -26,6 +26,9 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 from ml_platform.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins; tests only
+# Static files under their plain names, from the finders: no collectstatic before a test (the hashed names of
+# production are tested on their own, in tests/control/test_static_files.py).
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 
 if os.environ.get("MLP_TEST_DATABASE_URL"):
     # The suite on PostgreSQL (``make test-postgres``): one database per test process, and NAME is the test
@@ -33,8 +36,11 @@ if os.environ.get("MLP_TEST_DATABASE_URL"):
     import dj_database_url
 
     _name = f"mlp_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
-    DATABASES["default"] = {**dj_database_url.parse(os.environ["MLP_TEST_DATABASE_URL"]), "NAME": _name,
-                            "TEST": {"NAME": _name}}
+    DATABASES["default"] = {
+        **dj_database_url.parse(os.environ["MLP_TEST_DATABASE_URL"]),
+        "NAME": _name,
+        "TEST": {"NAME": _name},
+    }
 else:
     # A file, not SQLite's in-memory test database, so the worker's child
     # processes (which run the pipelines) see the same database as the tests.

@@ -37,25 +37,31 @@ def test_server_error_page_is_answered_as_json_without_its_text():
 
 def test_pages_outside_the_api_keep_their_own_error_pages():
     response = ApiErrorShapeMiddleware(lambda request: HttpResponseServerError("<h1>Server Error</h1>"))(
-        RequestFactory().get("/projects/1/"))
+        RequestFactory().get("/projects/1/")
+    )
 
     assert response.content == b"<h1>Server Error</h1>"
 
 
-@pytest.mark.parametrize("body, kind", [("[]", "an array"), ("null", "null"), ('"renamed"', "a string"),
-                                        ("5", "a number")])
+@pytest.mark.parametrize(
+    "body, kind", [("[]", "an array"), ("null", "null"), ('"renamed"', "a string"), ("5", "a number")]
+)
 def test_body_that_is_not_a_json_object_is_refused_not_read_as_no_change(api, project, body, kind):
-    response = api.client.patch(f"/api/projects/{project.id}/", data=body, content_type="application/json",
-                                **api.headers)
+    response = api.client.patch(
+        f"/api/projects/{project.id}/", data=body, content_type="application/json", **api.headers
+    )
 
     assert response.status_code == 400
     assert response.json() == {"error": f"The request body must be a JSON object, not {kind}"}
 
 
 def test_body_that_is_not_json_answers_400_saying_where(api, project):
-    response = api.client.post(f"/api/projects/{project.id}/datasets/", data='{"name": "x",',
-                               content_type="application/json", **api.headers)
+    response = api.client.post(
+        f"/api/projects/{project.id}/datasets/", data='{"name": "x",', content_type="application/json", **api.headers
+    )
 
     assert response.status_code == 400
-    assert response.json() == {"error": "The request body is not valid JSON: Expecting property name enclosed "
-                                        "in double quotes at line 1 column 14"}
+    assert response.json() == {
+        "error": "The request body is not valid JSON: Expecting property name enclosed "
+        "in double quotes at line 1 column 14"
+    }

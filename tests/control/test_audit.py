@@ -28,10 +28,8 @@ from ml_platform.deployment import targets
 from ml_platform.deployment.targets import DeploymentTarget, TargetStatus
 from ml_platform.registry.services import push_to_registry
 from ml_platform.training.models import TrainingRun
-from tests.conftest import PASSWORD, JsonClient, api_client_for, make_user
-from tests.control.test_modeling_api import feature_config  # noqa: F401 (fixture)
-from tests.control.test_training_api import retrieval, run_body  # noqa: F401 (fixtures)
-from tests.control.test_training_webhooks import post as webhook
+from tests.helpers import PASSWORD, JsonClient, api_client_for, make_user
+from tests.helpers import post_webhook as webhook
 
 pytestmark = pytest.mark.django_db
 
@@ -84,21 +82,36 @@ def finished(run_id: int, folder: Path, **fields) -> TrainingRun:
     (pusher / "output" / "serving_model" / "saved_model.pb").write_bytes(b"")
     (examples / "output").mkdir(parents=True)
     TrainingRun.objects.filter(pk=run_id).update(
-        status=TrainingRun.COMPLETED, blessed=True, completed_at=timezone.now(), mlflow_run_id="",
-        artifacts={"Pusher": {"uri": str(pusher), "type": "PushedModel", "producer": "Pusher"},
-                   "ExampleGen": {"uri": str(examples), "type": "Examples", "producer": "ExampleGen"}}, **fields)
+        status=TrainingRun.COMPLETED,
+        blessed=True,
+        completed_at=timezone.now(),
+        mlflow_run_id="",
+        artifacts={
+            "Pusher": {"uri": str(pusher), "type": "PushedModel", "producer": "Pusher"},
+            "ExampleGen": {"uri": str(examples), "type": "Examples", "producer": "ExampleGen"},
+        },
+        **fields,
+    )
     return TrainingRun.objects.get(pk=run_id)
 
 
 @pytest.fixture
-def ctx(api, project, dataset, feature_config, retrieval, run_body, olivia, purchases_csv, tmp_path,  # noqa: F811
-        fake_serving):
+def ctx(api, project, dataset, feature_config, retrieval, run_body, olivia, purchases_csv, tmp_path, fake_serving):
     source, mapping = dataset["source"], dataset["mapping"]
     return SimpleNamespace(
-        api=api, session=session_client("olivia"), project=project, dataset=dataset, fc=feature_config,
-        mc=retrieval, run_body=run_body, olivia=olivia, tmp=tmp_path, csv=purchases_csv,
+        api=api,
+        session=session_client("olivia"),
+        project=project,
+        dataset=dataset,
+        fc=feature_config,
+        mc=retrieval,
+        run_body=run_body,
+        olivia=olivia,
+        tmp=tmp_path,
+        csv=purchases_csv,
         dataset_body=lambda name: {"name": name, "source": source, "mapping": mapping},
-        experiment_body={key: run_body[key] for key in ("dataset_id", "feature_config_id", "model_config_id")})
+        experiment_body={key: run_body[key] for key in ("dataset_id", "feature_config_id", "model_config_id")},
+    )
 
 
 def queued_run(ctx) -> dict:
@@ -134,6 +147,7 @@ def case(name: str, action: str, object_type: str):
     def register(prepare):
         ACTIONS[name] = (action, object_type, prepare)
         return prepare
+
     return register
 
 
@@ -378,19 +392,27 @@ def test_a_system_actor_is_recorded_by_name(dataset):
 # Each case prepares and returns the action that must be refused (4xx) and leave no event.
 
 REFUSED = {
-    "an invalid mapping": lambda c: lambda: c.api.patch(f"/api/datasets/{c.dataset['id']}/",
-                                                        {"mapping": {"buyer_id": "nope"}}),
+    "an invalid mapping": lambda c: (
+        lambda: c.api.patch(f"/api/datasets/{c.dataset['id']}/", {"mapping": {"buyer_id": "nope"}})
+    ),
     "deleting a dataset still in use": lambda c: lambda: c.api.delete(f"/api/datasets/{c.dataset['id']}/"),
-    "an invalid model config": lambda c: lambda: c.api.post(f"/api/projects/{c.project.id}/model-configs/",
-                                                            {"name": "bad", "config": {"model_type": "nope"}}),
+    "an invalid model config": lambda c: (
+        lambda: c.api.post(
+            f"/api/projects/{c.project.id}/model-configs/", {"name": "bad", "config": {"model_type": "nope"}}
+        )
+    ),
     "deleting a queued run": lambda c: (lambda run: lambda: c.api.delete(f"/api/training-runs/{run}/"))(
-        queued_run(c)["id"]),
-    "a plain member deleting the project": lambda c: lambda: api_client_for(
-        get_user_model().objects.get(username="mark")).delete(f"/api/projects/{c.project.id}/"),
-    "adding an unknown user": lambda c: lambda: c.api.post(f"/api/projects/{c.project.id}/members/",
-                                                           {"username": "zed"}),
-    "undeploying what is not deployed": lambda c: (lambda model: lambda: c.api.post(
-        f"/api/registered-models/{model}/undeploy/"))(registered_version(c).registered_model_id),
+        queued_run(c)["id"]
+    ),
+    "a plain member deleting the project": lambda c: (
+        lambda: api_client_for(get_user_model().objects.get(username="mark")).delete(f"/api/projects/{c.project.id}/")
+    ),
+    "adding an unknown user": lambda c: (
+        lambda: c.api.post(f"/api/projects/{c.project.id}/members/", {"username": "zed"})
+    ),
+    "undeploying what is not deployed": lambda c: (
+        lambda model: lambda: c.api.post(f"/api/registered-models/{model}/undeploy/")
+    )(registered_version(c).registered_model_id),
 }
 
 
@@ -409,11 +431,23 @@ def test_a_refused_action_records_nothing(ctx, name):
 def test_a_database_password_in_a_source_is_never_recorded(dataset, olivia):
     request = RequestFactory().patch("/api/datasets/1/", REMOTE_ADDR="192.0.2.7")
     request.user = olivia
-    source = {"kind": "sql", "engine": "postgres", "query": "SELECT * FROM orders",
-              "database": "postgresql://shop:hunter2-p@ss@db.internal:5432/shop?sslmode=require"}
-    event = audit.record(request, audit.Action.UPDATE, Dataset.objects.get(pk=dataset["id"]),
-                         changes={"source": source, "dsn": "host=db user=shop password='hunter2-p@ss'",
-                                  "password": "hunter2-p@ss", "webhook_secret": "whsec-hunter2"})
+    source = {
+        "kind": "sql",
+        "engine": "postgres",
+        "query": "SELECT * FROM orders",
+        "database": "postgresql://shop:hunter2-p@ss@db.internal:5432/shop?sslmode=require",
+    }
+    event = audit.record(
+        request,
+        audit.Action.UPDATE,
+        Dataset.objects.get(pk=dataset["id"]),
+        changes={
+            "source": source,
+            "dsn": "host=db user=shop password='hunter2-p@ss'",
+            "password": "hunter2-p@ss",
+            "webhook_secret": "whsec-hunter2",
+        },
+    )
     stored = json.dumps(AuditEvent.objects.get(pk=event.pk).changes)
     assert "hunter2" not in stored
     assert "postgresql://shop:" in stored and "@db.internal:5432/shop" in stored  # the rest stays readable
@@ -443,8 +477,12 @@ def test_a_forged_forwarded_for_header_is_ignored(api, project):
 
 def test_a_trusted_proxys_forwarded_for_names_the_client(api, project, settings):
     settings.TRUSTED_PROXIES = [ipaddress.ip_network("10.0.0.0/8")]
-    api.patch(f"/api/projects/{project.id}/", {"description": "x"}, REMOTE_ADDR="10.1.2.3",
-              HTTP_X_FORWARDED_FOR="6.6.6.6, 198.51.100.4, 10.0.0.9")
+    api.patch(
+        f"/api/projects/{project.id}/",
+        {"description": "x"},
+        REMOTE_ADDR="10.1.2.3",
+        HTTP_X_FORWARDED_FOR="6.6.6.6, 198.51.100.4, 10.0.0.9",
+    )
     # 6.6.6.6 is whatever the client wrote; 198.51.100.4 is what the outer proxy saw connect.
     assert AuditEvent.objects.get(action="update").address == "198.51.100.4"
 
@@ -462,13 +500,23 @@ def test_a_member_reads_the_trail_newest_first_filtered_by_object(project, datas
     member.patch(f"/api/datasets/{dataset['id']}/", {"description": "by mark"})
     everything = member.get(f"/api/projects/{project.id}/audit/").json()
     assert [(e["action"], e["actor"]) for e in everything["results"]] == [("update", "mark"), ("create", "olivia")]
-    one = member.get(f"/api/projects/{project.id}/audit/?object_type=datasets.dataset&object_id={dataset['id']}"
-                     "&page_size=1").json()
+    one = member.get(
+        f"/api/projects/{project.id}/audit/?object_type=datasets.dataset&object_id={dataset['id']}&page_size=1"
+    ).json()
     assert one["count"] == 2 and len(one["results"]) == 1
     assert one["results"][0] | {"id": 0, "created_at": ""} == {
-        "id": 0, "created_at": "", "actor": "mark", "via": "token", "token_name": "tests", "address": "127.0.0.1",
-        "action": "update", "object_type": "datasets.dataset", "object_id": dataset["id"],
-        "object_label": "purchases", "changes": {"description": "by mark"}}
+        "id": 0,
+        "created_at": "",
+        "actor": "mark",
+        "via": "token",
+        "token_name": "tests",
+        "address": "127.0.0.1",
+        "action": "update",
+        "object_type": "datasets.dataset",
+        "object_id": dataset["id"],
+        "object_label": "purchases",
+        "changes": {"description": "by mark"},
+    }
 
 
 def test_an_object_id_beyond_bigint_is_a_422_naming_the_field(api, project):
@@ -479,17 +527,20 @@ def test_an_object_id_beyond_bigint_is_a_422_naming_the_field(api, project):
 def test_the_trail_outlives_a_deleted_project(api, project, dataset):
     assert api.delete(f"/api/projects/{project.id}/").status_code == 204
     assert list(AuditEvent.objects.filter(project_id=project.id).values_list("action", "object_label")) == [
-        ("delete", "b2b-recs"), ("create", "purchases")]
+        ("delete", "b2b-recs"),
+        ("create", "purchases"),
+    ]
 
 
 def test_the_history_shows_on_a_dataset_page_escaped(api, project, purchases_csv, purchases_mapping):
     name = '<script>alert("owned")</script>'
-    made = api.post(f"/api/projects/{project.id}/datasets/",
-                    {"name": name, "source": {"kind": "file", "path": str(purchases_csv)},
-                     "mapping": purchases_mapping}).json()
+    made = api.post(
+        f"/api/projects/{project.id}/datasets/",
+        {"name": name, "source": {"kind": "file", "path": str(purchases_csv)}, "mapping": purchases_mapping},
+    ).json()
     api.patch(f"/api/datasets/{made['id']}/", {"description": "<img src=x onerror=alert(1)>"})
     page = session_client("mark").get(f"/datasets/{made['id']}/").content.decode()
-    history = page[page.index('id="history"'):]
+    history = page[page.index('id="history"') :]
     assert "2 events" in history
     assert history.count("&lt;script&gt;alert(&quot;owned&quot;)&lt;/script&gt;") == 2
     assert "<script>alert" not in page and "<img src=x" not in page
@@ -497,13 +548,15 @@ def test_the_history_shows_on_a_dataset_page_escaped(api, project, purchases_csv
 
 
 @pytest.mark.parametrize("page", ["project", "feature-config", "model-config"])
-def test_the_history_shows_on_each_objects_page(api, project, feature_config, retrieval, page):  # noqa: F811
+def test_the_history_shows_on_each_objects_page(api, project, feature_config, retrieval, page):
     # A project's history is its whole trail; any other object's is its own.
-    path, label = {"project": (f"/projects/{project.id}/", "standard"),
-                   "feature-config": (f"/feature-configs/{feature_config['id']}/", "standard"),
-                   "model-config": (f"/model-configs/{retrieval['id']}/", "two-tower")}[page]
+    path, label = {
+        "project": (f"/projects/{project.id}/", "standard"),
+        "feature-config": (f"/feature-configs/{feature_config['id']}/", "standard"),
+        "model-config": (f"/model-configs/{retrieval['id']}/", "two-tower"),
+    }[page]
     html = session_client("olivia").get(path).content.decode()
-    history = html[html.index('id="history"'):]
+    history = html[html.index('id="history"') :]
     assert f"created {label}" in history
 
 
@@ -511,7 +564,7 @@ def test_a_page_shows_the_last_20_events_and_the_count(api, dataset):
     for number in range(24):
         api.patch(f"/api/datasets/{dataset['id']}/", {"description": f"edit {number}"})
     history = session_client("olivia").get(f"/datasets/{dataset['id']}/").content.decode()
-    history = history[history.index('id="history"'):]
+    history = history[history.index('id="history"') :]
     assert "the last 20 of 25 events" in history
     assert history.count("<tr data-action=") == 20 and "edit 23" in history and "edit 3&quot;" not in history
 

@@ -9,7 +9,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from ml_platform.accounts.models import ApiToken
 from ml_platform.api import api as ninja_api
-from tests.conftest import api_client_for
+from tests.helpers import api_client_for
 
 
 def all_api_operations():
@@ -56,7 +56,8 @@ def page_paths():
 
     for route in walk(get_resolver().url_patterns):
         yield "/" + route.replace("<int:project_id>", "1").replace("<int:dataset_id>", "1").replace(
-            "<int:config_id>", "1").replace("<int:run_id>", "1")
+            "<int:config_id>", "1"
+        ).replace("<int:run_id>", "1")
 
 
 PUBLIC_PAGES = {"/login/", "/logout/", "/healthz"}
@@ -77,14 +78,25 @@ def test_the_admin_requires_staff_login():
 
 
 def test_outsiders_get_404_for_every_object_of_a_project(project, dataset, api, oscar):
-    feature_config = api.post(f"/api/projects/{project.id}/feature-configs/", {
-        "name": "fc", "dataset_id": dataset["id"],
-        "config": {"buyer_tower": {"features": [{"kind": "id", "column": "buyer_id", "embedding_dim": 8}]},
-                   "product_tower": {"features": [{"kind": "id", "column": "product_id", "embedding_dim": 8}]}},
-    }).json()
-    model_config = api.post(f"/api/projects/{project.id}/model-configs/", {
-        "name": "mc", "feature_config_id": feature_config["id"], "config": {"model_type": "retrieval"},
-    }).json()
+    feature_config = api.post(
+        f"/api/projects/{project.id}/feature-configs/",
+        {
+            "name": "fc",
+            "dataset_id": dataset["id"],
+            "config": {
+                "buyer_tower": {"features": [{"kind": "id", "column": "buyer_id", "embedding_dim": 8}]},
+                "product_tower": {"features": [{"kind": "id", "column": "product_id", "embedding_dim": 8}]},
+            },
+        },
+    ).json()
+    model_config = api.post(
+        f"/api/projects/{project.id}/model-configs/",
+        {
+            "name": "mc",
+            "feature_config_id": feature_config["id"],
+            "config": {"model_type": "retrieval"},
+        },
+    ).json()
     outsider = api_client_for(oscar)
     urls = [
         f"/api/projects/{project.id}/",
@@ -107,8 +119,12 @@ def test_outsiders_get_404_for_every_object_of_a_project(project, dataset, api, 
 
     browser = Client()
     browser.force_login(oscar)
-    for page in (f"/projects/{project.id}/", f"/datasets/{dataset['id']}/",
-                 f"/feature-configs/{feature_config['id']}/", f"/model-configs/{model_config['id']}/"):
+    for page in (
+        f"/projects/{project.id}/",
+        f"/datasets/{dataset['id']}/",
+        f"/feature-configs/{feature_config['id']}/",
+        f"/model-configs/{model_config['id']}/",
+    ):
         assert browser.get(page).status_code == 404, page
 
 
@@ -126,8 +142,9 @@ def test_the_session_api_enforces_csrf(project, olivia):
     assert without_token.status_code == 403
     browser.get("/")  # sets the csrftoken cookie, as the page does for its scripts
     token = browser.cookies["csrftoken"].value
-    with_token = browser.post("/api/projects/", json.dumps({"name": "new-one"}), content_type="application/json",
-                              HTTP_X_CSRFTOKEN=token)
+    with_token = browser.post(
+        "/api/projects/", json.dumps({"name": "new-one"}), content_type="application/json", HTTP_X_CSRFTOKEN=token
+    )
     assert with_token.status_code == 201
 
 
@@ -142,8 +159,9 @@ def test_a_token_is_issued_from_a_session_only_and_shown_once(olivia):
     listed = token_client.get("/api/tokens/", HTTP_AUTHORIZATION=f"Bearer {raw}").json()
     assert [t["name"] for t in listed] == ["laptop"] and "token" not in listed[0]
     # A token cannot mint more tokens.
-    minted = token_client.post("/api/tokens/", json.dumps({"name": "x"}), content_type="application/json",
-                               HTTP_AUTHORIZATION=f"Bearer {raw}")
+    minted = token_client.post(
+        "/api/tokens/", json.dumps({"name": "x"}), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}"
+    )
     assert minted.status_code == 401
     revoked = token_client.delete(f"/api/tokens/{listed[0]['id']}/", HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert revoked.status_code == 204
@@ -163,15 +181,14 @@ def test_the_openapi_docs_need_a_login(olivia):
 def test_a_write_without_a_login_answers_401_not_a_csrf_refusal(authorization):
     browser = Client(enforce_csrf_checks=True)  # as over HTTP: Django's test client skips CSRF otherwise
     extra = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
-    response = browser.post("/api/projects/", json.dumps({"name": "new-one"}), content_type="application/json",
-                            **extra)
+    response = browser.post("/api/projects/", json.dumps({"name": "new-one"}), content_type="application/json", **extra)
     assert response.status_code == 401
     assert "Authentication required" in response.json()["error"]
 
 
 def test_a_token_cannot_mint_tokens_over_http_either(olivia):
     _, raw = ApiToken.objects.issue(olivia, "laptop")
-    response = Client(enforce_csrf_checks=True).post("/api/tokens/", json.dumps({"name": "x"}),
-                                                     content_type="application/json",
-                                                     HTTP_AUTHORIZATION=f"Bearer {raw}")
+    response = Client(enforce_csrf_checks=True).post(
+        "/api/tokens/", json.dumps({"name": "x"}), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {raw}"
+    )
     assert response.status_code == 401

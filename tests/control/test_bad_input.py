@@ -8,9 +8,7 @@ import pytest
 from ml_platform.api import api as ninja_api
 from ml_platform.datasets.models import Dataset
 from ml_platform.modeling.models import FeatureConfig, ModelConfig
-from tests.control.test_datasets_api import errors_by_field
-from tests.control.test_modeling_api import feature_config  # noqa: F401 (fixture)
-from tests.control.test_training_api import retrieval  # noqa: F401 (fixture)
+from tests.helpers import errors_by_field
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +18,7 @@ HUGE_IDS = [str(TOO_BIG), str(-TOO_BIG - 1), "99999999999999999999"]
 
 
 @pytest.fixture
-def editable(dataset, feature_config, retrieval):  # noqa: F811
+def editable(dataset, feature_config, retrieval):
     """PATCH URL, model and id of each catalog object."""
     return {
         "dataset": (f"/api/datasets/{dataset['id']}/", Dataset, dataset["id"]),
@@ -39,11 +37,14 @@ def test_patch_with_null_name_is_refused_naming_the_field(api, editable, kind):
     assert model.objects.get(pk=pk).name == before
 
 
-@pytest.mark.parametrize("kind, fields", [
-    ("dataset", ["source", "mapping"]),
-    ("feature config", ["dataset_id", "config"]),
-    ("model config", ["config"]),
-])
+@pytest.mark.parametrize(
+    "kind, fields",
+    [
+        ("dataset", ["source", "mapping"]),
+        ("feature config", ["dataset_id", "config"]),
+        ("model config", ["config"]),
+    ],
+)
 def test_patch_with_null_for_a_required_part_is_refused_naming_the_field(api, editable, kind, fields):
     url, _, _ = editable[kind]
     response = api.patch(url, dict.fromkeys(fields))
@@ -53,8 +54,9 @@ def test_patch_with_null_for_a_required_part_is_refused_naming_the_field(api, ed
 
 @pytest.mark.parametrize("kind", ["dataset", "feature config", "model config", "project"])
 def test_patch_with_null_description_clears_it(api, editable, project, kind):
-    url, model, pk = editable[kind] if kind != "project" else (f"/api/projects/{project.id}/", type(project),
-                                                                project.id)
+    url, model, pk = (
+        editable[kind] if kind != "project" else (f"/api/projects/{project.id}/", type(project), project.id)
+    )
     assert api.patch(url, {"description": "to be cleared"}).json()["description"] == "to be cleared"
     response = api.patch(url, {"description": None})
     assert response.status_code == 200, response.content
@@ -66,19 +68,21 @@ def test_patch_leaves_out_what_it_does_not_name(api, editable):
     before = model.objects.get(pk=pk)
     assert api.patch(url, {"description": "only this"}).status_code == 200
     after = model.objects.get(pk=pk)
-    assert (after.name, after.config, after.feature_config_id) == (before.name, before.config,
-                                                                   before.feature_config_id)
+    assert (after.name, after.config, after.feature_config_id) == (before.name, before.config, before.feature_config_id)
 
 
-@pytest.mark.parametrize("path", [
-    "/api/projects/{project}/training-runs/?dataset_id={id}",
-    "/api/projects/{project}/experiments/?dataset_id={id}",
-    "/api/projects/{project}/experiments/best/?dataset_id={id}",
-    "/api/projects/{project}/feature-configs/?dataset_id={id}",
-    "/api/model-configs/{model_config}/?feature_config_id={id}",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/projects/{project}/training-runs/?dataset_id={id}",
+        "/api/projects/{project}/experiments/?dataset_id={id}",
+        "/api/projects/{project}/experiments/best/?dataset_id={id}",
+        "/api/projects/{project}/feature-configs/?dataset_id={id}",
+        "/api/model-configs/{model_config}/?feature_config_id={id}",
+    ],
+)
 @pytest.mark.parametrize("huge", HUGE_IDS[:2])
-def test_huge_id_filter_answers_422(api, project, retrieval, path, huge):  # noqa: F811
+def test_huge_id_filter_answers_422(api, project, retrieval, path, huge):
     url = path.format(project=project.id, model_config=retrieval["id"], id=huge)
     response = api.get(url)
     assert response.status_code == 422, response.content
@@ -92,8 +96,14 @@ def test_huge_ids_to_compare_answer_422(api, ids):
     assert list(errors_by_field(response)) == ["ids"]
 
 
-@pytest.mark.parametrize("path", ["/api/projects/{project}/training-runs/", "/api/projects/{project}/experiments/",
-                                  "/api/projects/{project}/registered-models/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/projects/{project}/training-runs/",
+        "/api/projects/{project}/experiments/",
+        "/api/projects/{project}/registered-models/",
+    ],
+)
 def test_a_page_past_any_listing_answers_422(api, project, path):
     response = api.get(path.format(project=project.id) + f"?page={10**18}")
     assert response.status_code == 422

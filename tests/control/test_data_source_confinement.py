@@ -17,20 +17,15 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from ml_platform.datasets.access import data_access_for
-from ml_platform.datasets.models import Dataset
 from ml_pipeline.data.access import postgres_target
 from ml_pipeline.redact import MASK
-from tests.conftest import api_client_for
+from ml_platform.datasets.access import data_access_for
+from ml_platform.datasets.models import Dataset
+from tests.helpers import api_client_for, errors_by_field
 
 pytestmark = pytest.mark.django_db
 
 MAPPING = {"buyer_id": "customer", "product_id": "item"}
-
-
-def errors_of(response) -> dict:
-    assert response.status_code == 422, response.content
-    return {e["field"]: e["message"] for e in response.json()["errors"]}
 
 
 def create(api, project, source: dict, mapping: dict = MAPPING):
@@ -61,37 +56,52 @@ def secret_file(data_dir) -> Path:
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="the platform's database is a file on SQLite")
 def test_a_sqlite_source_cannot_read_the_platforms_database(api, project):
-    response = create(api, project, {"kind": "sql", "engine": "sqlite", "database": str(platform_database()),
-                                     "query": "SELECT session_key AS customer, session_data AS item "
-                                              "FROM django_session"})
-    assert "is not readable by this project" in errors_of(response)["source.database"]
+    response = create(
+        api,
+        project,
+        {
+            "kind": "sql",
+            "engine": "sqlite",
+            "database": str(platform_database()),
+            "query": "SELECT session_key AS customer, session_data AS item FROM django_session",
+        },
+    )
+    assert "is not readable by this project" in errors_by_field(response, 422)["source.database"]
     assert not Dataset.objects.filter(name="loot").exists()
 
 
 def test_a_file_source_cannot_read_the_data_folder(api, project, secret_file):
     response = create(api, project, {"kind": "file", "path": str(secret_file), "format": "csv"})
-    assert "is not readable by this project" in errors_of(response)["source.path"]
+    assert "is not readable by this project" in errors_by_field(response, 422)["source.path"]
     assert secret_file.read_text() not in response.content.decode()
 
 
 def test_the_data_folder_stays_closed_when_an_allowed_root_contains_it(api, project, settings, secret_file):
     settings.DATASET_ALLOWED_ROOTS = [*settings.DATASET_ALLOWED_ROOTS, "/"]
     response = create(api, project, {"kind": "file", "path": str(secret_file), "format": "csv"})
-    assert "is not readable by this project" in errors_of(response)["source.path"]
+    assert "is not readable by this project" in errors_by_field(response, 422)["source.path"]
 
 
 def test_mlflows_store_is_not_readable(api, project, settings):
     settings.DATASET_ALLOWED_ROOTS = [*settings.DATASET_ALLOWED_ROOTS, "/"]
     mlflow_db = settings.MLFLOW_TRACKING_URI.removeprefix("sqlite:///")
-    response = create(api, project, {"kind": "sql", "engine": "sqlite", "database": mlflow_db,
-                                     "query": "SELECT name AS customer, name AS item FROM experiments"})
-    assert "is not readable by this project" in errors_of(response)["source.database"]
+    response = create(
+        api,
+        project,
+        {
+            "kind": "sql",
+            "engine": "sqlite",
+            "database": mlflow_db,
+            "query": "SELECT name AS customer, name AS item FROM experiments",
+        },
+    )
+    assert "is not readable by this project" in errors_by_field(response, 422)["source.database"]
 
 
 def test_a_dotdot_path_from_the_allowed_folder_is_resolved_and_refused(api, project, data_dir):
     climbing = data_dir / ".." / ".." / Path(settings.DATA_DIR).name / "secret_key"
     response = create(api, project, {"kind": "file", "path": str(climbing), "format": "csv"})
-    assert "is not readable by this project" in errors_of(response)["source.path"]
+    assert "is not readable by this project" in errors_by_field(response, 422)["source.path"]
 
 
 def test_a_symlink_into_the_data_folder_is_refused(api, project, data_dir, secret_file):
@@ -99,7 +109,7 @@ def test_a_symlink_into_the_data_folder_is_refused(api, project, data_dir, secre
     link.unlink(missing_ok=True)
     link.symlink_to(secret_file)
     response = create(api, project, {"kind": "file", "path": str(link)})
-    assert "is not readable by this project" in errors_of(response)["source.path"]
+    assert "is not readable by this project" in errors_by_field(response, 422)["source.path"]
 
 
 def test_a_folder_holding_a_symlink_into_the_data_folder_is_refused(api, project, data_dir, purchases_csv):
@@ -110,7 +120,7 @@ def test_a_folder_holding_a_symlink_into_the_data_folder_is_refused(api, project
     link.unlink(missing_ok=True)
     link.symlink_to(Path(settings.DATA_DIR) / "secret_key")
     response = create(api, project, {"kind": "file", "path": str(folder), "format": "csv"})
-    assert "stolen.csv" in errors_of(response)["source.path"]
+    assert "stolen.csv" in errors_by_field(response, 422)["source.path"]
 
 
 def test_a_symlink_swapped_in_after_saving_is_refused_when_read(api, project, data_dir, secret_file):
@@ -122,7 +132,7 @@ def test_a_symlink_swapped_in_after_saving_is_refused_when_read(api, project, da
     path.unlink()
     path.symlink_to(secret_file)
     refreshed = api.post(f"/api/datasets/{dataset.json()['id']}/preview/")
-    assert "is not readable by this project" in errors_of(refreshed)["source.path"]
+    assert "is not readable by this project" in errors_by_field(refreshed, 422)["source.path"]
     assert secret_file.read_text() not in refreshed.content.decode()
 
 
@@ -132,7 +142,7 @@ def test_another_projects_upload_cannot_be_read_by_its_path(api, project, oscar,
     stored = Path(settings.MEDIA_ROOT) / "uploads" / f"project-{oscars_project.id}" / purchases_csv.name
     assert stored.exists()
     response = create(api, project, {"kind": "file", "path": str(stored)})
-    assert "is not readable by this project" in errors_of(response)["source.path"]
+    assert "is not readable by this project" in errors_by_field(response, 422)["source.path"]
 
 
 def test_a_project_reads_its_own_uploads(api, project, purchases_csv, purchases_mapping):
@@ -143,27 +153,37 @@ def test_a_project_reads_its_own_uploads(api, project, purchases_csv, purchases_
     assert response.status_code == 201, response.content
 
 
-@pytest.mark.parametrize("query", [
-    "SELECT content AS customer, content AS item FROM read_text('{secret}')",
-    "SELECT column0 AS customer, column0 AS item FROM read_csv('{secret}', header = false)",
-    "SELECT * FROM read_parquet('{secret}')",
-    "SELECT file AS customer, file AS item FROM glob('{data_dir}/*')",
-    "SELECT * FROM sqlite_scan('{database}', 'django_session')",
-    "SELECT content AS customer, content AS item FROM read_text('https://example.com/x')",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT content AS customer, content AS item FROM read_text('{secret}')",
+        "SELECT column0 AS customer, column0 AS item FROM read_csv('{secret}', header = false)",
+        "SELECT * FROM read_parquet('{secret}')",
+        "SELECT file AS customer, file AS item FROM glob('{data_dir}/*')",
+        "SELECT * FROM sqlite_scan('{database}', 'django_session')",
+        "SELECT content AS customer, content AS item FROM read_text('https://example.com/x')",
+    ],
+)
 def test_duckdb_sql_cannot_read_files_through_table_functions(api, project, duckdb_file, secret_file, query):
     query = query.format(secret=secret_file, data_dir=settings.DATA_DIR, database=platform_database())
-    response = create(api, project, {"kind": "sql", "engine": "duckdb", "database": str(duckdb_file),
-                                     "query": query})
-    errors = errors_of(response)
+    response = create(api, project, {"kind": "sql", "engine": "duckdb", "database": str(duckdb_file), "query": query})
+    errors = errors_by_field(response, 422)
     assert set(errors) <= {"source", "source.query"}, errors
     assert secret_file.read_text() not in response.content.decode()
     assert not Dataset.objects.filter(name="loot").exists()
 
 
 def test_duckdb_sql_reads_its_own_database(api, project, duckdb_file):
-    response = create(api, project, {"kind": "sql", "engine": "duckdb", "database": str(duckdb_file),
-                                     "query": "SELECT customer, item FROM purchases"})
+    response = create(
+        api,
+        project,
+        {
+            "kind": "sql",
+            "engine": "duckdb",
+            "database": str(duckdb_file),
+            "query": "SELECT customer, item FROM purchases",
+        },
+    )
     assert response.status_code == 201, response.content
     assert response.json()["preview"]["rows"] == 1
 
@@ -184,18 +204,27 @@ def test_a_sqlite_source_is_opened_read_only(api, project, data_dir):
     path.unlink(missing_ok=True)
     with sqlite3.connect(path) as con:
         con.execute("CREATE TABLE purchases AS SELECT 'c1' AS customer, 'p1' AS item")
-    response = create(api, project, {"kind": "sql", "engine": "sqlite", "database": str(path),
-                                     "query": "SELECT customer, item FROM purchases"})
+    response = create(
+        api,
+        project,
+        {"kind": "sql", "engine": "sqlite", "database": str(path), "query": "SELECT customer, item FROM purchases"},
+    )
     assert response.status_code == 201, response.content
     with sqlite3.connect(path) as con:
         assert con.execute("SELECT count(*) FROM purchases").fetchone() == (1,)
 
 
 def test_every_address_of_this_machine_names_the_same_postgres_database():
-    targets = {postgres_target(url) for url in (
-        "postgresql://u:p@localhost/platform", "postgresql://127.0.0.1:5432/platform",
-        "postgres://[::1]/platform", "postgresql:///platform?host=/var/run/postgresql",
-        f"postgresql://{os.uname().nodename}/platform")}
+    targets = {
+        postgres_target(url)
+        for url in (
+            "postgresql://u:p@localhost/platform",
+            "postgresql://127.0.0.1:5432/platform",
+            "postgres://[::1]/platform",
+            "postgresql:///platform?host=/var/run/postgresql",
+            f"postgresql://{os.uname().nodename}/platform",
+        )
+    }
     assert targets == {"local:5432/platform"}
 
 
@@ -203,16 +232,30 @@ def test_every_address_of_this_machine_names_the_same_postgres_database():
 def test_a_postgres_source_cannot_query_the_platforms_database(api, project):
     db = settings.DATABASES["default"]
     url = f"postgresql://{db.get('USER') or 'postgres'}@localhost:{db.get('PORT') or 5432}/{db['NAME']}"
-    response = create(api, project, {"kind": "sql", "engine": "postgres", "database": url,
-                                     "query": "SELECT session_key AS customer, session_data AS item "
-                                              "FROM django_session"})
-    assert "belongs to the platform" in errors_of(response)["source.database"]
+    response = create(
+        api,
+        project,
+        {
+            "kind": "sql",
+            "engine": "postgres",
+            "database": url,
+            "query": "SELECT session_key AS customer, session_data AS item FROM django_session",
+        },
+    )
+    assert "belongs to the platform" in errors_by_field(response, 422)["source.database"]
 
 
 def test_a_postgres_password_is_not_echoed_in_errors(api, project):
-    response = create(api, project, {"kind": "sql", "engine": "postgres",
-                                     "database": "postgresql://reader:hunter2@127.0.0.1:1/shop",
-                                     "query": "SELECT customer, item FROM purchases"})
+    response = create(
+        api,
+        project,
+        {
+            "kind": "sql",
+            "engine": "postgres",
+            "database": "postgresql://reader:hunter2@127.0.0.1:1/shop",
+            "query": "SELECT customer, item FROM purchases",
+        },
+    )
     assert response.status_code == 422
     assert "hunter2" not in response.content.decode()
 
@@ -221,9 +264,17 @@ def test_a_postgres_password_is_not_echoed_in_errors(api, project):
 def postgres_dataset(project, olivia):
     """A PostgreSQL source as it is stored: the platform keeps the password to read the data."""
     return Dataset.objects.create(
-        project=project, name="warehouse", created_by=olivia, mapping=MAPPING,
-        source={"kind": "sql", "engine": "postgres", "database": "postgresql://reader:hunter2@db.internal/shop",
-                "query": "SELECT customer, item FROM purchases"})
+        project=project,
+        name="warehouse",
+        created_by=olivia,
+        mapping=MAPPING,
+        source={
+            "kind": "sql",
+            "engine": "postgres",
+            "database": "postgresql://reader:hunter2@db.internal/shop",
+            "query": "SELECT customer, item FROM purchases",
+        },
+    )
 
 
 def test_a_postgres_password_is_not_echoed_by_the_api(api, postgres_dataset):

@@ -5,13 +5,7 @@ import sqlite3
 import duckdb
 import pytest
 
-from tests.conftest import api_client_for
-
-
-def errors_by_field(response) -> dict:
-    body = response.json()
-    assert "error" in body, body
-    return {e["field"]: e["message"] for e in body.get("errors", [])}
+from tests.helpers import api_client_for, errors_by_field
 
 
 def test_it_creates_a_dataset_and_previews_the_mapped_rows(dataset):
@@ -25,21 +19,34 @@ def test_it_creates_a_dataset_and_previews_the_mapped_rows(dataset):
     assert preview["first_timestamp"] == "2025-01-01T10:00:00"
     assert preview["last_timestamp"] == "2025-02-02T09:00:00"
     assert dataset["summary"] == "6 rows | 3 users | 3 products | 32 days"
-    assert [c["name"] for c in preview["columns"]] == ["buyer_id", "product_id", "timestamp", "target", "segment", "category"]
+    assert [c["name"] for c in preview["columns"]] == [
+        "buyer_id",
+        "product_id",
+        "timestamp",
+        "target",
+        "segment",
+        "category",
+    ]
     assert preview["sample"][0] == {
-        "buyer_id": "c1", "product_id": "p1", "timestamp": "2025-01-01T10:00:00",
-        "target": 2.0, "segment": "retail", "category": "tools",
+        "buyer_id": "c1",
+        "product_id": "p1",
+        "timestamp": "2025-01-01T10:00:00",
+        "target": 2.0,
+        "segment": "retail",
+        "category": "tools",
     }
 
 
 def test_it_applies_filters_to_the_preview(api, dataset):
     response = api.patch(
         f"/api/datasets/{dataset['id']}/",
-        {"filters": {
-            "conditions": [{"column": "order_id", "op": "not_starts_with", "value": "C"}],
-            "date_from": "2025-01-02",
-            "exclude_buyers": ["c3"],
-        }},
+        {
+            "filters": {
+                "conditions": [{"column": "order_id", "op": "not_starts_with", "value": "C"}],
+                "date_from": "2025-01-02",
+                "exclude_buyers": ["c3"],
+            }
+        },
     )
     assert response.status_code == 200, response.content
     preview = response.json()["preview"]
@@ -79,8 +86,11 @@ def test_it_rejects_a_column_whose_type_cannot_be_read_as_declared(api, project,
 def test_it_names_every_bad_field_of_the_request_shape(api, project):
     response = api.post(
         f"/api/projects/{project.id}/datasets/",
-        {"name": "", "source": {"kind": "sql", "engine": "oracle", "database": "x", "query": "select 1"},
-         "mapping": {"product_id": "p"}},
+        {
+            "name": "",
+            "source": {"kind": "sql", "engine": "oracle", "database": "x", "query": "select 1"},
+            "mapping": {"product_id": "p"},
+        },
     )
     assert response.status_code == 422
     fields = errors_by_field(response)
@@ -92,19 +102,43 @@ def test_it_names_every_bad_field_of_the_request_shape(api, project):
 @pytest.mark.parametrize(
     "filters, field, message",
     [
-        ({"last_days": 3, "date_from": "2025-01-01"}, "filters.last_days", "use either last_days or date_from/date_to, not both"),
+        (
+            {"last_days": 3, "date_from": "2025-01-01"},
+            "filters.last_days",
+            "use either last_days or date_from/date_to, not both",
+        ),
         ({"date_from": "2025-02-01", "date_to": "2025-01-01"}, "filters.date_to", "must not be before date_from"),
-        ({"conditions": [{"column": "qty", "op": "in", "value": 3}]}, "filters.conditions[0].value", "'in' needs a non-empty list"),
-        ({"conditions": [{"column": "qty", "op": "is_null", "value": 3}]}, "filters.conditions[0].value", "'is_null' takes no value"),
-        ({"conditions": [{"column": "Qty", "op": "gt", "value": 0}]}, "filters.conditions[0].column", "column 'Qty' is not in the source (did you mean 'qty'?)"),
-        ({"include_buyers": ["c1"], "exclude_buyers": ["c1"]}, "filters.exclude_buyers", "['c1'] are also in include_buyers"),
+        (
+            {"conditions": [{"column": "qty", "op": "in", "value": 3}]},
+            "filters.conditions[0].value",
+            "'in' needs a non-empty list",
+        ),
+        (
+            {"conditions": [{"column": "qty", "op": "is_null", "value": 3}]},
+            "filters.conditions[0].value",
+            "'is_null' takes no value",
+        ),
+        (
+            {"conditions": [{"column": "Qty", "op": "gt", "value": 0}]},
+            "filters.conditions[0].column",
+            "column 'Qty' is not in the source (did you mean 'qty'?)",
+        ),
+        (
+            {"include_buyers": ["c1"], "exclude_buyers": ["c1"]},
+            "filters.exclude_buyers",
+            "['c1'] are also in include_buyers",
+        ),
     ],
 )
 def test_each_filter_rule_names_its_field(api, project, purchases_csv, purchases_mapping, filters, field, message):
     response = api.post(
         f"/api/projects/{project.id}/datasets/",
-        {"name": "f", "source": {"kind": "file", "path": str(purchases_csv)}, "mapping": purchases_mapping,
-         "filters": filters},
+        {
+            "name": "f",
+            "source": {"kind": "file", "path": str(purchases_csv)},
+            "mapping": purchases_mapping,
+            "filters": filters,
+        },
     )
     assert response.status_code == 422, response.content
     assert errors_by_field(response) == {field: message}
@@ -114,17 +148,28 @@ def test_each_filter_rule_names_its_field(api, project, purchases_csv, purchases
     "mapping_change, field, message",
     [
         ({"product_id": "customer"}, "mapping.product_id", "column 'customer' is already mapped as buyer_id"),
-        ({"buyer_features": [{"column": "target"}]}, "mapping.buyer_features[0].column",
-         "'target' is a reserved output name; map it to its role instead"),
-        ({"buyer_features": [{"column": "segment", "dtype": "decimal"}]}, "mapping.buyer_features[0].dtype",
-         "Input should be 'string', 'int', 'float' or 'timestamp'"),
+        (
+            {"buyer_features": [{"column": "target"}]},
+            "mapping.buyer_features[0].column",
+            "'target' is a reserved output name; map it to its role instead",
+        ),
+        (
+            {"buyer_features": [{"column": "segment", "dtype": "decimal"}]},
+            "mapping.buyer_features[0].dtype",
+            "Input should be 'string', 'int', 'float' or 'timestamp'",
+        ),
     ],
 )
-def test_each_mapping_rule_names_its_field(api, project, purchases_csv, purchases_mapping, mapping_change, field, message):
+def test_each_mapping_rule_names_its_field(
+    api, project, purchases_csv, purchases_mapping, mapping_change, field, message
+):
     response = api.post(
         f"/api/projects/{project.id}/datasets/",
-        {"name": "m", "source": {"kind": "file", "path": str(purchases_csv)},
-         "mapping": {**purchases_mapping, **mapping_change}},
+        {
+            "name": "m",
+            "source": {"kind": "file", "path": str(purchases_csv)},
+            "mapping": {**purchases_mapping, **mapping_change},
+        },
     )
     assert response.status_code == 422, response.content
     assert errors_by_field(response) == {field: message}
@@ -134,8 +179,12 @@ def test_date_filters_need_a_timestamp_column(api, project, purchases_csv, purch
     mapping = {k: v for k, v in purchases_mapping.items() if k != "timestamp"}
     response = api.post(
         f"/api/projects/{project.id}/datasets/",
-        {"name": "d", "source": {"kind": "file", "path": str(purchases_csv)}, "mapping": mapping,
-         "filters": {"last_days": 7}},
+        {
+            "name": "d",
+            "source": {"kind": "file", "path": str(purchases_csv)},
+            "mapping": mapping,
+            "filters": {"last_days": 7},
+        },
     )
     assert errors_by_field(response) == {"filters": "date filters need mapping.timestamp"}
 
@@ -145,8 +194,11 @@ def test_a_file_outside_the_allowed_folders_is_refused(api, project, tmp_path, p
     outside.write_text("customer,item\nc1,p1\n")
     response = api.post(
         f"/api/projects/{project.id}/datasets/",
-        {"name": "x", "source": {"kind": "file", "path": str(outside)},
-         "mapping": {"buyer_id": "customer", "product_id": "item"}},
+        {
+            "name": "x",
+            "source": {"kind": "file", "path": str(outside)},
+            "mapping": {"buyer_id": "customer", "product_id": "item"},
+        },
     )
     assert response.status_code == 422
     assert "is not readable by this project" in errors_by_field(response)["source.path"]
@@ -174,12 +226,21 @@ def test_it_reads_a_sqlite_query(api, project, data_dir):
     db_path = data_dir / "shop.sqlite"
     with sqlite3.connect(db_path) as con:
         con.execute("CREATE TABLE orders (cust INTEGER, sku TEXT, amount REAL)")
-        con.executemany("INSERT INTO orders VALUES (?, ?, ?)", [(1, "a", 1.0), (1, "b", 2.0), (2, "a", 3.0), (3, "c", -1)])
+        con.executemany(
+            "INSERT INTO orders VALUES (?, ?, ?)", [(1, "a", 1.0), (1, "b", 2.0), (2, "a", 3.0), (3, "c", -1)]
+        )
     response = api.post(
         f"/api/projects/{project.id}/datasets/",
-        {"name": "sqlite", "source": {"kind": "sql", "engine": "sqlite", "database": str(db_path),
-                                      "query": "SELECT * FROM orders WHERE amount > 0"},
-         "mapping": {"buyer_id": "cust", "product_id": "sku", "target": "amount"}},
+        {
+            "name": "sqlite",
+            "source": {
+                "kind": "sql",
+                "engine": "sqlite",
+                "database": str(db_path),
+                "query": "SELECT * FROM orders WHERE amount > 0",
+            },
+            "mapping": {"buyer_id": "cust", "product_id": "sku", "target": "amount"},
+        },
     )
     assert response.status_code == 201, response.content
     assert response.json()["summary"] == "3 rows | 2 users | 2 products"
@@ -195,8 +256,11 @@ def test_it_reads_a_duckdb_query_and_a_parquet_folder(api, project, data_dir):
     mapping = {"buyer_id": "cust", "product_id": "sku"}
     from_db = api.post(
         f"/api/projects/{project.id}/datasets/",
-        {"name": "duck", "source": {"kind": "sql", "engine": "duckdb", "database": str(db_path),
-                                    "query": "SELECT * FROM orders"}, "mapping": mapping},
+        {
+            "name": "duck",
+            "source": {"kind": "sql", "engine": "duckdb", "database": str(db_path), "query": "SELECT * FROM orders"},
+            "mapping": mapping,
+        },
     )
     from_folder = api.post(
         f"/api/projects/{project.id}/datasets/",
@@ -208,22 +272,35 @@ def test_it_reads_a_duckdb_query_and_a_parquet_folder(api, project, data_dir):
 def test_a_sql_source_must_be_one_select(api, project, data_dir):
     response = api.post(
         f"/api/projects/{project.id}/datasets/",
-        {"name": "s", "source": {"kind": "sql", "engine": "sqlite", "database": str(data_dir / "x.db"),
-                                 "query": "DROP TABLE orders"}, "mapping": {"buyer_id": "a", "product_id": "b"}},
+        {
+            "name": "s",
+            "source": {
+                "kind": "sql",
+                "engine": "sqlite",
+                "database": str(data_dir / "x.db"),
+                "query": "DROP TABLE orders",
+            },
+            "mapping": {"buyer_id": "a", "product_id": "b"},
+        },
     )
     assert errors_by_field(response) == {"source.query": "must be a SELECT (or WITH ... SELECT) query"}
 
 
 def test_a_bigquery_source_is_validated_and_stored_without_reading(api, project):
     base = {"name": "bq", "mapping": {"buyer_id": "customer_id", "product_id": "sku"}}
-    bad = api.post(f"/api/projects/{project.id}/datasets/",
-                   {**base, "source": {"kind": "bigquery", "project": "my-gcp-proj", "table": "not a table"}})
+    bad = api.post(
+        f"/api/projects/{project.id}/datasets/",
+        {**base, "source": {"kind": "bigquery", "project": "my-gcp-proj", "table": "not a table"}},
+    )
     assert errors_by_field(bad) == {"source.table": "must look like dataset.table or project.dataset.table"}
-    both = api.post(f"/api/projects/{project.id}/datasets/",
-                    {**base, "source": {"kind": "bigquery", "project": "my-gcp-proj"}})
+    both = api.post(
+        f"/api/projects/{project.id}/datasets/", {**base, "source": {"kind": "bigquery", "project": "my-gcp-proj"}}
+    )
     assert errors_by_field(both) == {"source": "give exactly one of table or query"}
-    good = api.post(f"/api/projects/{project.id}/datasets/",
-                    {**base, "source": {"kind": "bigquery", "project": "my-gcp-proj", "table": "sales.orders"}})
+    good = api.post(
+        f"/api/projects/{project.id}/datasets/",
+        {**base, "source": {"kind": "bigquery", "project": "my-gcp-proj", "table": "sales.orders"}},
+    )
     assert good.status_code == 201, good.content
     assert good.json()["preview"] is None
     assert "BigQuery" in good.json()["preview_error"]
@@ -235,18 +312,27 @@ def test_an_uploaded_csv_becomes_a_dataset_source(api, project, purchases_csv, p
     assert {"name": "qty", "type": "BIGINT"} in upload.json()["columns"]
     response = api.post(
         f"/api/projects/{project.id}/datasets/",
-        {"name": "uploaded", "source": {"kind": "upload", "upload_id": upload.json()["id"]}, "mapping": purchases_mapping},
+        {
+            "name": "uploaded",
+            "source": {"kind": "upload", "upload_id": upload.json()["id"]},
+            "mapping": purchases_mapping,
+        },
     )
     assert response.status_code == 201, response.content
     assert response.json()["preview"]["rows"] == 6
 
 
-def test_an_upload_of_another_project_cannot_be_used(api, project, oscar, oscars_project, purchases_csv, purchases_mapping):
+def test_an_upload_of_another_project_cannot_be_used(
+    api, project, oscar, oscars_project, purchases_csv, purchases_mapping
+):
     oscars_upload = api_client_for(oscar).upload(f"/api/projects/{oscars_project.id}/uploads/", purchases_csv)
     response = api.post(
         f"/api/projects/{project.id}/datasets/",
-        {"name": "stolen", "source": {"kind": "upload", "upload_id": oscars_upload.json()["id"]},
-         "mapping": purchases_mapping},
+        {
+            "name": "stolen",
+            "source": {"kind": "upload", "upload_id": oscars_upload.json()["id"]},
+            "mapping": purchases_mapping,
+        },
     )
     assert errors_by_field(response) == {"source.upload_id": f"no upload {oscars_upload.json()['id']} in this project"}
 

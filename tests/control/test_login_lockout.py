@@ -4,12 +4,10 @@ even with the right password, for the cool-off time, and the login page says why
 from datetime import timedelta
 
 import pytest
-from axes.models import AccessAttempt
 from django.conf import settings
 from django.test import Client
-from django.utils import timezone
 
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db
 
@@ -51,8 +49,21 @@ def test_a_successful_login_forgets_the_failures_before_it(olivia):
         assert log_in("olivia", PASSWORD).status_code == 302
 
 
-def test_the_lockout_ends_after_the_cool_off(olivia):
+def test_the_lockout_lasts_the_cool_off(time_travel, olivia):
     fail_past_the_limit("olivia")
+    time_travel.shift(settings.AXES_COOLOFF_TIME - timedelta(seconds=1))
     assert log_in("olivia", PASSWORD).status_code == 429
-    AccessAttempt.objects.update(attempt_time=timezone.now() - settings.AXES_COOLOFF_TIME - timedelta(seconds=1))
+
+
+def test_the_lockout_ends_after_the_cool_off(time_travel, olivia):
+    fail_past_the_limit("olivia")
+    time_travel.shift(settings.AXES_COOLOFF_TIME + timedelta(seconds=1))
     assert log_in("olivia", PASSWORD).status_code == 302
+
+
+def test_a_try_during_the_lockout_restarts_it(time_travel, olivia):
+    fail_past_the_limit("olivia")
+    time_travel.shift(settings.AXES_COOLOFF_TIME - timedelta(minutes=1))
+    assert log_in("olivia", PASSWORD).status_code == 429
+    time_travel.shift(timedelta(minutes=2))  # past the first cool-off, inside the one the try began
+    assert log_in("olivia", PASSWORD).status_code == 429

@@ -1,78 +1,70 @@
 """Feature configs and model configs through the API: validation in context, breakdown, parameter counts."""
 
-import pytest
-
-from tests.control.test_datasets_api import errors_by_field
-
-FEATURES = {
-    "buyer_tower": {
-        "features": [
-            {"kind": "id", "column": "buyer_id", "embedding_dim": 16, "max_vocab_size": 100},
-            {"kind": "categorical", "column": "segment", "embedding_dim": 4, "max_vocab_size": 10},
-            {"kind": "timestamp", "column": "timestamp", "periods": ["day_of_week"]},
-        ],
-        "crosses": [{"columns": ["buyer_id", "segment"], "hash_buckets": 50, "embedding_dim": 2}],
-    },
-    "product_tower": {
-        "features": [
-            {"kind": "id", "column": "product_id", "embedding_dim": 16, "max_vocab_size": 100},
-            {"kind": "categorical", "column": "category", "embedding_dim": 4, "max_vocab_size": 10},
-        ]
-    },
-    "target": {"column": "target", "transforms": [{"op": "log1p"}, {"op": "clip", "max": 5}]},
-}
-
-
-@pytest.fixture
-def feature_config(api, project, dataset):
-    response = api.post(f"/api/projects/{project.id}/feature-configs/",
-                        {"name": "standard", "dataset_id": dataset["id"], "config": FEATURES})
-    assert response.status_code == 201, response.content
-    return response.json()
+from tests.helpers import FEATURES, errors_by_field
 
 
 def test_it_returns_the_tensor_breakdown_with_the_feature_config(feature_config):
     assert feature_config["breakdown"]["buyer"]["total"] == 16 + 4 + 2 + 2
     assert feature_config["breakdown"]["product"] == {
-        "features": [{"name": "product_id", "kind": "id", "dim": 16}, {"name": "category", "kind": "categorical", "dim": 4}],
+        "features": [
+            {"name": "product_id", "kind": "id", "dim": 16},
+            {"name": "category", "kind": "categorical", "dim": 4},
+        ],
         "total": 20,
     }
 
 
 def test_a_feature_on_a_column_missing_from_the_dataset_is_named(api, project, dataset):
-    config = {**FEATURES, "product_tower": {"features": [
-        {"kind": "id", "column": "product_id", "embedding_dim": 8},
-        {"kind": "categorical", "column": "brand", "embedding_dim": 4},
-    ]}}
-    response = api.post(f"/api/projects/{project.id}/feature-configs/",
-                        {"name": "x", "dataset_id": dataset["id"], "config": config})
+    config = {
+        **FEATURES,
+        "product_tower": {
+            "features": [
+                {"kind": "id", "column": "product_id", "embedding_dim": 8},
+                {"kind": "categorical", "column": "brand", "embedding_dim": 4},
+            ]
+        },
+    }
+    response = api.post(
+        f"/api/projects/{project.id}/feature-configs/", {"name": "x", "dataset_id": dataset["id"], "config": config}
+    )
     assert response.status_code == 422
     assert errors_by_field(response) == {
-        "config.product_tower.features[1].column": "column 'brand' is not in the dataset"}
+        "config.product_tower.features[1].column": "column 'brand' is not in the dataset"
+    }
 
 
 def test_a_feature_kind_must_suit_the_column_type(api, project, dataset):
-    config = {**FEATURES, "product_tower": {"features": [
-        {"kind": "id", "column": "product_id", "embedding_dim": 8},
-        {"kind": "numeric", "column": "category"},
-    ]}}
-    response = api.post(f"/api/projects/{project.id}/feature-configs/",
-                        {"name": "x", "dataset_id": dataset["id"], "config": config})
+    config = {
+        **FEATURES,
+        "product_tower": {
+            "features": [
+                {"kind": "id", "column": "product_id", "embedding_dim": 8},
+                {"kind": "numeric", "column": "category"},
+            ]
+        },
+    }
+    response = api.post(
+        f"/api/projects/{project.id}/feature-configs/", {"name": "x", "dataset_id": dataset["id"], "config": config}
+    )
     assert errors_by_field(response) == {
-        "config.product_tower.features[1].column": "column 'category' is string; a numeric feature needs float or int"}
+        "config.product_tower.features[1].column": "column 'category' is string; a numeric feature needs float or int"
+    }
 
 
 def test_shape_errors_carry_the_config_prefix(api, project, dataset):
     config = {**FEATURES, "buyer_tower": {"features": [{"kind": "id", "column": "buyer_id", "embedding_dim": -1}]}}
-    response = api.post(f"/api/projects/{project.id}/feature-configs/",
-                        {"name": "x", "dataset_id": dataset["id"], "config": config})
+    response = api.post(
+        f"/api/projects/{project.id}/feature-configs/", {"name": "x", "dataset_id": dataset["id"], "config": config}
+    )
     assert errors_by_field(response) == {
-        "config.buyer_tower.features[0].embedding_dim": "Input should be greater than or equal to 1"}
+        "config.buyer_tower.features[0].embedding_dim": "Input should be greater than or equal to 1"
+    }
 
 
 def test_the_dataset_must_belong_to_the_project(api, project, oscars_project):
-    response = api.post(f"/api/projects/{project.id}/feature-configs/",
-                        {"name": "x", "dataset_id": 987654, "config": FEATURES})
+    response = api.post(
+        f"/api/projects/{project.id}/feature-configs/", {"name": "x", "dataset_id": 987654, "config": FEATURES}
+    )
     assert errors_by_field(response) == {"dataset_id": "no dataset 987654 in this project"}
 
 
@@ -84,11 +76,19 @@ def test_updating_a_feature_config_revalidates_and_recomputes(api, feature_confi
 
 
 def test_a_model_config_paired_with_a_feature_config_reports_parameter_counts(api, project, feature_config):
-    response = api.post(f"/api/projects/{project.id}/model-configs/", {
-        "name": "ranker", "feature_config_id": feature_config["id"],
-        "config": {"model_type": "ranking", "buyer_tower": [{"type": "dense", "units": 10}], "output_dim": 4,
-                   "rating_head": [{"type": "dense", "units": 3}]},
-    })
+    response = api.post(
+        f"/api/projects/{project.id}/model-configs/",
+        {
+            "name": "ranker",
+            "feature_config_id": feature_config["id"],
+            "config": {
+                "model_type": "ranking",
+                "buyer_tower": [{"type": "dense", "units": 10}],
+                "output_dim": 4,
+                "rating_head": [{"type": "dense", "units": 3}],
+            },
+        },
+    )
     assert response.status_code == 201, response.content
     counts = response.json()["parameter_counts"]
     buyer_input = 24  # 16 + 4 + 2 + 2
@@ -101,29 +101,43 @@ def test_a_model_config_paired_with_a_feature_config_reports_parameter_counts(ap
 
 
 def test_a_model_config_without_a_pairing_has_no_counts_until_asked(api, project, feature_config):
-    created = api.post(f"/api/projects/{project.id}/model-configs/",
-                       {"name": "plain", "config": {"model_type": "retrieval"}}).json()
+    created = api.post(
+        f"/api/projects/{project.id}/model-configs/", {"name": "plain", "config": {"model_type": "retrieval"}}
+    ).json()
     assert created["parameter_counts"] is None
     paired = api.get(f"/api/model-configs/{created['id']}/?feature_config_id={feature_config['id']}").json()
     assert paired["parameter_counts"]["towers"]["product"]["layers"][-1] == {
-        "layer": "output 32", "input": 20, "output": 32, "params": 20 * 32 + 32}
+        "layer": "output 32",
+        "input": 20,
+        "output": 32,
+        "params": 20 * 32 + 32,
+    }
 
 
 def test_a_ranking_model_cannot_pair_with_features_that_lack_a_target(api, project, dataset):
     no_target = {k: v for k, v in FEATURES.items() if k != "target"}
-    fc = api.post(f"/api/projects/{project.id}/feature-configs/",
-                  {"name": "no-target", "dataset_id": dataset["id"], "config": no_target}).json()
-    response = api.post(f"/api/projects/{project.id}/model-configs/",
-                        {"name": "r", "feature_config_id": fc["id"], "config": {"model_type": "ranking"}})
+    fc = api.post(
+        f"/api/projects/{project.id}/feature-configs/",
+        {"name": "no-target", "dataset_id": dataset["id"], "config": no_target},
+    ).json()
+    response = api.post(
+        f"/api/projects/{project.id}/model-configs/",
+        {"name": "r", "feature_config_id": fc["id"], "config": {"model_type": "ranking"}},
+    )
     assert response.status_code == 422
     assert errors_by_field(response) == {
-        "feature_config.target": "a ranking model needs a target column in the feature config"}
+        "feature_config.target": "a ranking model needs a target column in the feature config"
+    }
 
 
 def test_model_config_errors_name_the_field(api, project):
-    response = api.post(f"/api/projects/{project.id}/model-configs/", {
-        "name": "bad", "config": {"model_type": "retrieval", "retrieval_k": [10, 10],
-                                  "buyer_tower": [{"type": "dense"}]}})
+    response = api.post(
+        f"/api/projects/{project.id}/model-configs/",
+        {
+            "name": "bad",
+            "config": {"model_type": "retrieval", "retrieval_k": [10, 10], "buyer_tower": [{"type": "dense"}]},
+        },
+    )
     assert response.status_code == 422
     assert errors_by_field(response) == {
         "config.retrieval_k": "each K may appear once",
@@ -133,8 +147,12 @@ def test_model_config_errors_name_the_field(api, project):
 
 def test_model_configs_filter_by_type(api, project):
     for name, kind in (("a", "retrieval"), ("b", "ranking"), ("c", "multitask")):
-        assert api.post(f"/api/projects/{project.id}/model-configs/",
-                        {"name": name, "config": {"model_type": kind}}).status_code == 201
+        assert (
+            api.post(
+                f"/api/projects/{project.id}/model-configs/", {"name": name, "config": {"model_type": kind}}
+            ).status_code
+            == 201
+        )
     listed = api.get(f"/api/projects/{project.id}/model-configs/?model_type=ranking").json()
     assert [m["name"] for m in listed] == ["b"]
 

@@ -6,10 +6,8 @@ process's database (so a run queued here is the one its worker executes).
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -20,15 +18,9 @@ from django.conf import settings as django_settings
 from ml_platform.core.supervisor import Program, Supervisor
 from ml_platform.deployment import local
 from ml_platform.training.models import TrainingMetricsHistory, TrainingRun
-from tests.control.test_training_worker import catalog, queue_run  # noqa: F401  (catalog: a fixture)
+from tests.helpers import free_port, queue_run, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def healthy(url: str) -> bool:
@@ -37,17 +29,6 @@ def healthy(url: str) -> bool:
             return answer.status == 200
     except OSError:
         return False
-
-
-def wait_until(condition, timeout: float = 120, every=lambda: None, message="timed out"):
-    deadline = time.monotonic() + timeout
-    while True:
-        every()
-        result = condition()
-        if result:
-            return result
-        assert time.monotonic() < deadline, message
-        time.sleep(0.2)
 
 
 def worker_pid(platform: subprocess.Popen) -> int | None:
@@ -67,15 +48,27 @@ def start_platform(tmp_path):
 
     def start(**env) -> tuple[subprocess.Popen, str]:
         port = free_port()
-        log = open(tmp_path / f"platform-{port}.log", "w")
+        log = open(tmp_path / f"platform-{port}.log", "w")  # noqa: SIM115 (the child process writes to it; closed when it is reaped)
         process = subprocess.Popen(
-            [sys.executable, str(django_settings.BASE_DIR / "manage.py"), "run_platform", "--port", str(port),
-             "--web-workers", "1"],
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                str(django_settings.BASE_DIR / "manage.py"),
+                "run_platform",
+                "--port",
+                str(port),
+                "--web-workers",
+                "1",
+            ],
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         started.append(process)
         url = f"http://127.0.0.1:{port}/"
-        wait_until(lambda: healthy(url) or process.poll() is not None, message="the platform never answered")
+        wait_until(
+            lambda: healthy(url) or process.poll() is not None, timeout=120, message="the platform never answered"
+        )
         assert process.poll() is None, (tmp_path / f"platform-{port}.log").read_text()[-3000:]
         return process, url
 
@@ -91,21 +84,29 @@ def start_platform(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_worker_is_restarted_and_web_stays_up(project, olivia, catalog, start_platform):  # noqa: F811
+def test_killed_worker_is_restarted_and_web_stays_up(project, olivia, catalog, start_platform):
     run = queue_run(project, olivia, catalog, epochs=4, batch_size=64)
     platform, url = start_platform(RUN_STALE_AFTER_SECONDS="2")
-    wait_until(lambda: TrainingMetricsHistory.objects.filter(training_run=run).exists(), timeout=180,
-               message="the run never reached its first epoch")
+    wait_until(
+        lambda: TrainingMetricsHistory.objects.filter(training_run=run).exists(),
+        timeout=180,
+        message="the run never reached its first epoch",
+    )
     first_worker = worker_pid(platform)
     os.kill(first_worker, signal.SIGKILL)
 
     def web_answers():
         assert healthy(url), "the web server went down with the worker"
 
-    wait_until(lambda: worker_pid(platform) not in (None, first_worker), every=web_answers,
-               message="no new worker")
-    run = wait_until(lambda: (r := TrainingRun.objects.get(pk=run.pk)).is_terminal and r, timeout=180,
-                     every=web_answers, message="the run was not resumed")
+    wait_until(
+        lambda: worker_pid(platform) not in (None, first_worker), timeout=120, step=web_answers, message="no new worker"
+    )
+    run = wait_until(
+        lambda: (r := TrainingRun.objects.get(pk=run.pk)).is_terminal and r,
+        timeout=180,
+        step=web_answers,
+        message="the run was not resumed",
+    )
     assert run.status == TrainingRun.COMPLETED, (run.error_stage, run.error_message)
     assert run.attempts == 2
     assert list(run.metrics_history.values_list("epoch", flat=True)) == [1, 2, 3, 4]
@@ -156,8 +157,7 @@ def test_a_process_that_keeps_dying_is_restarted_with_doubling_delays():
 
 def test_the_back_off_starts_over_once_a_process_stayed_up():
     now = [0.0]
-    supervisor = Supervisor([Program("web", ["gunicorn"])], clock=lambda: now[0], popen=FakeProcess,
-                            stable_after=60)
+    supervisor = Supervisor([Program("web", ["gunicorn"])], clock=lambda: now[0], popen=FakeProcess, stable_after=60)
     supervisor.start_all()
     for _ in range(3):  # quick deaths: the delay grows to 4 s
         supervisor["web"].process.returncode = 1

@@ -5,7 +5,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.conftest import SHARED_DATASETS
+from tests.helpers import SHARED_DATASETS
 
 RETAIL_CSV = SHARED_DATASETS / "online_retail_sample.csv"
 pytestmark = pytest.mark.skipif(not RETAIL_CSV.exists(), reason=f"shared dataset folder absent: {RETAIL_CSV}")
@@ -41,12 +41,15 @@ def expected_counts() -> dict:
 def test_it_imports_the_real_purchase_log_and_previews_the_right_counts(api, project):
     upload = api.upload(f"/api/projects/{project.id}/uploads/", RETAIL_CSV)
     assert upload.status_code == 201, upload.content
-    response = api.post(f"/api/projects/{project.id}/datasets/", {
-        "name": "online retail",
-        "source": {"kind": "upload", "upload_id": upload.json()["id"]},
-        "mapping": MAPPING,
-        "filters": DROP_CANCELLATIONS,
-    })
+    response = api.post(
+        f"/api/projects/{project.id}/datasets/",
+        {
+            "name": "online retail",
+            "source": {"kind": "upload", "upload_id": upload.json()["id"]},
+            "mapping": MAPPING,
+            "filters": DROP_CANCELLATIONS,
+        },
+    )
     assert response.status_code == 201, response.content
     preview = response.json()["preview"]
     expected = expected_counts()
@@ -61,9 +64,13 @@ def test_it_imports_the_real_purchase_log_and_previews_the_right_counts(api, pro
 
 def test_without_the_filter_the_cancellations_are_counted(api, project):
     upload = api.upload(f"/api/projects/{project.id}/uploads/", RETAIL_CSV)
-    response = api.post(f"/api/projects/{project.id}/datasets/", {
-        "name": "online retail (all)", "source": {"kind": "upload", "upload_id": upload.json()["id"]},
-        "mapping": MAPPING,
-    })
+    response = api.post(
+        f"/api/projects/{project.id}/datasets/",
+        {
+            "name": "online retail (all)",
+            "source": {"kind": "upload", "upload_id": upload.json()["id"]},
+            "mapping": MAPPING,
+        },
+    )
     expected = expected_counts()
     assert response.json()["preview"]["rows"] > expected["rows"]

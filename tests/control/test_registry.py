@@ -3,17 +3,16 @@
 import pytest
 from django.conf import settings
 
-from ml_platform.core.errors import ApiError
+from ml_platform.core.errors import Conflict
 from ml_platform.registry.services import push_to_registry
 from ml_platform.training.models import TrainingRun
 from ml_platform.training.worker import Worker
-from tests.conftest import api_client_for
-from tests.control.test_training_worker import catalog, drive, queue_run  # noqa: F401 (fixture)
+from tests.helpers import api_client_for, drive, queue_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_blessed_run_becomes_version_one_then_two(project, olivia, catalog):  # noqa: F811
+def test_a_blessed_run_becomes_version_one_then_two(project, olivia, catalog):
     worker = Worker()
     first = drive(worker, queue_run(project, olivia, catalog), lambda r: r.is_terminal)
     assert first.status == TrainingRun.COMPLETED, first.error_message
@@ -31,24 +30,25 @@ def test_a_blessed_run_becomes_version_one_then_two(project, olivia, catalog):  
     from mlflow.tracking import MlflowClient
 
     versions = MlflowClient(tracking_uri=settings.MLFLOW_TRACKING_URI).search_model_versions(
-        f"name='{registered.mlflow_model_name}'")
+        f"name='{registered.mlflow_model_name}'"
+    )
     # The MLflow store outlives a test's database, so earlier tests may have versions of this name too.
     ours = {v.tags["ml_platform.run"]: int(v.version) for v in versions}
     assert ours[str(second.pk)] == ours[str(first.pk)] + 1
     assert int(second.final_metrics["mlflow_model_version"]) == ours[str(second.pk)]
-    with pytest.raises(ApiError, match="Already registered as version 1"):
+    with pytest.raises(Conflict, match="Already registered as version 1"):
         push_to_registry(first)
 
 
-def test_an_unblessed_run_is_refused_with_its_reasons(project, olivia, catalog):  # noqa: F811
-    run = queue_run(project, olivia, catalog,
-                    evaluator_config={"thresholds": [{"metric": "recall_at_100", "value": 0.999}]})
+def test_an_unblessed_run_is_refused_with_its_reasons(project, olivia, catalog):
+    run = queue_run(
+        project, olivia, catalog, evaluator_config={"thresholds": [{"metric": "recall_at_100", "value": 0.999}]}
+    )
     run = drive(Worker(), run, lambda r: r.is_terminal)
     assert run.status == TrainingRun.NOT_BLESSED
     assert run.stages["Pusher"]["status"] == "skipped"
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Conflict) as refused:
         push_to_registry(run)
-    assert refused.value.status == 409
     assert "Only blessed models can be registered: Recall@100" in refused.value.message
     assert "0.999" in refused.value.message
     through_api = api_client_for(olivia).post(f"/api/training-runs/{run.pk}/push/")

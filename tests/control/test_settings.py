@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 PROBE = """
@@ -28,13 +29,29 @@ print(json.dumps({
 """
 
 
-def probe(**env) -> dict:
-    clean = {k: v for k, v in os.environ.items() if k not in (
-        "DATABASE_URL", "PIPELINE_ROOT", "MLFLOW_TRACKING_URI", "SECRET_KEY", "ALLOWED_HOSTS")}
+def run_probe(**env) -> subprocess.CompletedProcess:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "PIPELINE_ROOT", "MLFLOW_TRACKING_URI", "SECRET_KEY", "ALLOWED_HOSTS")
+    }
     clean.update(env, DJANGO_SETTINGS_MODULE="ml_platform.settings")
-    out = subprocess.run([sys.executable, "-c", PROBE], env=clean, cwd=settings.BASE_DIR,
-                         capture_output=True, text=True, check=True)
+    return subprocess.run(
+        [sys.executable, "-c", PROBE], env=clean, cwd=settings.BASE_DIR, capture_output=True, text=True, check=False
+    )
+
+
+def probe(**env) -> dict:
+    out = run_probe(**env)
+    assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def refusal(**env) -> str:
+    """The last line of the error a start with these variables stops on."""
+    out = run_probe(**env)
+    assert out.returncode != 0, out.stdout
+    return out.stderr.strip().splitlines()[-1]
 
 
 def test_defaults_are_self_contained_under_the_data_folder(tmp_path):
@@ -79,3 +96,28 @@ def test_no_secret_key_file_is_tracked_by_git():
     tracked = subprocess.run(["git", "ls-files"], cwd=settings.BASE_DIR, capture_output=True, text=True).stdout
     assert "secret_key" not in tracked.split()
     assert not any(Path(p).name in ("secret_key", "demo_password") for p in tracked.split())
+
+
+@pytest.mark.parametrize(
+    ("value", "debug"), [("true", True), ("On", True), ("1", True), ("no", False), ("FALSE", False), ("", False)]
+)
+def test_a_boolean_variable_takes_the_usual_spellings(tmp_path, value, debug):
+    assert probe(ML_PLATFORM_DATA_DIR=str(tmp_path), ML_PLATFORM_DEBUG=value)["debug"] is debug
+
+
+def test_a_misspelt_boolean_stops_the_start_naming_the_variable(tmp_path):
+    error = refusal(ML_PLATFORM_DATA_DIR=str(tmp_path), ML_PLATFORM_SECURE_COOKIES="ture")
+    assert error.startswith("django.core.exceptions.ImproperlyConfigured: ML_PLATFORM_SECURE_COOKIES='ture':")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "wanted"),
+    [
+        ("MAX_CONCURRENT_RUNS", "two", "an integer"),
+        ("SERVING_PORT", "8501.5", "an integer"),
+        ("LOGIN_LOCKOUT_MINUTES", "15m", "a number"),
+    ],
+)
+def test_a_number_variable_with_a_bad_value_stops_the_start_naming_it(tmp_path, name, value, wanted):
+    error = refusal(ML_PLATFORM_DATA_DIR=str(tmp_path), **{name: value})
+    assert error == f"django.core.exceptions.ImproperlyConfigured: {name}={value!r}: not {wanted}"

@@ -1,8 +1,8 @@
 """The statistics report page of a run (/training/runs/<id>/statistics/), through Django's test client.
 
 Who may see it, what it says before StatisticsGen has run, and what it shows
-for ONE real run executed by the worker (shared by the module, as in
-test_training_api.py).
+for ONE real run executed by the worker (``finished``, shared by the module:
+tests/control/conftest.py).
 """
 
 from __future__ import annotations
@@ -13,10 +13,6 @@ import pytest
 from django.test import Client
 
 from ml_platform.training.models import TrainingRun
-from tests.control.test_modeling_api import feature_config  # noqa: F401 (fixture)
-from tests.control.test_training_api import (  # noqa: F401 (fixtures)
-    a_finished_run, pending_run, retrieval, run_body,
-)
 
 pytestmark = pytest.mark.django_db
 
@@ -63,8 +59,7 @@ def test_a_run_whose_statistics_are_not_computed_yet_answers_404_with_the_reason
     assert response.status_code == 404
     assert response.templates[0].name == "training/statistics_report.html"
     text = text_of(response)
-    assert ("Not available yet: No statistics for this run: StatisticsGen has not completed yet (pending)"
-            in text)
+    assert "Not available yet: No statistics for this run: StatisticsGen has not completed yet (pending)" in text
     assert "recs #1" in text and "Pending" in text  # the header, inside the site's layout
     assert f'href="/projects/{project.id}/"' in response.content.decode()
     assert 'id="numeric-features"' not in response.content.decode()
@@ -80,12 +75,6 @@ def test_an_experiment_has_the_same_page(pending_run, olivia):
 # --------------------------------------------------------------------------- one real, finished run
 
 
-@pytest.fixture(scope="module")
-def finished(django_db_setup, django_db_blocker):
-    with a_finished_run(django_db_blocker, "report") as found:
-        yield found
-
-
 def rows_of(html: str, table_id: str) -> list[str]:
     """The ``data-feature`` names of a table's rows, in order."""
     table = re.search(rf'<table[^>]*id="{table_id}".*?</table>', html, re.S).group(0)
@@ -98,11 +87,18 @@ def test_a_finished_run_shows_its_numeric_and_categorical_features_schema_and_an
     html, text = response.content.decode(), text_of(response)
     assert rows_of(html, "numeric-features") == ["target", "price"]
     assert rows_of(html, "categorical-features") == [
-        "buyer_id", "product_id", "buyer_segment", "buyer_city", "product_category", "product_subcategory"]
+        "buyer_id",
+        "product_id",
+        "buyer_segment",
+        "buyer_city",
+        "product_category",
+        "product_subcategory",
+    ]
     assert rows_of(html, "timestamp-features") == ["timestamp"]
     assert {"buyer_id", "price", "timestamp"} <= set(rows_of(html, "schema-features"))
     assert html.count('<svg class="mini-hist"') == 3  # target, price, timestamp
     assert 'id="anomalies"' in html
+    assert '<li class="anomaly severity-info" data-feature="price">' in html  # the run's planted anomaly
     assert "Total examples" in text and "Avg missing (train)" in text
 
 

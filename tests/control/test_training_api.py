@@ -11,97 +11,22 @@ removed at the end of the module.
 from __future__ import annotations
 
 import copy
-import time
-from contextlib import contextmanager
-import uuid
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from ml_pipeline.spec import STAGES
 from ml_platform.datasets import services as dataset_services
 from ml_platform.modeling import services as modeling_services
-from ml_platform.modeling.models import FeatureConfig
 from ml_platform.projects import services as project_services
 from ml_platform.training import services, specs
 from ml_platform.training.models import TrainingRun
-from ml_platform.training.worker import Worker
-from ml_pipeline.spec import STAGES
-from tests.conftest import api_client_for, make_user
-from tests.control.test_datasets_api import errors_by_field
-from tests.control.test_modeling_api import FEATURES, feature_config  # noqa: F401 (fixture)
-from tests.control.test_training_worker import demo_catalog
+from tests.helpers import FEATURES, api_client_for, cancelled, copies, create_run, errors_by_field, runs_url
 
 pytestmark = pytest.mark.django_db
-
-
-# --------------------------------------------------------------------------- catalog and helpers
-
-
-def model_config(api, project, name: str, config: dict, feature_config: dict | None = None) -> dict:
-    body = {"name": name, "config": config}
-    if feature_config:
-        body["feature_config_id"] = feature_config["id"]
-    response = api.post(f"/api/projects/{project.id}/model-configs/", body)
-    assert response.status_code == 201, response.content
-    return response.json()
-
-
-@pytest.fixture
-def retrieval(api, project, feature_config):
-    return model_config(api, project, "two-tower", {"model_type": "retrieval", "retrieval_k": [5, 10]},
-                        feature_config)
-
-
-@pytest.fixture
-def ranking(api, project, feature_config):
-    return model_config(api, project, "ranker", {"model_type": "ranking"}, feature_config)
-
-
-@pytest.fixture
-def run_body(dataset, feature_config, retrieval):
-    return {"name": "recs", "description": "weekly retrieval", "dataset_id": dataset["id"],
-            "feature_config_id": feature_config["id"], "model_config_id": retrieval["id"],
-            "training_params": {"epochs": 2, "batch_size": 64}}
-
-
-def create_run(api, project, body, **changes) -> dict:
-    response = api.post(f"/api/projects/{project.id}/training-runs/", {**body, **changes})
-    assert response.status_code == 201, response.content
-    return response.json()
-
-
-@pytest.fixture
-def pending_run(api, project, run_body):
-    return create_run(api, project, run_body)
-
-
-def cancelled(api, run: dict) -> dict:
-    response = api.post(f"/api/training-runs/{run['id']}/cancel/")
-    assert response.status_code == 200, response.content
-    return response.json()
-
-
-def copies(run_id: int, count: int, **fields) -> list[TrainingRun]:
-    """Runs like ``run_id`` (same project and configs), inserted at once: list tests need many."""
-    source = TrainingRun.objects.get(pk=run_id)
-    last = TrainingRun.objects.filter(project_id=source.project_id).order_by("-run_number").first().run_number
-    made = []
-    for offset in range(1, count + 1):
-        clone = TrainingRun.objects.get(pk=run_id)
-        clone.pk = None
-        clone.run_number = last + offset
-        for name, value in fields.items():
-            setattr(clone, name, value)
-        made.append(clone)
-    return TrainingRun.objects.bulk_create(made)
-
-
-def runs_url(project) -> str:
-    return f"/api/projects/{project.id}/training-runs/"
 
 
 # --------------------------------------------------------------------------- creation
@@ -130,14 +55,24 @@ def test_it_queues_a_run_and_answers_its_detail(api, project, run_body, dataset,
 def test_it_numbers_runs_per_project(api, project, run_body, olivia, purchases_csv, purchases_mapping):
     assert [create_run(api, project, run_body)["run_number"] for _ in range(3)] == [1, 2, 3]
     other = project_services.create_project(olivia, "other-recs")
-    dataset = dataset_services.create_dataset(other, olivia, name="p", description="",
-                                              source={"kind": "file", "path": str(purchases_csv)},
-                                              mapping=purchases_mapping, filters={})
-    features = modeling_services.save_feature_config(other, olivia, {"name": "f", "dataset_id": dataset.id,
-                                                                     "config": FEATURES})
+    dataset = dataset_services.create_dataset(
+        other,
+        olivia,
+        name="p",
+        description="",
+        source={"kind": "file", "path": str(purchases_csv)},
+        mapping=purchases_mapping,
+        filters={},
+    )
+    features = modeling_services.save_feature_config(
+        other, olivia, {"name": "f", "dataset_id": dataset.id, "config": FEATURES}
+    )
     model = modeling_services.save_model_config(other, olivia, {"name": "m", "config": {"model_type": "retrieval"}})
-    first = create_run(api, other, {"name": "recs", "dataset_id": dataset.id, "feature_config_id": features.id,
-                                    "model_config_id": model.id})
+    first = create_run(
+        api,
+        other,
+        {"name": "recs", "dataset_id": dataset.id, "feature_config_id": features.id, "model_config_id": model.id},
+    )
     assert first["run_number"] == 1
 
 
@@ -148,8 +83,7 @@ def test_bad_training_params_are_named(api, project, run_body):
 
 
 def test_a_baseline_model_of_another_project_is_refused(api, project, run_body, oscars_project):
-    theirs = (Path(settings.PIPELINE_ROOT) / "pushed" / f"{specs.pipeline_name(oscars_project.unique_name)}.recs"
-              / "1")
+    theirs = Path(settings.PIPELINE_ROOT) / "pushed" / f"{specs.pipeline_name(oscars_project.unique_name)}.recs" / "1"
     theirs.mkdir(parents=True, exist_ok=True)
     response = api.post(runs_url(project), {**run_body, "evaluator_config": {"baseline_model_uri": str(theirs)}})
     assert response.status_code == 422
@@ -168,11 +102,18 @@ def test_a_time_holdout_split_needs_holdout_days(api, project, run_body):
     assert errors_by_field(response) == {"split_config.holdout_days": "required for the time_holdout strategy"}
 
 
-def test_the_dataset_must_belong_to_the_project(api, project, run_body, oscar, oscars_project, purchases_csv,
-                                                purchases_mapping):
-    foreign = dataset_services.create_dataset(oscars_project, oscar, name="theirs", description="",
-                                              source={"kind": "file", "path": str(purchases_csv)},
-                                              mapping=purchases_mapping, filters={})
+def test_the_dataset_must_belong_to_the_project(
+    api, project, run_body, oscar, oscars_project, purchases_csv, purchases_mapping
+):
+    foreign = dataset_services.create_dataset(
+        oscars_project,
+        oscar,
+        name="theirs",
+        description="",
+        source={"kind": "file", "path": str(purchases_csv)},
+        mapping=purchases_mapping,
+        filters={},
+    )
     response = api.post(runs_url(project), {**run_body, "dataset_id": foreign.id})
     assert response.status_code == 422
     assert errors_by_field(response) == {"dataset_id": f"no dataset {foreign.id} in this project"}
@@ -224,30 +165,67 @@ def test_it_lists_newest_first_in_pages_with_the_count(api, project, pending_run
 
 
 def test_a_list_item_is_the_compact_card(api, project, pending_run):
-    copies(pending_run["id"], 1, status=TrainingRun.COMPLETED, blessed=True, current_stage="Pusher",
-           final_metrics={"recall_at_100": 0.42, "recall_at_10": 0.2}, gpu_config={"gpu_type": "T4", "gpu_count": 2},
-           stages={s: {"status": "completed", "summary": "..."} for s in STAGES})
+    copies(
+        pending_run["id"],
+        1,
+        status=TrainingRun.COMPLETED,
+        blessed=True,
+        current_stage="Pusher",
+        final_metrics={"recall_at_100": 0.42, "recall_at_10": 0.2},
+        gpu_config={"gpu_type": "T4", "gpu_count": 2},
+        stages={s: {"status": "completed", "summary": "..."} for s in STAGES},
+    )
     newest, oldest = api.get(runs_url(project)).json()["results"]
-    assert set(newest) == {"id", "kind", "display_name", "run_number", "name", "model_type", "status",
-                           "current_stage", "current_epoch",
-                           "total_epochs", "stages", "recall_at_100", "rmse", "blessed", "gpu_type", "gpu_count",
-                           "dataset_name", "error_message", "created_at", "duration_seconds", "cost_usd"}
+    assert set(newest) == {
+        "id",
+        "kind",
+        "display_name",
+        "run_number",
+        "name",
+        "model_type",
+        "status",
+        "current_stage",
+        "current_epoch",
+        "total_epochs",
+        "stages",
+        "recall_at_100",
+        "rmse",
+        "blessed",
+        "gpu_type",
+        "gpu_count",
+        "dataset_name",
+        "error_message",
+        "created_at",
+        "duration_seconds",
+        "cost_usd",
+    }
     assert (newest["status"], newest["recall_at_100"], newest["rmse"], newest["blessed"]) == (
-        "completed", 0.42, None, True)
+        "completed",
+        0.42,
+        None,
+        True,
+    )
     assert list(newest["stages"].items()) == [(s, "completed") for s in STAGES]
     assert (newest["gpu_type"], newest["gpu_count"], newest["dataset_name"]) == ("T4", 2, "purchases")
     assert (newest["kind"], newest["display_name"]) == ("training", "recs #2")
     assert oldest["stages"] == {s: "pending" for s in STAGES} and oldest["gpu_type"] is None
 
 
-def test_it_filters_by_status_model_type_dataset_and_search(api, project, pending_run, ranking, run_body,
-                                                            purchases_csv, purchases_mapping, olivia):
+def test_it_filters_by_status_model_type_dataset_and_search(
+    api, project, pending_run, ranking, run_body, purchases_csv, purchases_mapping, olivia
+):
     copies(pending_run["id"], 2, status=TrainingRun.FAILED)
     copies(pending_run["id"], 1, name="Churn model", description="", model_type="ranking")
     copies(pending_run["id"], 1, description="the BIG one")
-    second = dataset_services.create_dataset(project, olivia, name="second", description="",
-                                             source={"kind": "file", "path": str(purchases_csv)},
-                                             mapping=purchases_mapping, filters={})
+    second = dataset_services.create_dataset(
+        project,
+        olivia,
+        name="second",
+        description="",
+        source={"kind": "file", "path": str(purchases_csv)},
+        mapping=purchases_mapping,
+        filters={},
+    )
     copies(pending_run["id"], 1, dataset=second)
 
     def numbers(query):
@@ -315,7 +293,8 @@ def test_deleting_a_run_keeps_the_stages_another_run_reused(api, project, run_bo
         (folder / stage / "output").mkdir(parents=True)
     (folder / "run.json").write_text("{}")
     TrainingRun.objects.filter(pk=second.pk).update(
-        artifacts={"ExampleGen": {"type": "Examples", "uri": str(folder / "ExampleGen")}})
+        artifacts={"ExampleGen": {"type": "Examples", "uri": str(folder / "ExampleGen")}}
+    )
     assert api.delete(f"/api/training-runs/{first.pk}/").status_code == 204
     assert sorted(p.name for p in folder.iterdir()) == ["ExampleGen"]
     assert (folder / "ExampleGen" / "output").is_dir()
@@ -339,15 +318,21 @@ def test_only_a_finished_run_can_be_rerun(api, pending_run):
 
 
 def test_a_rerun_is_a_new_run_number_with_the_same_name_and_no_scheduler_job(api, project, run_body):
-    source = create_run(api, project, run_body,
-                        schedule_config={"schedule_type": "weekly", "scheduler_job_id": "jobs/recs-weekly"})
+    source = create_run(
+        api, project, run_body, schedule_config={"schedule_type": "weekly", "scheduler_job_id": "jobs/recs-weekly"}
+    )
     cancelled(api, source)
     response = api.post(f"/api/training-runs/{source['id']}/rerun/")
     assert response.status_code == 201, response.content
     rerun = response.json()
     assert (rerun["run_number"], rerun["name"], rerun["status"]) == (2, "recs", "pending")
-    assert rerun["rerun_of"] == {"id": source["id"], "kind": "training", "run_number": 1, "name": "recs",
-                                 "display_name": "recs #1"}
+    assert rerun["rerun_of"] == {
+        "id": source["id"],
+        "kind": "training",
+        "run_number": 1,
+        "name": "recs",
+        "display_name": "recs #1",
+    }
     assert rerun["config_diff"] == [] and rerun["from_stage"] == ""
     assert rerun["schedule_config"] == {"schedule_type": "weekly", "timezone": "UTC", "scheduler_job_id": None}
     assert rerun["training_params"] == source["training_params"]
@@ -358,18 +343,27 @@ def test_a_rerun_can_edit_the_copy_and_lists_what_changed(api, project, run_body
     source = cancelled(api, create_run(api, project, run_body))
     config = copy.deepcopy(feature_config["config"])
     config["buyer_tower"]["features"][0]["embedding_dim"] = 48
-    wider = api.post(f"/api/projects/{project.id}/feature-configs/",
-                     {"name": "wider", "dataset_id": dataset["id"], "config": config}).json()
-    response = api.post(f"/api/training-runs/{source['id']}/rerun/", {
-        "from_stage": "Transform", "feature_config_id": wider["id"],
-        "training_params": {"epochs": 4, "batch_size": 64}})
+    wider = api.post(
+        f"/api/projects/{project.id}/feature-configs/", {"name": "wider", "dataset_id": dataset["id"], "config": config}
+    ).json()
+    response = api.post(
+        f"/api/training-runs/{source['id']}/rerun/",
+        {
+            "from_stage": "Transform",
+            "feature_config_id": wider["id"],
+            "training_params": {"epochs": 4, "batch_size": 64},
+        },
+    )
     assert response.status_code == 201, response.content
     rerun = response.json()
     assert rerun["from_stage"] == "Transform" and rerun["feature_config"]["name"] == "wider"
     assert rerun["total_epochs"] == 4 and rerun["training_params"] == {"epochs": 4, "batch_size": 64}
     assert rerun["config_diff"] == [
-        {"field": "feature_config.buyer_tower.features", "before": feature_config["config"]["buyer_tower"]["features"],
-         "after": wider["config"]["buyer_tower"]["features"]},
+        {
+            "field": "feature_config.buyer_tower.features",
+            "before": feature_config["config"]["buyer_tower"]["features"],
+            "after": wider["config"]["buyer_tower"]["features"],
+        },
         {"field": "training_params.epochs", "before": 2, "after": 4},
     ]
     # the original is untouched
@@ -381,12 +375,16 @@ def test_a_rerun_edit_is_validated_and_names_the_field(api, project, run_body, r
     url = f"/api/training-runs/{source['id']}/rerun/"
     assert errors_by_field(api.post(url, {"from_stage": "Deployer"})) == {
         "from_stage": "unknown stage 'Deployer'; one of Compile, ExampleGen, StatisticsGen, SchemaGen, Transform, "
-                      "Trainer, Evaluator, Pusher"}
+        "Trainer, Evaluator, Pusher"
+    }
     assert errors_by_field(api.post(url, {"training_params": {"epochs": 0}})) == {
-        "training_params.epochs": "Input should be greater than or equal to 1"}
+        "training_params.epochs": "Input should be greater than or equal to 1"
+    }
     refused = errors_by_field(api.post(url, {"model_config_id": ranking["id"], "dataset_id": 99999}))
-    assert refused == {"model_config_id": "'ranker' is a ranking model config; this run trains a retrieval model",
-                       "dataset_id": "no dataset 99999 in this project"}
+    assert refused == {
+        "model_config_id": "'ranker' is a ranking model config; this run trains a retrieval model",
+        "dataset_id": "no dataset 99999 in this project",
+    }
     assert api.get(runs_url(project)).json()["count"] == 1  # nothing was queued
 
 
@@ -414,21 +412,28 @@ def test_editing_a_finished_run_is_validated_like_creating_one(api, pending_run)
     assert response.status_code == 422 and set(errors_by_field(response)) == {"gpu_config.gpu_type"}
     response = api.patch(url, {"evaluator_config": {"thresholds": [{"metric": "mae", "value": 1}]}})
     assert errors_by_field(response) == {
-        "evaluator_config.thresholds[0].metric": "mae needs a rating head; this is a retrieval model"}
+        "evaluator_config.thresholds[0].metric": "mae needs a rating head; this is a retrieval model"
+    }
     assert api.get(url).json()["training_params"] == {"epochs": 2, "batch_size": 64}  # nothing saved
 
 
 def test_an_edit_is_saved_into_the_spec_and_used_by_the_next_rerun(api, pending_run):
     run_id = cancelled(api, pending_run)["id"]
-    response = api.patch(f"/api/training-runs/{run_id}/config/", {
-        "training_params": {"epochs": 7, "batch_size": 128},
-        "schedule_config": {"schedule_type": "daily", "timezone": "Europe/Berlin"},
-    })
+    response = api.patch(
+        f"/api/training-runs/{run_id}/config/",
+        {
+            "training_params": {"epochs": 7, "batch_size": 128},
+            "schedule_config": {"schedule_type": "daily", "timezone": "Europe/Berlin"},
+        },
+    )
     assert response.status_code == 200, response.content
     config = response.json()
     assert config["updated_fields"] == ["schedule_config", "training_params"]
-    assert config["schedule_config"] == {"schedule_type": "daily", "timezone": "Europe/Berlin",
-                                         "scheduler_job_id": None}
+    assert config["schedule_config"] == {
+        "schedule_type": "daily",
+        "timezone": "Europe/Berlin",
+        "scheduler_job_id": None,
+    }
     assert config["gpu_config"] == pending_run["gpu_config"]  # untouched
     spec = TrainingRun.objects.get(pk=run_id).spec
     assert (spec["training"]["epochs"], spec["training"]["batch_size"]) == (7, 128)
@@ -444,8 +449,9 @@ def test_statistics_and_schema_are_404_until_produced(api, pending_run):
     assert response.status_code == 404
     assert response.json() == {"error": "No statistics for this run: StatisticsGen has not completed yet (pending)"}
     response = api.get(f"/api/training-runs/{cancelled(api, pending_run)['id']}/schema/")
-    assert response.json() == {"error": "No schema for this run: this run ended (cancelled) before SchemaGen "
-                                        "produced it"}
+    assert response.json() == {
+        "error": "No schema for this run: this run ended (cancelled) before SchemaGen produced it"
+    }
 
 
 def test_a_queued_run_has_empty_logs_and_no_metrics(api, pending_run):
@@ -458,8 +464,12 @@ def test_a_queued_run_has_empty_logs_and_no_metrics(api, pending_run):
 
 def test_a_failed_run_shows_its_error(api, pending_run):
     run = TrainingRun.objects.get(pk=pending_run["id"])
-    run.transition(TrainingRun.FAILED, error_stage="Transform", error_message="vocabulary too large",
-                   error_traceback="Traceback ...")
+    run.transition(
+        TrainingRun.FAILED,
+        error_stage="Transform",
+        error_message="vocabulary too large",
+        error_traceback="Traceback ...",
+    )
     detail = api.get(f"/api/training-runs/{run.pk}/").json()
     assert detail["error"] == {"message": "vocabulary too large", "stage": "Transform", "traceback": "Traceback ..."}
     assert api.get(runs_url(run.project)).json()["results"][0]["error_message"] == "vocabulary too large"
@@ -471,7 +481,11 @@ def test_a_failed_run_shows_its_error(api, pending_run):
 def test_check_name_says_whether_a_name_is_taken_and_by_which_type(api, project, pending_run):
     url = f"/api/projects/{project.id}/registered-models/check-name/"
     assert api.get(url + "?name=brand-new").json() == {
-        "name": "brand-new", "available": True, "model_type": None, "registered_model_id": None}
+        "name": "brand-new",
+        "available": True,
+        "model_type": None,
+        "registered_model_id": None,
+    }
     taken = api.get(url + "?name=recs").json()
     assert (taken["available"], taken["model_type"]) == (False, "retrieval")
     assert taken["registered_model_id"] == pending_run["registered_model"]["id"]
@@ -516,51 +530,7 @@ def test_project_members_see_the_runs(project, pending_run, mark):
 
 
 # --------------------------------------------------------------------------- one real, finished run
-
-
-@contextmanager
-def a_finished_run(django_db_blocker, prefix: str):
-    """A run executed by the worker on 5k rows of demo data (two epochs), committed outside the tests'
-    transactions (the worker's children must read it) and removed afterwards, with its owner and project."""
-    with django_db_blocker.unblock():
-        # Names of their own, so no artifact of another run (or an earlier session) is reused.
-        unique = uuid.uuid4().hex[:8]
-        owner = make_user(f"{prefix}-{unique}")
-        project = project_services.create_project(owner, f"{prefix}-{unique}")
-        try:
-            yield SimpleNamespace(run=execute_a_run(project, owner), project=project, owner=owner,
-                                  api=api_client_for(owner))
-        finally:
-            FeatureConfig.objects.filter(project=project).delete()  # they protect their datasets
-            project.delete()
-            owner.delete()
-
-
-@pytest.fixture(scope="module")
-def finished(django_db_setup, django_db_blocker):
-    with a_finished_run(django_db_blocker, "insights") as found:
-        yield found
-
-
-def execute_a_run(project, owner) -> TrainingRun:
-    dataset, features, model = demo_catalog(
-        project, owner, Path(settings.DATASET_ALLOWED_ROOTS[0]) / "training-api-tests" / project.name, rows=5_000, seed=11)
-    run = services.create_training_run(
-        project, owner, name="recs", dataset_id=dataset.id, feature_config_id=features.id,
-        model_config_id=model.id, split_config={"strategy": "time_holdout", "holdout_days": 45},
-        training_params={"epochs": 2, "batch_size": 256, "early_stopping": {"enabled": False}})
-    worker = Worker(max_concurrent=1)
-    deadline = time.monotonic() + 120
-    try:
-        while not run.is_terminal:
-            assert time.monotonic() < deadline, f"run stuck in {run.status} at {run.current_stage}"
-            worker.step()
-            time.sleep(0.2)
-            run.refresh_from_db()
-    finally:
-        worker.shutdown()
-    assert run.status == TrainingRun.COMPLETED, (run.error_stage, run.error_message)
-    return run
+# (``finished``: tests/control/conftest.py)
 
 
 def test_a_finished_run_shows_stages_outcome_and_lineage(finished):
@@ -628,8 +598,11 @@ def test_the_schema_is_the_schema_gen_schema_with_its_anomalies(finished):
     table = {f["name"]: f for f in answer["features"]}
     assert table["buyer_id"]["type"] == "BYTES" and table["buyer_id"]["required"] is True
     assert table["price"]["type"] == "FLOAT"
-    assert isinstance(answer["anomalies"], list)
     assert all({"feature", "kind", "severity", "description"} <= set(a) for a in answer["anomalies"])
+    # The run's data has one planted anomaly (tests.helpers.plant_an_anomaly): an eval price beyond train's.
+    [planted] = [a for a in answer["anomalies"] if a["feature"] == "price"]
+    assert (planted["kind"], planted["severity"]) == ("out_of_range", "info")
+    assert "1 eval value of 'price'" in planted["description"]
 
 
 def test_deleting_is_refused_to_outsiders_even_for_a_finished_run(finished, oscar):
@@ -641,8 +614,9 @@ def test_deleting_is_refused_to_outsiders_even_for_a_finished_run(finished, osca
 def test_statistics_are_readable_while_the_run_is_still_going(finished):
     """Before the run ends its lineage is not recorded yet; the runner's record in the run folder is."""
     stages = {s: {"status": "completed" if s in STAGES[:3] else "pending"} for s in STAGES}
-    going, = copies(finished.run.pk, 1, status=TrainingRun.RUNNING, artifacts={}, stages=stages,
-                    current_stage="SchemaGen")
+    (going,) = copies(
+        finished.run.pk, 1, status=TrainingRun.RUNNING, artifacts={}, stages=stages, current_stage="SchemaGen"
+    )
     statistics = finished.api.get(f"/api/training-runs/{going.pk}/statistics/")
     assert statistics.status_code == 200, statistics.content
     assert statistics.json()["overview"]["total_examples"] > 0

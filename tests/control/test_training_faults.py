@@ -10,17 +10,16 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from ml_pipeline.spec import STAGES
 from ml_platform.training import services
 from ml_platform.training.execution import execute
 from ml_platform.training.models import TrainingRun
 from ml_platform.training.worker import Child, Worker
-from ml_pipeline.spec import STAGES
-from tests.control.test_training_worker import catalog, drive, queue_run  # noqa: F401  (catalog: a fixture)
+from tests.helpers import drive, queue_run, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,8 +28,12 @@ DONE = ("Compile", "ExampleGen", "StatisticsGen", "SchemaGen", "Transform")
 
 def in_the_trainer(run: TrainingRun, attempts: int = 1) -> TrainingRun:
     """The run as its pipeline leaves it in the middle of the Trainer."""
-    stages = {**{s: {"status": "completed"} for s in DONE},
-              "Trainer": {"status": "running"}, "Evaluator": {"status": "pending"}, "Pusher": {"status": "pending"}}
+    stages = {
+        **{s: {"status": "completed"} for s in DONE},
+        "Trainer": {"status": "running"},
+        "Evaluator": {"status": "pending"},
+        "Pusher": {"status": "pending"},
+    }
     run.transition(TrainingRun.RUNNING, attempts=attempts)
     TrainingRun.objects.filter(pk=run.pk).update(stages=stages, current_stage="Trainer")
     run.refresh_from_db()
@@ -42,22 +45,17 @@ def stand_in_child(run: TrainingRun, folder: Path, megabytes: int = 0, exit_code
     it sleeps, or exits with ``exit_code``."""
     ready = folder / f"ready-{run.pk}"
     then = "time.sleep(120)" if exit_code is None else f"raise SystemExit({exit_code})"
-    code = (f"import pathlib, time; held = bytearray({megabytes} * 2**20); "
-            f"held[::4096] = b'x' * len(held[::4096]); pathlib.Path({str(ready)!r}).touch(); {then}")
-    log = open(folder / f"child-{run.pk}.log", "w")
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    code = (
+        f"import pathlib, time; held = bytearray({megabytes} * 2**20); "
+        f"held[::4096] = b'x' * len(held[::4096]); pathlib.Path({str(ready)!r}).touch(); {then}"
+    )
+    log = open(folder / f"child-{run.pk}.log", "w")  # noqa: SIM115 (the child process writes to it; closed when it is reaped)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     TrainingRun.objects.filter(pk=run.pk).update(worker_pid=process.pid)
     wait_until(ready.exists)
     return Child(run.pk, process, log)
-
-
-def wait_until(condition, timeout: float = 30, step=lambda: None):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        step()
-        time.sleep(0.05)
 
 
 def stage_statuses(api, run) -> dict:
@@ -67,7 +65,7 @@ def stage_statuses(api, run) -> dict:
 
 
 @pytest.mark.slow
-def test_child_killed_by_signal_resumes_from_last_complete_stage(project, olivia, catalog):  # noqa: F811
+def test_child_killed_by_signal_resumes_from_last_complete_stage(project, olivia, catalog):
     run = queue_run(project, olivia, catalog, epochs=3, batch_size=64)
     worker = Worker()
     run = drive(worker, run, lambda r: r.stages.get("Trainer", {}).get("status") == "running")
@@ -82,8 +80,7 @@ def test_child_killed_by_signal_resumes_from_last_complete_stage(project, olivia
     assert list(run.metrics_history.values_list("epoch", flat=True)) == [1, 2, 3]
 
 
-def test_child_killed_too_often_fails_naming_the_signal_and_peak_memory(
-        project, olivia, catalog, settings, tmp_path):  # noqa: F811
+def test_child_killed_too_often_fails_naming_the_signal_and_peak_memory(project, olivia, catalog, settings, tmp_path):
     run = in_the_trainer(queue_run(project, olivia, catalog), attempts=settings.RUN_MAX_ATTEMPTS)
     worker = Worker()
     child = worker.children[run.pk] = stand_in_child(run, tmp_path, megabytes=200)
@@ -118,8 +115,9 @@ def unwritable_pipeline_root(tmp_path, settings, monkeypatch) -> Path:
     root.chmod(0o755)
 
 
-def test_unwritable_pipeline_root_fails_the_run_at_once_with_the_error(project, olivia, catalog,  # noqa: F811
-                                                                        unwritable_pipeline_root):
+def test_unwritable_pipeline_root_fails_the_run_at_once_with_the_error(
+    project, olivia, catalog, unwritable_pipeline_root
+):
     run = queue_run(project, olivia, catalog)
     worker = Worker()
     assert worker.claim_and_start() is not None
@@ -127,14 +125,14 @@ def test_unwritable_pipeline_root_fails_the_run_at_once_with_the_error(project, 
     run.refresh_from_db()
     assert run.status == TrainingRun.FAILED  # at once: no process left behind, no wait for "worker lost"
     assert not worker.children
-    assert run.error_message == (f"cannot write the pipeline root: permission denied at '{run.spec['name']}' "
-                                 f"(check the PIPELINE_ROOT setting)")
+    assert run.error_message == (
+        f"cannot write the pipeline root: permission denied at '{run.spec['name']}' (check the PIPELINE_ROOT setting)"
+    )
     assert str(unwritable_pipeline_root) not in run.error_message + run.error_traceback
     assert run.error_stage == "Compile"
 
 
-def test_a_failure_before_the_first_stage_is_recorded_on_the_run(project, olivia, catalog, settings,  # noqa: F811
-                                                                  tmp_path):
+def test_a_failure_before_the_first_stage_is_recorded_on_the_run(project, olivia, catalog, settings, tmp_path):
     settings.PIPELINE_ROOT = str(tmp_path / "pipelines")
     run = queue_run(project, olivia, catalog)
     run.transition(TrainingRun.RUNNING, attempts=1)
@@ -143,36 +141,45 @@ def test_a_failure_before_the_first_stage_is_recorded_on_the_run(project, olivia
     assert execute(run.pk) == TrainingRun.FAILED  # what the pipeline process does, without a process
     run.refresh_from_db()
     assert run.status == TrainingRun.FAILED
-    assert run.error_message.startswith(f"cannot write the pipeline root: is a directory at "
-                                        f"'{run.spec['name']}/runs/{run.pipeline_run_id}/events.jsonl'")
+    assert run.error_message.startswith(
+        f"cannot write the pipeline root: is a directory at "
+        f"'{run.spec['name']}/runs/{run.pipeline_run_id}/events.jsonl'"
+    )
     assert str(tmp_path) not in run.error_message + run.error_traceback
     assert run.error_stage == "Compile"
 
 
-def test_stages_of_a_cancelled_run_are_cancelled(project, olivia, catalog, api, tmp_path):  # noqa: F811
+def test_stages_of_a_cancelled_run_are_cancelled(project, olivia, catalog, api, tmp_path):
     run = in_the_trainer(queue_run(project, olivia, catalog))
     worker = Worker()
     worker.children[run.pk] = stand_in_child(run, tmp_path)
     assert api.post(f"/api/training-runs/{run.pk}/cancel/").status_code == 200
     assert worker.stop_cancelled() == 1
 
-    assert stage_statuses(api, run) == {**{s: "completed" for s in DONE},
-                                        "Trainer": "cancelled", "Evaluator": "cancelled", "Pusher": "cancelled"}
+    assert stage_statuses(api, run) == {
+        **{s: "completed" for s in DONE},
+        "Trainer": "cancelled",
+        "Evaluator": "cancelled",
+        "Pusher": "cancelled",
+    }
 
 
-def test_stages_of_a_failed_run_are_interrupted(project, olivia, catalog, api, tmp_path):  # noqa: F811
+def test_stages_of_a_failed_run_are_interrupted(project, olivia, catalog, api, tmp_path):
     run = in_the_trainer(queue_run(project, olivia, catalog))
     worker = Worker()
     worker.children[run.pk] = stand_in_child(run, tmp_path, exit_code=1)  # a crash, not a kill: not resumed
     wait_until(lambda: not worker.children, step=worker.reap_children)
 
     assert TrainingRun.objects.get(pk=run.pk).status == TrainingRun.FAILED
-    assert stage_statuses(api, run) == {**{s: "completed" for s in DONE},
-                                        "Trainer": "interrupted", "Evaluator": "interrupted",
-                                        "Pusher": "interrupted"}
+    assert stage_statuses(api, run) == {
+        **{s: "completed" for s in DONE},
+        "Trainer": "interrupted",
+        "Evaluator": "interrupted",
+        "Pusher": "interrupted",
+    }
 
 
-def test_a_requeued_run_keeps_its_later_stages_pending(project, olivia, catalog, settings):  # noqa: F811
+def test_a_requeued_run_keeps_its_later_stages_pending(project, olivia, catalog, settings):
     settings.RUN_STALE_AFTER_SECONDS = 0
     run = in_the_trainer(queue_run(project, olivia, catalog))
     assert Worker(max_concurrent=0).recover_orphans() == 1

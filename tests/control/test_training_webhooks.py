@@ -9,63 +9,72 @@ from datetime import timedelta
 import pytest
 from django.db import connections
 from django.test import Client
-from django.utils import timezone
 
+from ml_pipeline.reporting import WebhookReporter
+from ml_platform.core import clock
 from ml_platform.training import services
 from ml_platform.training.models import TrainingRun, WebhookDelivery
-from ml_platform.training.webhooks import MAX_CLOCK_SKEW_SECONDS
+from ml_platform.training.webhooks import DELIVERY_MEMORY, MAX_CLOCK_SKEW_SECONDS
 from ml_platform.training.worker import Worker
-from ml_pipeline.reporting import WebhookReporter, sign
-from tests.control.test_training_worker import catalog, queue_run  # noqa: F401 (fixture)
+from tests.helpers import CURRENT_TIME, queue_run, signed
+from tests.helpers import post_webhook as post
+from tests.helpers import send_webhook as send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def run(project, olivia, catalog):  # noqa: F811
+def run(project, olivia, catalog):
     return queue_run(project, olivia, catalog)  # two epochs
 
 
-def signed(run, body: bytes, secret=None, timestamp=None, delivery_id=None) -> dict:
-    """The headers of a delivery, signed as WebhookReporter signs it."""
-    timestamp = timestamp or str(int(time.time()))
-    delivery_id = delivery_id or uuid.uuid4().hex
-    return {"HTTP_X_TIMESTAMP": timestamp, "HTTP_X_DELIVERY_ID": delivery_id,
-            "HTTP_X_SIGNATURE": sign(secret or run.webhook_secret, timestamp, delivery_id, body)}
-
-
-def send(run_id: int, path: str, body: bytes, headers: dict):
-    return Client().post(f"/api/training-runs/{run_id}/webhook/{path}/", body, content_type="application/json",
-                         **headers)
-
-
-def post(run, path, event, **signing):
-    body = json.dumps(event).encode()
-    return send(run.pk, path, body, signed(run, body, **signing))
-
-
-EPOCH = {"event": "epoch_completed", "epoch": 1, "total_epochs": 2,
-         "metrics": {"loss": 2.0, "val_loss": 2.5, "recall_at_100": 0.3, "resources": {"cpu_pct": 90.0}}}
+EPOCH = {
+    "event": "epoch_completed",
+    "epoch": 1,
+    "total_epochs": 2,
+    "metrics": {"loss": 2.0, "val_loss": 2.5, "recall_at_100": 0.3, "resources": {"cpu_pct": 90.0}},
+}
 STARTED = {"event": "stage_started", "stage": "Compile", "info": {}}
-COMPLETED = {"event": "stage_completed", "stage": "Compile", "summary": "spec valid", "properties": {},
-             "cached": False}
+COMPLETED = {"event": "stage_completed", "stage": "Compile", "summary": "spec valid", "properties": {}, "cached": False}
 
 
 def unchanged(run) -> bool:
     """Nothing of the event was stored: the run is still queued, with no metrics and no delivery."""
     run.refresh_from_db()
-    return (run.status == TrainingRun.PENDING and run.runner == TrainingRun.LOCAL
-            and all(stage["status"] in ("pending", "skipped") for stage in run.stages.values())
-            and not run.metrics_history.exists() and not WebhookDelivery.objects.exists())
+    return (
+        run.status == TrainingRun.PENDING
+        and run.runner == TrainingRun.LOCAL
+        and all(stage["status"] in ("pending", "skipped") for stage in run.stages.values())
+        and not run.metrics_history.exists()
+        and not WebhookDelivery.objects.exists()
+    )
 
 
 def test_an_unsigned_or_wrongly_signed_webhook_is_rejected(run):
     assert post(run, "epoch-complete", EPOCH, secret="not-the-runs-secret").status_code == 401
-    unsigned = Client().post(f"/api/training-runs/{run.pk}/webhook/epoch-complete/", json.dumps(EPOCH),
-                             content_type="application/json")
+    unsigned = Client().post(
+        f"/api/training-runs/{run.pk}/webhook/epoch-complete/", json.dumps(EPOCH), content_type="application/json"
+    )
     assert unsigned.status_code == 401
-    stale = post(run, "epoch-complete", EPOCH, timestamp=str(int(time.time()) - 3600))
-    assert stale.status_code == 401
+    assert unchanged(run)
+
+
+def test_a_delivery_is_refused_once_its_signature_is_older_than_the_clock_skew(time_travel, run):
+    body = json.dumps(EPOCH).encode()
+    headers = signed(run, body)  # at CURRENT_TIME
+    time_travel.shift(MAX_CLOCK_SKEW_SECONDS + 1)
+    assert send(run.pk, "epoch-complete", body, headers).status_code == 401
+    assert unchanged(run)
+    time_travel.shift(-2)  # just inside the window: the same delivery is applied
+    assert send(run.pk, "epoch-complete", body, headers).status_code == 200
+
+
+def test_a_delivery_signed_further_ahead_than_the_clock_skew_is_refused(time_travel, run):
+    body = json.dumps(EPOCH).encode()
+    time_travel.shift(MAX_CLOCK_SKEW_SECONDS + 1)
+    headers = signed(run, body)  # by a runner whose clock is ahead
+    time_travel.move_to(CURRENT_TIME)
+    assert send(run.pk, "epoch-complete", body, headers).status_code == 401
     assert unchanged(run)
 
 
@@ -107,12 +116,13 @@ def test_replayed_delivery_is_applied_once(run):
     assert WebhookDelivery.objects.filter(training_run=run).count() == 2
 
 
-def test_a_retried_delivery_with_a_new_timestamp_is_applied_once(run):
+def test_a_retried_delivery_with_a_new_timestamp_is_applied_once(time_travel, run):
     body = json.dumps(COMPLETED).encode()
     delivery_id = uuid.uuid4().hex
     assert post(run, "stage-started", STARTED).status_code == 200
     assert send(run.pk, "stage-complete", body, signed(run, body, delivery_id=delivery_id)).status_code == 200
-    retry = signed(run, body, delivery_id=delivery_id, timestamp=str(int(time.time()) + 1))
+    time_travel.shift(timedelta(minutes=1))
+    retry = signed(run, body, delivery_id=delivery_id)  # signed anew, a minute later
     assert send(run.pk, "stage-complete", body, retry).json() == {"status": "duplicate"}
 
 
@@ -137,12 +147,12 @@ def test_concurrent_duplicates_are_applied_once(run):
     assert WebhookDelivery.objects.count() == 1
 
 
-def test_deliveries_past_the_freshness_window_are_pruned(run):
-    old = WebhookDelivery.objects.create(training_run=run, delivery_id="old-delivery-id",
-                                         signed_at=timezone.now() - timedelta(seconds=3 * MAX_CLOCK_SKEW_SECONDS))
+def test_deliveries_past_the_freshness_window_are_pruned(time_travel, run):
     assert post(run, "stage-started", STARTED).status_code == 200
-    assert not WebhookDelivery.objects.filter(pk=old.pk).exists()
-    assert WebhookDelivery.objects.count() == 1
+    time_travel.shift(DELIVERY_MEMORY + timedelta(seconds=1))
+    assert post(run, "stage-complete", COMPLETED).status_code == 200
+    remembered = WebhookDelivery.objects.values_list("signed_at", flat=True)
+    assert list(remembered) == [CURRENT_TIME + DELIVERY_MEMORY + timedelta(seconds=1)]
 
 
 def test_a_refused_event_records_no_delivery(run):
@@ -177,9 +187,12 @@ def test_completed_stage_cannot_restart(run):
 
 @pytest.mark.parametrize("first, then", [("completed", "failed"), ("completed", "skipped"), ("skipped", "running")])
 def test_an_ended_stage_does_not_move_backwards(run, first, then):
-    events = {"running": ("stage-started", STARTED), "completed": ("stage-complete", COMPLETED),
-              "skipped": ("stage-complete", {"event": "stage_skipped", "stage": "Compile", "reason": "no"}),
-              "failed": ("failed", {"event": "stage_failed", "stage": "Compile", "message": "boom"})}
+    events = {
+        "running": ("stage-started", STARTED),
+        "completed": ("stage-complete", COMPLETED),
+        "skipped": ("stage-complete", {"event": "stage_skipped", "stage": "Compile", "reason": "no"}),
+        "failed": ("failed", {"event": "stage_failed", "stage": "Compile", "message": "boom"}),
+    }
     assert post(run, *events[first]).status_code == 200
     assert post(run, *events[then]).status_code == 409
     run.refresh_from_db()
@@ -208,15 +221,22 @@ def test_a_completed_run_cannot_become_running_again(run):
 
 
 def test_a_failure_event_fails_the_run_with_its_stage(run):
-    response = post(run, "failed", {"event": "stage_failed", "stage": "Trainer", "message": "out of memory",
-                                    "traceback": "..."})
+    response = post(
+        run, "failed", {"event": "stage_failed", "stage": "Trainer", "message": "out of memory", "traceback": "..."}
+    )
     assert response.json() == {"status": "failed"}
     run.refresh_from_db()
-    assert (run.error_stage, run.error_message, run.stages["Trainer"]["status"]) == ("Trainer", "out of memory",
-                                                                                       "failed")
+    assert (run.error_stage, run.error_message, run.stages["Trainer"]["status"]) == (
+        "Trainer",
+        "out of memory",
+        "failed",
+    )
     # The runner's closing report of the same outcome is not an error.
-    closing = post(run, "completed", {"event": "run_finished", "status": "failed",
-                                      "summary": {"stage": "Trainer", "message": "out of memory"}})
+    closing = post(
+        run,
+        "completed",
+        {"event": "run_finished", "status": "failed", "summary": {"stage": "Trainer", "message": "out of memory"}},
+    )
     assert closing.json() == {"status": "failed"}
 
 
@@ -228,10 +248,18 @@ def test_unknown_stage_name_is_refused(run, stage):
     assert unchanged(run) and str(stage) not in run.stages
 
 
-@pytest.mark.parametrize("epoch, total, fields", [
-    (10**12, 2, ["epoch"]), (3, 2, ["epoch"]), (0, 2, ["epoch"]), (-1, 2, ["epoch"]),
-    (1, 10**12, ["total_epochs"]), (1, 3, ["total_epochs"]), (10**12, 10**12, ["epoch", "total_epochs"]),
-])
+@pytest.mark.parametrize(
+    "epoch, total, fields",
+    [
+        (10**12, 2, ["epoch"]),
+        (3, 2, ["epoch"]),
+        (0, 2, ["epoch"]),
+        (-1, 2, ["epoch"]),
+        (1, 10**12, ["total_epochs"]),
+        (1, 3, ["total_epochs"]),
+        (10**12, 10**12, ["epoch", "total_epochs"]),
+    ],
+)
 def test_absurd_epoch_is_refused(run, epoch, total, fields):
     response = post(run, "epoch-complete", {**EPOCH, "epoch": epoch, "total_epochs": total})
     assert response.status_code == 400
@@ -243,41 +271,62 @@ def test_absurd_epoch_is_refused(run, epoch, total, fields):
 NESTED = b"[" * 100_000 + b"]" * 100_000
 
 
-@pytest.mark.parametrize("path, body, field", [
-    ("epoch-complete", b"not json", "body"),                                           # not JSON
-    ("epoch-complete", b"\xff\xfe{}", "body"),
-    ("epoch-complete", b"[1, 2]", "body"),                                             # JSON, not an object
-    ("epoch-complete", b'"epoch"', "body"),
-    ("epoch-complete", b"{}", "event"),                                                # missing fields
-    ("epoch-complete", b'{"event": "epoch_completed"}', "epoch"),
-    ("epoch-complete", b'{"event": "drop_tables"}', "event"),
-    ("epoch-complete", b'{"event": "epoch_completed", "epoch": "one", "total_epochs": 2}', "epoch"),  # wrong types
-    ("epoch-complete", b'{"event": "epoch_completed", "epoch": 1.5, "total_epochs": 2}', "epoch"),
-    ("epoch-complete", b'{"event": "epoch_completed", "epoch": 1, "total_epochs": 2, "metrics": [1]}', "metrics"),
-    ("completed", b'{"event": "run_finished", "status": "completed", "summary": "blessed"}', "summary"),
-    ("completed", b'{"event": "run_finished", "status": 1}', "status"),
-    ("stage-started", b'{"event": "stage_started", "stage": "Compile", "info": [1]}', "info"),
-    ("stage-complete", b'{"event": "stage_completed", "stage": "Compile", "summary": {"a": 1}}', "summary"),
-    ("completed", b'{"event": "run_finished", "status": "completed", "summary": {"blessed": {"a": [[[]]]}}}',
-     "summary.blessed"),                                                               # nested junk
-    ("epoch-complete", b'{"event": "epoch_completed", "epoch": 1, "total_epochs": 2, "metrics": {"loss": [[[1]]]}}',
-     "metrics.loss"),
-    ("epoch-complete", b'{"event": "epoch_completed", "epoch": 1, "total_epochs": 2, "metrics": {"histograms": '
-                       b'{"weights": {"q": {"counts": [-1], "edges": [0.0]}}}}}',
-     "metrics.histograms.weights.q.counts[0]"),
-    ("epoch-complete", NESTED, "body"),
-    ("epoch-complete", b'{"event": "epoch_completed", "epoch": 1e400, "total_epochs": 2}', "epoch"),  # huge numbers
-    ("epoch-complete", b'{"event": "epoch_completed", "epoch": 1, "total_epochs": 2, "metrics": {"loss": 1e400}}',
-     "metrics.loss"),
-    ("epoch-complete", b'{"event": "epoch_completed", "epoch": ' + b"9" * 5000 + b', "total_epochs": 2}', "body"),
-    ("epoch-complete", b'{"event": "epoch_completed", "epoch": 1, "total_epochs": 2, "metrics": {"loss": NaN}}',
-     "metrics.loss"),                                                                  # non-finite floats
-    ("epoch-complete", b'{"event": "epoch_completed", "epoch": 1, "total_epochs": 2, "metrics": {"loss": -Infinity}}',
-     "metrics.loss"),
-    ("epoch-complete", b'{"event": "epoch_completed", "epoch": 1, "total_epochs": 2, "time": Infinity}', "time"),
-    ("stage-started", b'{"event": "stage_started", "stage": "Compile", "drop": "tables"}', "drop"),  # unknown field
-    ("stage-started", b'{"event": "stage_failed", "stage": "Compile"}', "event"),     # posted to the wrong path
-])
+@pytest.mark.parametrize(
+    "path, body, field",
+    [
+        ("epoch-complete", b"not json", "body"),  # not JSON
+        ("epoch-complete", b"\xff\xfe{}", "body"),
+        ("epoch-complete", b"[1, 2]", "body"),  # JSON, not an object
+        ("epoch-complete", b'"epoch"', "body"),
+        ("epoch-complete", b"{}", "event"),  # missing fields
+        ("epoch-complete", b'{"event": "epoch_completed"}', "epoch"),
+        ("epoch-complete", b'{"event": "drop_tables"}', "event"),
+        ("epoch-complete", b'{"event": "epoch_completed", "epoch": "one", "total_epochs": 2}', "epoch"),  # wrong types
+        ("epoch-complete", b'{"event": "epoch_completed", "epoch": 1.5, "total_epochs": 2}', "epoch"),
+        ("epoch-complete", b'{"event": "epoch_completed", "epoch": 1, "total_epochs": 2, "metrics": [1]}', "metrics"),
+        ("completed", b'{"event": "run_finished", "status": "completed", "summary": "blessed"}', "summary"),
+        ("completed", b'{"event": "run_finished", "status": 1}', "status"),
+        ("stage-started", b'{"event": "stage_started", "stage": "Compile", "info": [1]}', "info"),
+        ("stage-complete", b'{"event": "stage_completed", "stage": "Compile", "summary": {"a": 1}}', "summary"),
+        (
+            "completed",
+            b'{"event": "run_finished", "status": "completed", "summary": {"blessed": {"a": [[[]]]}}}',
+            "summary.blessed",
+        ),  # nested junk
+        (
+            "epoch-complete",
+            b'{"event": "epoch_completed", "epoch": 1, "total_epochs": 2, "metrics": {"loss": [[[1]]]}}',
+            "metrics.loss",
+        ),
+        (
+            "epoch-complete",
+            b'{"event": "epoch_completed", "epoch": 1, "total_epochs": 2, "metrics": {"histograms": '
+            b'{"weights": {"q": {"counts": [-1], "edges": [0.0]}}}}}',
+            "metrics.histograms.weights.q.counts[0]",
+        ),
+        ("epoch-complete", NESTED, "body"),
+        ("epoch-complete", b'{"event": "epoch_completed", "epoch": 1e400, "total_epochs": 2}', "epoch"),  # huge numbers
+        (
+            "epoch-complete",
+            b'{"event": "epoch_completed", "epoch": 1, "total_epochs": 2, "metrics": {"loss": 1e400}}',
+            "metrics.loss",
+        ),
+        ("epoch-complete", b'{"event": "epoch_completed", "epoch": ' + b"9" * 5000 + b', "total_epochs": 2}', "body"),
+        (
+            "epoch-complete",
+            b'{"event": "epoch_completed", "epoch": 1, "total_epochs": 2, "metrics": {"loss": NaN}}',
+            "metrics.loss",
+        ),  # non-finite floats
+        (
+            "epoch-complete",
+            b'{"event": "epoch_completed", "epoch": 1, "total_epochs": 2, "metrics": {"loss": -Infinity}}',
+            "metrics.loss",
+        ),
+        ("epoch-complete", b'{"event": "epoch_completed", "epoch": 1, "total_epochs": 2, "time": Infinity}', "time"),
+        ("stage-started", b'{"event": "stage_started", "stage": "Compile", "drop": "tables"}', "drop"),  # unknown field
+        ("stage-started", b'{"event": "stage_failed", "stage": "Compile"}', "event"),  # posted to the wrong path
+    ],
+)
 def test_malformed_signed_bodies_answer_400(run, path, body, field):
     response = send(run.pk, path, body, signed(run, body))
     assert response.status_code == 400, response.content
@@ -288,30 +337,33 @@ def test_malformed_signed_bodies_answer_400(run, path, body, field):
 
 
 def test_an_oversized_event_answers_413(run, settings):
-    body = b'{"event": "stage_started", "stage": "Compile", "info": {}, "junk": "' + b"x" * (
-        settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1) + b'"}'
+    body = (
+        b'{"event": "stage_started", "stage": "Compile", "info": {}, "junk": "'
+        + b"x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+        + b'"}'
+    )
     assert send(run.pk, "stage-started", body, signed(run, body)).status_code == 413
     assert unchanged(run)
 
 
-def test_the_first_event_makes_the_run_remote_and_each_event_keeps_it_alive(run, api):
+def test_the_first_event_makes_the_run_remote_and_each_event_keeps_it_alive(time_travel, run, api):
     assert api.get(f"/api/training-runs/{run.pk}/").json()["runner"] == "local"
     assert post(run, "stage-started", STARTED).status_code == 200
     run.refresh_from_db()
     assert (run.status, run.runner, run.heartbeat_at) == (TrainingRun.RUNNING, TrainingRun.REMOTE, None)
-    first_seen = run.last_event_at
-    assert first_seen is not None
+    assert run.last_event_at == CURRENT_TIME
+    time_travel.shift(timedelta(minutes=1))
     assert post(run, "stage-complete", COMPLETED).status_code == 200
     run.refresh_from_db()
-    assert run.last_event_at >= first_seen
+    assert run.last_event_at == CURRENT_TIME + timedelta(minutes=1)
     detail = api.get(f"/api/training-runs/{run.pk}/").json()
     assert detail["runner"] == "remote" and detail["last_event_at"] is not None
 
 
-def test_local_worker_leaves_remote_runs_alone(run, settings):
+def test_local_worker_leaves_remote_runs_alone(time_travel, run, settings):
     settings.RUN_STALE_AFTER_SECONDS = 0
     assert post(run, "stage-started", STARTED).status_code == 200
-    TrainingRun.objects.filter(pk=run.pk).update(last_event_at=timezone.now() - timedelta(days=1))
+    time_travel.shift(timedelta(days=1))  # not a word from its runner since
     worker = Worker()
     assert worker.recover_orphans() == 0
     assert worker.claim_and_start() is None
@@ -330,14 +382,17 @@ def test_the_local_worker_never_claims_a_remote_run(run):
 
 
 def test_a_runner_cannot_report_for_a_run_the_local_worker_runs(run):
-    run.transition(TrainingRun.RUNNING, worker_id="local-worker", heartbeat_at=timezone.now(), attempts=1)
+    run.transition(TrainingRun.RUNNING, worker_id="local-worker", heartbeat_at=clock.now(), attempts=1)
     refused = post(run, "stage-started", STARTED)
     assert refused.status_code == 409 and "local worker" in refused.json()["error"]
     finished = post(run, "completed", {"event": "run_finished", "status": "completed", "summary": {"blessed": True}})
     assert finished.status_code == 409
     run.refresh_from_db()
-    assert (run.status, run.runner, run.stages["Compile"]["status"]) == (TrainingRun.RUNNING, TrainingRun.LOCAL,
-                                                                         "pending")
+    assert (run.status, run.runner, run.stages["Compile"]["status"]) == (
+        TrainingRun.RUNNING,
+        TrainingRun.LOCAL,
+        "pending",
+    )
 
 
 def test_cancelling_a_remote_run_ends_it_and_refuses_its_runner(run):

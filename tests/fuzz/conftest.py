@@ -27,6 +27,7 @@ import requests
 
 from ml_pipeline import demo_data
 from ml_pipeline.demo_configs import DEMO_FEATURE_CONFIG, DEMO_MAPPING, DEMO_MODEL_CONFIGS
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 USERNAME, PASSWORD = "fuzzer", "fuzz-horse-battery-staple"
@@ -44,18 +45,45 @@ SEEDED_IDS: dict[str, list[int]] = {
     "registered_id": [1],
     "token_id": [1],
 }
-SEEDED_COLUMNS = ["buyer_id", "product_id", "timestamp", "quantity", "price", "buyer_segment", "buyer_city",
-                  "product_category", "product_subcategory"]  # the uploaded CSV's (ml_pipeline.demo_data)
+SEEDED_COLUMNS = [
+    "buyer_id",
+    "product_id",
+    "timestamp",
+    "quantity",
+    "price",
+    "buyer_segment",
+    "buyer_city",
+    "product_category",
+    "product_subcategory",
+]  # the uploaded CSV's (ml_pipeline.demo_data)
 # Settings that would point the throwaway deployment at something real: dropped from its environment.
-UNSET_PREFIXES = ("MLP_TEST_", "DATABASE_", "PIPELINE_", "MLFLOW_", "SERVING_", "DATASET_", "STATIC_", "SECRET_KEY",
-                  "ML_PLATFORM_", "PYTEST_", "DJANGO_")
+UNSET_PREFIXES = (
+    "MLP_TEST_",
+    "DATABASE_",
+    "PIPELINE_",
+    "MLFLOW_",
+    "SERVING_",
+    "DATASET_",
+    "STATIC_",
+    "SECRET_KEY",
+    "ML_PLATFORM_",
+    "PYTEST_",
+    "DJANGO_",
+)
 
 
 # Deleting runs last, the seeded objects' children before their parents and the fuzzer's own token at the very
 # end, so every other operation meets the seeded project whole (an early DELETE /projects/1/ or
 # /tokens/1/ would leave the rest of the run 404s and 401s).
-DELETED_LAST = ("/api/experiments/", "/api/training-runs/", "/api/model-configs/", "/api/feature-configs/",
-                "/api/datasets/", "/api/projects/", "/api/tokens/")
+DELETED_LAST = (
+    "/api/experiments/",
+    "/api/training-runs/",
+    "/api/model-configs/",
+    "/api/feature-configs/",
+    "/api/datasets/",
+    "/api/projects/",
+    "/api/tokens/",
+)
 _OPERATION = re.compile(r"\[(?P<method>[A-Z]+) (?P<path>/\S+)\]")
 
 
@@ -63,8 +91,7 @@ def _run_order(item) -> int:
     operation = _OPERATION.search(item.name)
     if operation is None or operation["method"] != "DELETE":
         return -1
-    return next((i for i, prefix in enumerate(DELETED_LAST) if operation["path"].startswith(prefix)),
-                len(DELETED_LAST))
+    return next((i for i, prefix in enumerate(DELETED_LAST) if operation["path"].startswith(prefix)), len(DELETED_LAST))
 
 
 def pytest_collection_modifyitems(items):
@@ -89,23 +116,23 @@ class FuzzServer:
         return self.log_path.with_name("access.log")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _server_env(data_dir: Path, serving_port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(UNSET_PREFIXES)}
-    env.update(ML_PLATFORM_DATA_DIR=str(data_dir), DJANGO_SETTINGS_MODULE="ml_platform.settings",
-               SERVING_HOST="127.0.0.1", SERVING_PORT=str(serving_port), LOG_LEVEL="WARNING",
-               PYTHONPATH=str(ROOT))
+    env.update(
+        ML_PLATFORM_DATA_DIR=str(data_dir),
+        DJANGO_SETTINGS_MODULE="ml_platform.settings",
+        SERVING_HOST="127.0.0.1",
+        SERVING_PORT=str(serving_port),
+        LOG_LEVEL="WARNING",
+        PYTHONPATH=str(ROOT),
+    )
     return env
 
 
 def _manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -118,15 +145,17 @@ def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path) -> None:
         try:
             if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still loading the app
             pass
         time.sleep(0.1)
     raise AssertionError(f"the fuzz server did not answer within {START_TIMEOUT:.0f}s:\n{log_path.read_text()}")
 
 
 def _created(response: requests.Response, log_path: Path) -> dict:
-    assert response.status_code == 201, f"seeding {response.request.method} {response.request.url}: " \
+    assert response.status_code == 201, (
+        f"seeding {response.request.method} {response.request.url}: "
         f"{response.status_code} {response.text[:2000]}\nThe server's log:\n{log_path.read_text()[-5000:]}"
+    )
     return response.json()
 
 
@@ -142,18 +171,42 @@ def _seed(url: str, token: str, data_dir: Path, log_path: Path) -> dict[str, lis
     demo_data.write(demo_data.DemoSpec(rows=1_000, seed=0), csv_path, format="csv")
     with open(csv_path, "rb") as handle:
         upload = created(session.post(f"{base}/uploads/", files={"file": ("purchases.csv", handle, "text/csv")}))
-    dataset = created(session.post(f"{base}/datasets/", json={
-        "name": "purchases", "source": {"kind": "upload", "upload_id": upload["id"]}, "mapping": DEMO_MAPPING}))
-    features = created(session.post(f"{base}/feature-configs/", json={
-        "name": "features", "dataset_id": dataset["id"], "config": DEMO_FEATURE_CONFIG}))
-    models = [created(session.post(f"{base}/model-configs/", json={
-        "name": name, "feature_config_id": features["id"], "config": config}))
-        for name, config in DEMO_MODEL_CONFIGS.items()]
+    dataset = created(
+        session.post(
+            f"{base}/datasets/",
+            json={
+                "name": "purchases",
+                "source": {"kind": "upload", "upload_id": upload["id"]},
+                "mapping": DEMO_MAPPING,
+            },
+        )
+    )
+    features = created(
+        session.post(
+            f"{base}/feature-configs/",
+            json={"name": "features", "dataset_id": dataset["id"], "config": DEMO_FEATURE_CONFIG},
+        )
+    )
+    models = [
+        created(
+            session.post(
+                f"{base}/model-configs/", json={"name": name, "feature_config_id": features["id"], "config": config}
+            )
+        )
+        for name, config in DEMO_MODEL_CONFIGS.items()
+    ]
     catalog = {"dataset_id": dataset["id"], "feature_config_id": features["id"], "model_config_id": models[0]["id"]}
-    experiment = created(session.post(f"{base}/experiments/", json={
-        **catalog, "name": "small", "split_config": {"sample_percent": 10}, "training_params": {"epochs": 1}}))
-    run = created(session.post(f"{base}/training-runs/", json={
-        **catalog, "name": "weekly-recs", "training_params": {"epochs": 1}}))
+    experiment = created(
+        session.post(
+            f"{base}/experiments/",
+            json={**catalog, "name": "small", "split_config": {"sample_percent": 10}, "training_params": {"epochs": 1}},
+        )
+    )
+    run = created(
+        session.post(
+            f"{base}/training-runs/", json={**catalog, "name": "weekly-recs", "training_params": {"epochs": 1}}
+        )
+    )
     assert upload["columns"] and [c["name"] for c in upload["columns"]] == SEEDED_COLUMNS, upload["columns"]
     registered = session.get(f"{base}/registered-models/").json()
     tokens = session.get(f"{url}/api/tokens/").json()
@@ -175,23 +228,52 @@ def fuzz_server(tmp_path_factory) -> FuzzServer:
     """The platform served by gunicorn (as ``run_platform`` serves it, without the worker), seeded."""
     data_dir = tmp_path_factory.mktemp("fuzz") / "data"
     data_dir.mkdir()
-    env = _server_env(data_dir, serving_port=_free_port())
+    env = _server_env(data_dir, serving_port=free_port())
     _manage(env, "migrate", "--noinput", "-v", "0")
-    token = _manage(env, "shell", "--no-imports", "-v", "0", "-c", (
-        "from django.contrib.auth import get_user_model\n"
-        "from ml_platform.accounts.models import ApiToken\n"
-        f"user = get_user_model().objects.create_user({USERNAME!r}, password={PASSWORD!r})\n"
-        "print(ApiToken.objects.issue(user, 'fuzz')[1])\n")).strip()
+    token = _manage(
+        env,
+        "shell",
+        "--no-imports",
+        "-v",
+        "0",
+        "-c",
+        (
+            "from django.contrib.auth import get_user_model\n"
+            "from ml_platform.accounts.models import ApiToken\n"
+            f"user = get_user_model().objects.create_user({USERNAME!r}, password={PASSWORD!r})\n"
+            "print(ApiToken.objects.issue(user, 'fuzz')[1])\n"
+        ),
+    ).strip()
     log_path = data_dir.parent / "server.log"
     # The listening socket is made here and handed over, so no other process can take the port in between.
     with socket.create_server(("127.0.0.1", 0)) as listener, open(log_path, "wb") as log:
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "ml_platform.wsgi:application", "--bind", f"fd://{listener.fileno()}",
-             "--workers", "1", "--timeout", "30", "--graceful-timeout", "5",
-             "--log-level", "warning", "--access-logfile", str(log_path.with_name("access.log"))],
-            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            pass_fds=[listener.fileno()])
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "ml_platform.wsgi:application",
+                "--bind",
+                f"fd://{listener.fileno()}",
+                "--workers",
+                "1",
+                "--timeout",
+                "30",
+                "--graceful-timeout",
+                "5",
+                "--log-level",
+                "warning",
+                "--access-logfile",
+                str(log_path.with_name("access.log")),
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=[listener.fileno()],
+        )
     try:
         _wait_until_up(url, process, log_path)
         ids = _seed(url, token, data_dir, log_path)
@@ -208,13 +290,9 @@ def fuzz_server(tmp_path_factory) -> FuzzServer:
 
 @pytest.fixture(scope="module")
 def served_openapi(fuzz_server) -> dict:
-    """``/api/openapi.json`` as the live server serves it to a logged-in user (the docs need a session)."""
-    session = requests.Session()
-    session.get(f"{fuzz_server.url}/login/", timeout=10)
-    response = session.post(f"{fuzz_server.url}/login/", timeout=10, allow_redirects=False, data={
-        "username": USERNAME, "password": PASSWORD, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
-        headers={"Referer": f"{fuzz_server.url}/login/"})
-    assert response.status_code == 302, f"logging in to read the schema: {response.status_code}"
-    schema = session.get(f"{fuzz_server.url}/api/openapi.json", timeout=10)
+    """``/api/openapi.json`` as the live server serves it to a token, as a code generator reads it."""
+    schema = requests.get(
+        f"{fuzz_server.url}/api/openapi.json", timeout=10, headers={"Authorization": f"Bearer {fuzz_server.token}"}
+    )
     assert schema.status_code == 200, schema.text[:500]
     return schema.json()

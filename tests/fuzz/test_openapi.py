@@ -4,13 +4,12 @@ Each operation is one test: schemathesis' coverage cases (boundaries, missing an
 methods) and a fixed number of generated requests, valid and invalid, all with a valid token. Half of the
 ids in paths, query strings and top-level body fields are the seeded objects' (the rest are whatever
 schemathesis makes), so requests reach real datasets, configs and runs. A request fails the test when it
-answers a 5xx, when a documented answer does not match its response schema, or when a 4xx is not the
-API's one error shape. The run is deterministic: a fixed seed, hypothesis derandomized, no example
-database, and the same server state for the same schema.
-
-status_code_conformance is not checked: the schema declares only each operation's success status (no 401,
-404, 409 or 422, nor their error body), so every refusal would count as a failure. Declaring the error
-responses is ground-work for the schema; until then ``error_shape`` below checks every 4xx body.
+answers a 5xx, when it answers a status its operation does not declare (every operation declares its
+refusals: 401, and 400/403/404/409/413/422/502 where they can happen, with the error body's schema), when
+a documented answer does not match its response schema, or when a 4xx is not the API's one error shape
+(``error_shape`` below, which also covers what gunicorn or Django answer before an operation runs). The
+run is deterministic: a fixed seed, hypothesis derandomized, no example database, and the same server
+state for the same schema.
 
 Operations that start processes are kept: nothing generated can reach one. Deploying needs a pushed
 model version and pushing needs a finished, blessed run, and no run can finish because the worker is
@@ -25,7 +24,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error, response_schema_conformance
+from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.failures import FailureGroup
 
@@ -38,25 +37,35 @@ MAX_EXAMPLES = 80  # generated requests per operation in the fuzzing phase (plus
 # The seeded ids, bound to the parameters of the same name (path, query or top-level body field) half of the
 # time; the seeded upload and its columns, bound to a dataset's source and mapping most of the time, so that
 # datasets get made and previewed, not only refused.
-_dictionaries = {**SEEDED_IDS, "config_id": SEEDED_IDS["feature_config_id"] + SEEDED_IDS["model_config_id"],
-                 "column": SEEDED_COLUMNS}
+_dictionaries = {
+    **SEEDED_IDS,
+    "config_id": SEEDED_IDS["feature_config_id"] + SEEDED_IDS["model_config_id"],
+    "column": SEEDED_COLUMNS,
+}
 _bound = {name: {"dictionary": name, "probability": 0.5} for name in SEEDED_IDS}
 _bound["config_id"] = {"dictionary": "config_id", "probability": 0.5}
 _dataset_fields = {
     "body.source.upload_id": "upload_id",
     **{f"body.mapping.{role}": "column" for role in ("buyer_id", "product_id", "timestamp", "target")},
-    **{f"body.{field}[*].column": "column"
-       for field in ("mapping.buyer_features", "mapping.product_features", "filters.conditions")},
+    **{
+        f"body.{field}[*].column": "column"
+        for field in ("mapping.buyer_features", "mapping.product_features", "filters.conditions")
+    },
 }
-CONFIG = SchemathesisConfig.from_dict({
-    "seed": SEED,
-    # Every request carries the seeded user's token (below), not a generated Authorization header or
-    # session cookie: what a request without valid credentials gets is test_auth_required.py's subject.
-    "generation": {"with-security-parameters": False},
-    "dictionaries": {name: {"values": ids} for name, ids in _dictionaries.items()},
-    "parameters": {**_bound, **{f"body.{name}": binding for name, binding in _bound.items()},
-                   **{key: {"dictionary": name, "probability": 0.8} for key, name in _dataset_fields.items()}},
-})
+CONFIG = SchemathesisConfig.from_dict(
+    {
+        "seed": SEED,
+        # Every request carries the seeded user's token (below), not a generated Authorization header or
+        # session cookie: what a request without valid credentials gets is test_auth_required.py's subject.
+        "generation": {"with-security-parameters": False},
+        "dictionaries": {name: {"values": ids} for name, ids in _dictionaries.items()},
+        "parameters": {
+            **_bound,
+            **{f"body.{name}": binding for name, binding in _bound.items()},
+            **{key: {"dictionary": name, "probability": 0.8} for key, name in _dataset_fields.items()},
+        },
+    }
+)
 OPENAPI = json.loads(json.dumps(api.get_openapi_schema()))  # as served: status codes become strings
 schema = schemathesis.openapi.from_dict(OPENAPI, config=CONFIG)
 
@@ -73,12 +82,16 @@ def error_shape(ctx, response, case):
         body = response.json()
     except ValueError:
         raise AssertionError(f"a {response.status_code} answer is not JSON: {response.text[:200]!r}") from None
-    assert isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"], \
+    assert isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"], (
         f"a {response.status_code} answer has no 'error' message: {body!r}"
+    )
     for problem in body.get("errors", []):
-        assert isinstance(problem, dict) and set(problem) == {"field", "message"} \
-            and isinstance(problem["field"], str) and isinstance(problem["message"], str), \
-            f"a {response.status_code} answer has a malformed problem: {problem!r}"
+        assert (
+            isinstance(problem, dict)
+            and set(problem) == {"field", "message"}
+            and isinstance(problem["field"], str)
+            and isinstance(problem["message"], str)
+        ), f"a {response.status_code} answer has a malformed problem: {problem!r}"
     return True
 
 
@@ -94,14 +107,25 @@ def session(fuzz_server, served_openapi) -> requests.Session:
 # items (one per operation) would all get the same id, and pytest-xdist would run one of them. A parameter
 # makes each id unique: test_operation_answers_within_its_schema[GET /api/tokens/][seed=20250808].
 @pytest.mark.parametrize("seed", [SEED], ids=lambda value: f"seed={value}")
-@settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+@settings(
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
 def test_operation_answers_within_its_schema(case, seed, fuzz_server, session):
     try:
-        case.call_and_validate(base_url=fuzz_server.url, session=session, timeout=30,
-                               headers={"Authorization": f"Bearer {fuzz_server.token}"},
-                               checks=[not_a_server_error, response_schema_conformance, error_shape])
+        case.call_and_validate(
+            base_url=fuzz_server.url,
+            session=session,
+            timeout=30,
+            headers={"Authorization": f"Bearer {fuzz_server.token}"},
+            checks=[not_a_server_error, status_code_conformance, response_schema_conformance, error_shape],
+        )
     except FailureGroup as failures:
-        failures.add_note(f"The server's log, last lines (a 500's traceback is there):\n{fuzz_server.log_tail()}\n"
-                          f"Every request it answered: {fuzz_server.access_log}")
+        failures.add_note(
+            f"The server's log, last lines (a 500's traceback is there):\n{fuzz_server.log_tail()}\n"
+            f"Every request it answered: {fuzz_server.access_log}"
+        )
         raise
