@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8000
 DEMO_ROWS ?= 100000
 
-.PHONY: up test test-sqlite test-postgres install browsers postgres bench clean
+.PHONY: up test lint test-sqlite test-postgres install browsers postgres bench clean
 
 # The stamp file is remade whenever the dependency lists change.
 $(VENV)/.installed: pyproject.toml package.json package-lock.json
@@ -25,14 +25,21 @@ install: $(VENV)/.installed
 browsers:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
+# collectstatic writes the static files under hashed names (a deploy never serves a stale script) with their manifest.
 up: install
+	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo --rows $(DEMO_ROWS)
 	$(PY) manage.py run_platform --port $(PORT)
 
 # The whole suite on SQLite (the default database), then everything that touches the database again on
 # PostgreSQL, in a throwaway server: nothing SQLite-only gets in.
-test: test-sqlite test-postgres
+test: lint test-sqlite test-postgres
+
+# ruff (configured in pyproject.toml): a finding or an unformatted file fails the test command.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-sqlite: install browsers
 	$(PY) -m pytest -n 2 --dist loadfile

@@ -1,11 +1,15 @@
 """The JSON API under /api/, with OpenAPI docs at /api/docs.
 
 Every endpoint requires a logged-in session (with CSRF, as for any form) or a
-personal token (``Authorization: Bearer mlp_...``). Every error answers the
-same shape: ``{"error": "...", "errors": [{"field": ..., "message": ...}]}``.
+personal token (``Authorization: Bearer mlp_...``); so do the schema and the
+docs. Every error answers the same shape: ``{"error": "...", "errors":
+[{"field": ..., "message": ...}]}``; the domain errors services raise
+(ml_platform.core.errors) are mapped to their status codes here, once.
 """
 
-from django.contrib.auth.decorators import login_required
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404
@@ -14,20 +18,31 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer
 
+from ml_pipeline.errors import ConfigError, DataError, Problem
 from ml_platform.accounts.api import router as tokens_router
 from ml_platform.accounts.auth import session_auth
 from ml_platform.accounts.models import ApiToken
 from ml_platform.audit.api import router as audit_router
-from ml_platform.core.errors import ApiError, error_body, problems_from_ninja
+from ml_platform.core.errors import (
+    ApiError,
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    UpstreamFailed,
+    error_body,
+    problems_from_ninja,
+)
 from ml_platform.core.parser import JsonObjectParser
 from ml_platform.datasets.api import router as datasets_router
 from ml_platform.deployment.api import router as deployment_router
 from ml_platform.experiments.api import router as experiments_router
 from ml_platform.modeling.api import router as modeling_router
 from ml_platform.projects.api import router as projects_router
+from ml_platform.registry.api import router as registry_router
 from ml_platform.training.api import router as training_router
 from ml_platform.training.webhooks import router as webhooks_router
-from ml_pipeline.errors import ConfigError, DataError, Problem
 
 
 class TokenAuth(HttpBearer):
@@ -40,15 +55,35 @@ class TokenAuth(HttpBearer):
         return found.user
 
 
+token_auth = TokenAuth()
+UNAUTHENTICATED = "Authentication required: log in or send 'Authorization: Bearer <token>'"
+
+
+def session_or_token(view):
+    """The schema and docs name every endpoint: for a logged-in user, or a script or code generator with a token.
+
+    Without either a browser is sent to the login page; a token that is not (or no longer) valid answers 401.
+    """
+
+    @wraps(view)
+    def guarded(request, *args, **kwargs):
+        if request.user.is_authenticated or token_auth(request) is not None:
+            return view(request, *args, **kwargs)
+        if "Authorization" in request.headers:
+            return api.create_response(request, error_body(UNAUTHENTICATED), status=401)
+        return redirect_to_login(request.get_full_path())
+
+    return guarded
+
+
 api = NinjaAPI(
     title="ML Platform API",
     version="1",
     description="Projects, datasets, feature and model configs, experiments, training runs, the model registry "
-                "and deployments of the ML Platform.",
-    auth=[TokenAuth(), session_auth],
+    "and deployments of the ML Platform.",
+    auth=[token_auth, session_auth],
     docs_url="/docs",
-    # The schema and docs pages are for logged-in users too (they name every endpoint).
-    docs_decorator=login_required,
+    docs_decorator=session_or_token,
     parser=JsonObjectParser(),
 )
 
@@ -85,6 +120,16 @@ def on_still_referenced(request, exc):
     return api.create_response(request, error_body(f"Still in use by {', '.join(users)}"), status=409)
 
 
+# Each domain error's status code (ml_platform.core.errors); any other DomainError is a plain 400.
+DOMAIN_STATUS = {NotFound: 404, Conflict: 409, Invalid: 422, Forbidden: 403, UpstreamFailed: 502}
+
+
+@api.exception_handler(DomainError)
+def on_domain_error(request, exc):
+    status = next((code for kind, code in DOMAIN_STATUS.items() if isinstance(exc, kind)), 400)
+    return api.create_response(request, error_body(exc.message, exc.problems), status=status)
+
+
 @api.exception_handler(ApiError)
 def on_api_error(request, exc):
     return api.create_response(request, error_body(exc.message, exc.problems), status=exc.status)
@@ -97,9 +142,7 @@ def on_not_found(request, exc):
 
 @api.exception_handler(AuthenticationError)
 def on_unauthenticated(request, exc):
-    return api.create_response(
-        request, error_body("Authentication required: log in or send 'Authorization: Bearer <token>'"), status=401
-    )
+    return api.create_response(request, error_body(UNAUTHENTICATED), status=401)
 
 
 @api.exception_handler(HttpError)
@@ -116,5 +159,6 @@ api.add_router("", modeling_router)
 api.add_router("", webhooks_router)
 api.add_router("", training_router)
 api.add_router("", experiments_router)
+api.add_router("", registry_router)
 api.add_router("", deployment_router)
 api.add_router("", audit_router)

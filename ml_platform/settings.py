@@ -13,16 +13,43 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
-from csp.constants import NONE, SELF
+from csp.constants import NONCE, NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+# A typed variable with a value not of its type stops the start, naming the variable: "ture" is not false.
+# Empty is the same as unset (the default).
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
 def _env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    if value not in _TRUE | _FALSE:
+        raise ImproperlyConfigured(f"{name}={os.environ[name]!r}: use true or false (also 1/0, yes/no, on/off)")
+    return value in _TRUE
+
+
+def _env_number(name: str, default: float, kind: type[int] | type[float]):
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return kind(value)
+    except ValueError:
+        wanted = "an integer" if kind is int else "a number"
+        raise ImproperlyConfigured(f"{name}={os.environ[name]!r}: not {wanted}") from None
+
+
+def _env_int(name: str, default: int) -> int:
+    return _env_number(name, default, int)
+
+
+def _env_float(name: str, default: float) -> float:
+    return _env_number(name, default, float)
 
 
 def _env_list(name: str, default: str) -> list[str]:
@@ -123,7 +150,7 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
-        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
+        conn_max_age=_env_int("DATABASE_CONN_MAX_AGE", 0),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -143,8 +170,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # through its backend (first, so a locked-out pair never reaches the password check) and a request in
 # authenticate(): the login form passes one. The address is the one the audit trail records.
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
-AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
-AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_FAILURE_LIMIT = _env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=_env_float("LOGIN_LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "ml_platform.audit.services.client_address"
@@ -168,18 +195,21 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", DATA_DIR / "staticfiles"))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "ml_platform" / "static"]
-# Chart.js and D3 come from npm (package.json); only their built files are served.
+# htmx, Chart.js and D3's selection module come from npm (package.json) as ES modules; only the files the pages
+# load are served (ml_platform/core/frontend.py).
 NODE_MODULES_DIR = BASE_DIR / "node_modules"
-if NODE_MODULES_DIR.exists():
-    STATICFILES_DIRS += [
-        ("vendor/chart.js", NODE_MODULES_DIR / "chart.js" / "dist"),
-        ("vendor/d3", NODE_MODULES_DIR / "d3" / "dist"),
-    ]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "ml_platform.core.staticfiles.NodeModulesFinder",
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # Hashed names from collectstatic's manifest (`make up` runs it); in debug mode the plain names, from the
+    # finders. The tests serve plain names from the finders (tests/settings.py).
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-# Serve straight from the finders in development and tests (no collectstatic needed).
+# Files not collected yet are served from the finders too (the hashed ones only ever from STATIC_ROOT).
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
@@ -193,11 +223,13 @@ SESSION_COOKIE_SECURE = _env_bool("ML_PLATFORM_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # Security headers. The pages load only the platform's own scripts and styles (no inline script, event
-# handler or style attribute anywhere: the CSP refuses them), and no other site may frame them.
+# handler or style attribute anywhere: the CSP refuses them), and no other site may frame them. The one inline
+# script is base.html's import map (browsers read it only inline), allowed by a nonce new on every answer;
+# django-csp adds the nonce to script-src only on answers whose template used it.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
-        "script-src": [SELF],
+        "script-src": [SELF, NONCE],
         "style-src": [SELF],
         "img-src": [SELF, "data:"],  # Swagger UI's icons are data: URLs
         "connect-src": [SELF],
@@ -229,18 +261,17 @@ LOGGING = {
 NINJA_PAGINATION_PER_PAGE = 50
 
 # Training runs: the worker's limits, and the GPU price table for cost (USD per GPU-hour).
-MAX_CONCURRENT_RUNS = int(os.environ.get("MAX_CONCURRENT_RUNS", "1"))
-RUN_HEARTBEAT_SECONDS = float(os.environ.get("RUN_HEARTBEAT_SECONDS", "5"))
-RUN_STALE_AFTER_SECONDS = float(os.environ.get("RUN_STALE_AFTER_SECONDS", "60"))
-RUN_MAX_ATTEMPTS = int(os.environ.get("RUN_MAX_ATTEMPTS", "2"))
+MAX_CONCURRENT_RUNS = _env_int("MAX_CONCURRENT_RUNS", 1)
+RUN_STALE_AFTER_SECONDS = _env_float("RUN_STALE_AFTER_SECONDS", 60)
+RUN_MAX_ATTEMPTS = _env_int("RUN_MAX_ATTEMPTS", 2)
 GPU_PRICES_PER_HOUR = {"T4": 0.35, "L4": 0.71, "V100": 2.48, "A100": 2.93, "H100": 9.80}
 
-# The local serving endpoint (ml_pipeline.serving_server), started by the platform on first deploy.
+# The local serving endpoint (ml_pipeline.serving.server), started by the platform on first deploy.
 SERVING_HOST = os.environ.get("SERVING_HOST", "127.0.0.1")
-SERVING_PORT = int(os.environ.get("SERVING_PORT", "8501"))
+SERVING_PORT = _env_int("SERVING_PORT", 8501)
 SERVING_URL = os.environ.get("SERVING_URL", "")  # empty: http://SERVING_HOST:SERVING_PORT
 SERVING_DIR = os.environ.get("SERVING_DIR", str(DATA_DIR / "serving"))
-SERVING_LOAD_TIMEOUT = float(os.environ.get("SERVING_LOAD_TIMEOUT", "180"))
+SERVING_LOAD_TIMEOUT = _env_float("SERVING_LOAD_TIMEOUT", 180)
 SERVING_TOKEN = os.environ.get("SERVING_TOKEN", "")  # empty: the endpoint authenticates nobody (loopback only)
-SERVING_MAX_BODY_BYTES = int(os.environ.get("SERVING_MAX_BODY_BYTES", str(4 * 1024 * 1024)))
-SERVING_MAX_INSTANCES = int(os.environ.get("SERVING_MAX_INSTANCES", "1000"))
+SERVING_MAX_BODY_BYTES = _env_int("SERVING_MAX_BODY_BYTES", 4 * 1024 * 1024)
+SERVING_MAX_INSTANCES = _env_int("SERVING_MAX_INSTANCES", 1000)

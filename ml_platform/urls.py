@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/", api.urls),
     path("projects/<int:project_id>/", project_views.project_detail, name="project"),
     path("datasets/<int:dataset_id>/", dataset_views.dataset_detail, name="dataset"),
+    path("datasets/<int:dataset_id>/preview/", dataset_views.dataset_preview, name="dataset-preview"),
     path("feature-configs/<int:config_id>/", modeling_views.feature_config_detail, name="feature-config"),
     path("model-configs/<int:config_id>/", modeling_views.model_config_detail, name="model-config"),
     path("training/runs/<int:run_id>/statistics/", training_views.run_statistics, name="training-run-statistics"),

@@ -53,8 +53,9 @@ def server_user() -> str | None:
 def main(command: list[str]) -> int:
     binaries = server_binaries()
     if binaries is None:
-        raise SystemExit("PostgreSQL's server binaries (initdb, pg_ctl) are not installed; "
-                         "on Debian: apt-get install postgresql")
+        raise SystemExit(
+            "PostgreSQL's server binaries (initdb, pg_ctl) are not installed; on Debian: apt-get install postgresql"
+        )
     user = server_user()
 
     def as_server_user(command: list[str]) -> list[str]:
@@ -66,17 +67,28 @@ def main(command: list[str]) -> int:
         shutil.chown(folder, user=user)
     pg_ctl = os.path.join(binaries, "pg_ctl")
     try:
-        subprocess.run(as_server_user([os.path.join(binaries, "initdb"), "-D", data, "-U", "mlp", "--auth=trust",
-                                       "--no-sync"]), check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            as_server_user([os.path.join(binaries, "initdb"), "-D", data, "-U", "mlp", "--auth=trust", "--no-sync"]),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         options = f"-k {folder} -p {PORT} -c listen_addresses='' -c fsync=off -c max_connections=200"
-        subprocess.run(as_server_user([pg_ctl, "-D", data, "-o", options, "-l", os.path.join(folder, "server.log"),
-                                       "-w", "start"]), check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            as_server_user(
+                [pg_ctl, "-D", data, "-o", options, "-l", os.path.join(folder, "server.log"), "-w", "start"]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         url = f"postgres://mlp@{quote(folder, safe='')}:{PORT}/postgres"
         print(f"PostgreSQL test server: {url}", flush=True)
         return subprocess.run(command, env={**os.environ, "MLP_TEST_DATABASE_URL": url}).returncode
     finally:
-        subprocess.run(as_server_user([pg_ctl, "-D", data, "-m", "immediate", "stop"]),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            as_server_user([pg_ctl, "-D", data, "-m", "immediate", "stop"]),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         shutil.rmtree(folder, ignore_errors=True)
 
 

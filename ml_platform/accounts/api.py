@@ -9,6 +9,7 @@ from ninja import Router, Schema, Status
 from ml_platform.accounts.auth import session_auth
 from ml_platform.accounts.models import ApiToken
 from ml_platform.audit import services as audit
+from ml_platform.core.errors import refusals
 
 router = Router(tags=["tokens"])
 
@@ -30,7 +31,7 @@ class IssuedTokenOut(TokenOut):
 
 
 # Issuing a token needs the browser session: a leaked token must not mint more.
-@router.post("/tokens/", response={201: IssuedTokenOut}, auth=session_auth)
+@router.post("/tokens/", response={201: IssuedTokenOut, **refusals(400, 422)}, auth=session_auth)
 def issue_token(request, payload: TokenIn):
     with transaction.atomic():
         token, raw = ApiToken.objects.issue(request.user, payload.name)
@@ -38,12 +39,12 @@ def issue_token(request, payload: TokenIn):
     return Status(201, {**TokenOut.model_validate(token, from_attributes=True).model_dump(), "token": raw})
 
 
-@router.get("/tokens/", response=list[TokenOut])
+@router.get("/tokens/", response={200: list[TokenOut], **refusals()})
 def list_tokens(request):
     return ApiToken.objects.filter(user=request.auth)
 
 
-@router.delete("/tokens/{token_id}/", response={204: None})
+@router.delete("/tokens/{token_id}/", response={204: None, **refusals(404, 422)})
 def revoke_token(request, token_id: int):
     token = get_object_or_404(ApiToken, pk=token_id, user=request.auth)
     with transaction.atomic(), audit.recording(request, audit.Action.TOKEN_REVOKE, token, changes={"name": token.name}):

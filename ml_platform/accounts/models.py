@@ -3,7 +3,8 @@ import secrets
 
 from django.conf import settings
 from django.db import models
-from django.utils import timezone
+
+from ml_platform.core import clock
 
 TOKEN_PREFIX = "mlp_"
 
@@ -30,7 +31,7 @@ class ApiTokenManager(models.Manager):
         if token is None or not token.user.is_active:
             return None
         # Cheap write-skipping: record use at most once a minute per token.
-        now = timezone.now()
+        now = clock.now()
         if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         return token

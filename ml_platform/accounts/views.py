@@ -7,8 +7,10 @@ from django.shortcuts import render
 def lockout_message() -> str:
     minutes = settings.AXES_COOLOFF_TIME.total_seconds() / 60
     wait = f"{minutes:g} minute{'s' if minutes != 1 else ''}"
-    return (f"Too many failed logins for this account from your address: logging in is refused for {wait}. "
-            f"Wait, then try again.")
+    return (
+        f"Too many failed logins for this account from your address: logging in is refused for {wait}. "
+        f"Wait, then try again."
+    )
 
 
 def locked_out(request, original_response=None, credentials=None):

@@ -46,8 +46,9 @@ class AuditEvent(models.Model):
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     # Who: the user (kept as a name too, for when the account is gone), or a system actor's name.
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
-                              related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     actor_label = models.CharField(max_length=150, help_text="The username then, or 'worker' / 'remote runner'")
     via = models.CharField(max_length=10, choices=Via.choices)
     token_name = models.CharField(max_length=100, blank=True, help_text="The API token's name, when via a token")
@@ -57,8 +58,9 @@ class AuditEvent(models.Model):
     object_type = models.CharField(max_length=100, help_text="app_label.model, e.g. datasets.dataset")
     object_id = models.BigIntegerField()
     object_label = models.CharField(max_length=200, help_text="The object's name at the time")
-    project = models.ForeignKey(Project, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True,
-                                related_name="+")
+    project = models.ForeignKey(
+        Project, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+"
+    )
     project_label = models.CharField(max_length=100, blank=True)
     changes = models.JSONField(default=dict, blank=True, help_text="What changed, secrets masked")
 

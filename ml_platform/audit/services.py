@@ -28,17 +28,20 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
+from ml_pipeline.redact import MASK, redact_text
 from ml_platform.audit.models import AuditEvent
 from ml_platform.projects.models import Project
-from ml_pipeline.redact import MASK, redact_text
 
 Action = AuditEvent.Action
 Via = AuditEvent.Via
 
 HISTORY_SHOWN = 20
 # A key naming a secret: its value is never kept, whatever it is.
-SECRET_KEY_RE = re.compile(r"pass(word|wd|phrase)?$|pwd$|secret|token|api_?key|credential|private_?key|key_hash"
-                           r"|authorization|cookie|session", re.IGNORECASE)
+SECRET_KEY_RE = re.compile(
+    r"pass(word|wd|phrase)?$|pwd$|secret|token|api_?key|credential|private_?key|key_hash"
+    r"|authorization|cookie|session",
+    re.IGNORECASE,
+)
 # Secrets inside a string, besides the URL and DSN passwords ml_pipeline.redact masks: other secret-named
 # parameters (token=..., api_key=...) and raw API tokens.
 PARAM_SECRET_RE = re.compile(r"(?P<head>\b(?:passwd|pwd|secret|token|api_?key)\s*=\s*)[^&;\s]*", re.IGNORECASE)
@@ -109,8 +112,13 @@ def actor_of(who) -> Actor:
         user = who.user if getattr(who.user, "is_authenticated", False) else None
         if user is None:
             raise ValueError("record() needs an authenticated request or a system actor")
-        return Actor(user.get_username(), Via.TOKEN if token else Via.SESSION, user=user,
-                     token_name=token.name if token else "", address=client_address(who))
+        return Actor(
+            user.get_username(),
+            Via.TOKEN if token else Via.SESSION,
+            user=user,
+            token_name=token.name if token else "",
+            address=client_address(who),
+        )
     if getattr(who, "pk", None) is not None:  # a user acting outside a request (a management command)
         return Actor(who.get_username(), Via.SYSTEM, user=who)
     raise TypeError(f"not a request, an actor or a user: {who!r}")
@@ -139,10 +147,18 @@ def _event(request_or_actor, action: str, obj: models.Model, changes: dict | Non
     actor = actor_of(request_or_actor)
     project = obj if isinstance(obj, Project) else getattr(obj, "project", None)
     return AuditEvent(
-        actor=actor.user, actor_label=actor.label[:150], via=actor.via, token_name=actor.token_name[:100],
-        address=actor.address, action=action, object_type=obj._meta.label_lower, object_id=obj.pk,
-        object_label=str(obj)[:200], project_id=project.pk if project else None,
-        project_label=str(project)[:100] if project else "", changes=safe_changes(changes),
+        actor=actor.user,
+        actor_label=actor.label[:150],
+        via=actor.via,
+        token_name=actor.token_name[:100],
+        address=actor.address,
+        action=action,
+        object_type=obj._meta.label_lower,
+        object_id=obj.pk,
+        object_label=str(obj)[:200],
+        project_id=project.pk if project else None,
+        project_label=str(project)[:100] if project else "",
+        changes=safe_changes(changes),
     )
 
 
@@ -197,5 +213,4 @@ def history(obj: models.Model) -> dict:
     A project's history is the whole project's trail; any other object's is its own.
     """
     events = AuditEvent.objects.filter(project=obj) if isinstance(obj, Project) else events_for(obj)
-    return {"events": list(events[:HISTORY_SHOWN]), "count": events.count(),
-            "shown": HISTORY_SHOWN}
+    return {"events": list(events[:HISTORY_SHOWN]), "count": events.count(), "shown": HISTORY_SHOWN}

@@ -15,18 +15,19 @@ from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.db import transaction
 
+from ml_pipeline import demo_data
+from ml_pipeline.demo_configs import DEMO_FEATURE_CONFIG, DEMO_MAPPING, DEMO_MODEL_CONFIGS
 from ml_platform.datasets import services as dataset_services
 from ml_platform.datasets.models import Dataset
 from ml_platform.modeling import services as modeling_services
 from ml_platform.modeling.models import FeatureConfig, ModelConfig
 from ml_platform.projects.models import Membership, Project
-from ml_pipeline import demo_data
-from ml_pipeline.demo_configs import DEMO_FEATURE_CONFIG, DEMO_MAPPING, DEMO_MODEL_CONFIGS
 
 DEMO_USERNAME = "demo"
 DEMO_PROJECT = "b2b-recs"
 DEMO_DATASET = "Demo purchases"
 DEMO_FEATURES = "Standard features"
+
 
 def demo_password() -> tuple[str, bool]:
     """The demo user's password and whether it is new.
@@ -76,7 +77,8 @@ def load_demo(rows: int = 100_000) -> dict:
     data_file = _demo_data_file(rows)
     with transaction.atomic():
         project, _ = Project.objects.get_or_create(  # the demo user's own: names are unique per owner only
-            name=DEMO_PROJECT, created_by=user,
+            name=DEMO_PROJECT,
+            created_by=user,
             defaults={"description": "Demo: B2B purchase recommendations on generated data"},
         )
         Membership.objects.get_or_create(project=project, user=user, defaults={"role": Membership.OWNER})
@@ -101,8 +103,12 @@ def load_demo(rows: int = 100_000) -> dict:
         features = modeling_services.save_feature_config(
             project,
             user,
-            {"name": DEMO_FEATURES, "description": "IDs, segment, city, category, price and time of purchase",
-             "dataset_id": dataset.id, "config": DEMO_FEATURE_CONFIG},
+            {
+                "name": DEMO_FEATURES,
+                "description": "IDs, segment, city, category, price and time of purchase",
+                "dataset_id": dataset.id,
+                "config": DEMO_FEATURE_CONFIG,
+            },
         )
     for name, config in DEMO_MODEL_CONFIGS.items():
         if not ModelConfig.objects.filter(project=project, name=name).exists():

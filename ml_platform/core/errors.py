@@ -1,18 +1,78 @@
-"""The API's single error shape: ``{"error": "...", "errors": [{"field", "message"}]}``."""
+"""The platform's domain errors, and the API's single error shape: ``{"error": "...", "errors": [{"field", "message"}]}``.
+
+Services, the worker, management commands and the scheduler raise and catch the domain errors below
+(and ``ml_pipeline.errors.ConfigError`` / ``DataError`` for bad configurations and unusable data); they know
+nothing of HTTP. ``ml_platform.api`` maps each one to its status code, once. ``ApiError`` is left for the
+refusals that only exist over HTTP: a request body that is not JSON, a webhook's signature.
+"""
 
 from __future__ import annotations
+
+from ninja import Schema
 
 from ml_pipeline.errors import Problem, error_location, problem_from_error_item
 
 
+class DomainError(Exception):
+    """A rule of the platform refused something; ``message`` is for a person, ``problems`` name the fields."""
+
+    def __init__(self, message: str, problems: list[Problem] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.problems = problems or []
+
+
+class NotFound(DomainError):
+    """The object does not exist (or belongs to a project the user cannot see)."""
+
+
+class Conflict(DomainError):
+    """The object's state forbids it now: a name taken, a run still going, a version already deployed."""
+
+
+class Invalid(DomainError):
+    """The input is wrong in a way only the platform can tell (no such user, a file DuckDB cannot read)."""
+
+    def __init__(self, problems: list[Problem] | Problem, message: str = "Invalid input"):
+        super().__init__(message, [problems] if isinstance(problems, Problem) else list(problems))
+
+
+class Forbidden(DomainError):
+    """The user may see the object but not do this to it (a plain member changing an owner's setting)."""
+
+
+class UpstreamFailed(DomainError):
+    """A service the platform drives (the serving endpoint) failed to do what it was asked."""
+
+
 class ApiError(Exception):
-    """An error to answer with a status code and a readable message."""
+    """An HTTP-only refusal: a status code and a readable message."""
 
     def __init__(self, status: int, message: str, problems: list[Problem] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.problems = problems or []
+
+
+class FieldError(Schema):
+    field: str
+    message: str
+
+
+class ErrorResponse(Schema):
+    """Every refusal of the API: what went wrong, and each bad field when there are some."""
+
+    error: str
+    errors: list[FieldError] = []
+
+
+def refusals(*statuses: int) -> dict[int, type[ErrorResponse]]:
+    """The error answers an operation declares in OpenAPI: 401 (every operation needs credentials) and ``statuses``.
+
+    ``response={200: RunDetail, **refusals(404, 409)}``.
+    """
+    return {status: ErrorResponse for status in sorted({401, *statuses})}
 
 
 def error_body(message: str, problems: list[Problem] | None = None) -> dict:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ml_platform.core.fields import MAX_ID
 from ml_pipeline.errors import ConfigError, Problem
+from ml_platform.core.fields import MAX_ID
 
 
 def comma_choices(field: str, value: str | None, allowed: tuple[str, ...]) -> list[str] | None:
@@ -13,8 +13,9 @@ def comma_choices(field: str, value: str | None, allowed: tuple[str, ...]) -> li
     wanted = [v.strip() for v in value.split(",") if v.strip()]
     unknown = [v for v in wanted if v not in allowed]
     if unknown:
-        raise ConfigError(Problem(field, f"unknown {field} {', '.join(map(repr, unknown))}; "
-                                         f"one of {', '.join(allowed)}"))
+        raise ConfigError(
+            Problem(field, f"unknown {field} {', '.join(map(repr, unknown))}; one of {', '.join(allowed)}")
+        )
     return wanted
 
 

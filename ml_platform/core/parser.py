@@ -21,8 +21,11 @@ class JsonObjectParser(Parser):
         try:
             data = json.loads(request.body)
         except ValueError as error:  # not JSON, or not UTF-8
-            detail = f"{error.msg} at line {error.lineno} column {error.colno}" \
-                if isinstance(error, json.JSONDecodeError) else "it is not UTF-8 text"
+            detail = (
+                f"{error.msg} at line {error.lineno} column {error.colno}"
+                if isinstance(error, json.JSONDecodeError)
+                else "it is not UTF-8 text"
+            )
             raise ApiError(400, f"The request body is not valid JSON: {detail}") from None
         if not isinstance(data, dict):
             raise ApiError(400, f"The request body must be a JSON object, not {_json_type(data)}")

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 def describe_exit(returncode: int) -> str:
-    """"exited with code 1", "was killed by signal 9 (SIGKILL)"."""
+    """ "exited with code 1", "was killed by signal 9 (SIGKILL)"."""
     if returncode >= 0:
         return f"exited with code {returncode}"
     try:
@@ -44,9 +44,16 @@ class Program:
 
 
 class Supervisor:
-    def __init__(self, programs: list[Program], *, first_delay: float = 1.0, max_delay: float = 30.0,
-                 stable_after: float = 60.0, clock: Callable[[], float] = time.monotonic,
-                 popen: Callable[..., subprocess.Popen] = subprocess.Popen) -> None:
+    def __init__(
+        self,
+        programs: list[Program],
+        *,
+        first_delay: float = 1.0,
+        max_delay: float = 30.0,
+        stable_after: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        popen: Callable[..., subprocess.Popen] = subprocess.Popen,
+    ) -> None:
         self.programs = {program.name: program for program in programs}
         self.first_delay, self.max_delay, self.stable_after = first_delay, max_delay, stable_after
         self.clock, self.popen = clock, popen
@@ -75,9 +82,14 @@ class Supervisor:
                     program.delay = 0.0  # it had been fine for a while: this is a new problem, not a loop
                 program.delay = min(self.max_delay, program.delay * 2 or self.first_delay)
                 program.restart_at = now + program.delay
-                logger.error("the %s process (pid %s) %s after %.0f s; restarting it in %.0f s",
-                             program.name, program.process.pid, describe_exit(code), now - program.started_at,
-                             program.delay)
+                logger.error(
+                    "the %s process (pid %s) %s after %.0f s; restarting it in %.0f s",
+                    program.name,
+                    program.process.pid,
+                    describe_exit(code),
+                    now - program.started_at,
+                    program.delay,
+                )
             elif now >= program.restart_at:
                 program.restarts += 1
                 self._start(program)

@@ -37,8 +37,14 @@ def _local_path(uri: str) -> str | None:
 
 
 def _platform_paths() -> list[str]:
-    paths = [settings.DATA_DIR, settings.MEDIA_ROOT, settings.PIPELINE_ROOT, settings.SERVING_DIR,
-             settings.MLFLOW_TRACKING_URI, settings.MLFLOW_ARTIFACT_ROOT]
+    paths = [
+        settings.DATA_DIR,
+        settings.MEDIA_ROOT,
+        settings.PIPELINE_ROOT,
+        settings.SERVING_DIR,
+        settings.MLFLOW_TRACKING_URI,
+        settings.MLFLOW_ARTIFACT_ROOT,
+    ]
     if connection.vendor == "sqlite":
         paths += [f"{settings.DATABASES['default']['NAME']}{suffix}" for suffix in SQLITE_COMPANIONS]
     local = [_local_path(str(p)) for p in paths]

@@ -1,16 +1,18 @@
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from ninja import File, Router, Schema, Status
 from ninja.files import UploadedFile
 from pydantic import Field
 
+from ml_pipeline.config.dataset import ColumnMapping, Filters
 from ml_platform.audit import services as audit
+from ml_platform.core.errors import refusals
 from ml_platform.core.fields import BlankIfNull, NotNull, omittable
 from ml_platform.datasets import services
 from ml_platform.datasets.models import Dataset, Upload
 from ml_platform.projects.access import object_for_user, project_for_user
-from ml_pipeline.config.dataset import ColumnMapping, Filters
 
 router = Router(tags=["datasets"])
 
@@ -41,6 +43,33 @@ class DatasetPatch(Schema):
     filters: Filters | None = None
 
 
+class PreviewColumn(Schema):
+    name: str
+    type: str = Field(description="DuckDB's type of the mapped column")
+
+
+class DatasetPreview(Schema):
+    """What the dataset holds after mapping and filters, from one scan of the source."""
+
+    source_rows: int
+    rows: int
+    dropped_rows: int = Field(description="Rows the filters (and rows missing a role column) left out")
+    buyers: int
+    products: int
+    first_timestamp: str | None
+    last_timestamp: str | None
+    span_days: float | None
+    summary: str = Field(description="e.g. '100K rows | 2.1K users | 350 products | 12 months'")
+    columns: list[PreviewColumn]
+    sample: list[dict[str, Any]] = Field(description="The first rows, as mapped")
+
+
+class PreviewOut(Schema):
+    preview: DatasetPreview | None = Field(description="Null when the source could not be read (see error)")
+    error: str
+    previewed_at: datetime | None
+
+
 class DatasetOut(Schema):
     id: int
     project_id: int
@@ -50,7 +79,7 @@ class DatasetOut(Schema):
     mapping: dict
     filters: dict
     summary: str | None
-    preview: dict | None
+    preview: DatasetPreview | None
     preview_error: str
     previewed_at: datetime | None
     created_at: datetime
@@ -65,27 +94,28 @@ def _dataset_out(dataset: Dataset) -> dict:
     }
 
 
-@router.post("/projects/{project_id}/uploads/", response={201: UploadOut})
+@router.post("/projects/{project_id}/uploads/", response={201: UploadOut, **refusals(400, 404, 422)})
 def upload_file(request, project_id: int, file: File[UploadedFile]):
     project = project_for_user(request.user, project_id)
     upload = services.store_upload(project, request.user, file)
-    audit.record(request, audit.Action.UPLOAD, upload, changes={"name": upload.original_name,
-                                                                "size_bytes": upload.size_bytes})
+    audit.record(
+        request, audit.Action.UPLOAD, upload, changes={"name": upload.original_name, "size_bytes": upload.size_bytes}
+    )
     return Status(201, upload)
 
 
-@router.get("/projects/{project_id}/uploads/", response=list[UploadOut])
+@router.get("/projects/{project_id}/uploads/", response={200: list[UploadOut], **refusals(404, 422)})
 def list_uploads(request, project_id: int):
     return Upload.objects.filter(project=project_for_user(request.user, project_id))
 
 
-@router.get("/projects/{project_id}/datasets/", response=list[DatasetOut])
+@router.get("/projects/{project_id}/datasets/", response={200: list[DatasetOut], **refusals(404, 422)})
 def list_datasets(request, project_id: int):
     project = project_for_user(request.user, project_id)
     return [_dataset_out(d) for d in project.datasets.all()]
 
 
-@router.post("/projects/{project_id}/datasets/", response={201: DatasetOut})
+@router.post("/projects/{project_id}/datasets/", response={201: DatasetOut, **refusals(400, 404, 409, 422)})
 def create_dataset(request, project_id: int, payload: DatasetIn):
     project = project_for_user(request.user, project_id)
     data = payload.model_dump(mode="json", exclude_unset=False)
@@ -94,12 +124,12 @@ def create_dataset(request, project_id: int, payload: DatasetIn):
     return Status(201, _dataset_out(dataset))
 
 
-@router.get("/datasets/{dataset_id}/", response=DatasetOut)
+@router.get("/datasets/{dataset_id}/", response={200: DatasetOut, **refusals(404, 422)})
 def get_dataset(request, dataset_id: int):
     return _dataset_out(object_for_user(Dataset, request.user, dataset_id))
 
 
-@router.patch("/datasets/{dataset_id}/", response=DatasetOut)
+@router.patch("/datasets/{dataset_id}/", response={200: DatasetOut, **refusals(400, 404, 409, 422)})
 def update_dataset(request, dataset_id: int, payload: DatasetPatch):
     dataset = object_for_user(Dataset, request.user, dataset_id)
     changes = payload.model_dump(mode="json", exclude_unset=True)
@@ -108,7 +138,7 @@ def update_dataset(request, dataset_id: int, payload: DatasetPatch):
     return _dataset_out(dataset)
 
 
-@router.delete("/datasets/{dataset_id}/", response={204: None})
+@router.delete("/datasets/{dataset_id}/", response={204: None, **refusals(404, 409, 422)})
 def delete_dataset(request, dataset_id: int):
     dataset = object_for_user(Dataset, request.user, dataset_id)
     with transaction.atomic(), audit.recording(request, audit.Action.DELETE, dataset):
@@ -116,7 +146,7 @@ def delete_dataset(request, dataset_id: int):
     return Status(204, None)
 
 
-@router.get("/datasets/{dataset_id}/preview/", response=dict)
+@router.get("/datasets/{dataset_id}/preview/", response={200: PreviewOut, **refusals(404, 422)})
 def get_preview(request, dataset_id: int):
     """The stored preview (computed on create and on every data change)."""
     dataset = object_for_user(Dataset, request.user, dataset_id)
@@ -125,7 +155,7 @@ def get_preview(request, dataset_id: int):
     return {"preview": dataset.preview, "error": dataset.preview_error, "previewed_at": dataset.previewed_at}
 
 
-@router.post("/datasets/{dataset_id}/preview/", response=dict)
+@router.post("/datasets/{dataset_id}/preview/", response={200: PreviewOut, **refusals(404, 422)})
 def refresh_preview(request, dataset_id: int):
     """Recompute the preview from the source as it is now."""
     dataset = services.refresh_preview(object_for_user(Dataset, request.user, dataset_id))

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.utils import timezone
 from pydantic import Field, TypeAdapter, ValidationError
 
-from ml_platform.core.errors import ApiError
-from ml_platform.datasets.access import data_access_for
-from ml_platform.datasets.models import Dataset, Upload
 from ml_pipeline.config.dataset import BigQuerySource, DatasetConfig, FileSource, SqlSource, StrictModel
 from ml_pipeline.data import sources
 from ml_pipeline.data.access import check_database_url, check_file
@@ -26,6 +22,10 @@ from ml_pipeline.errors import (
     validate_model,
 )
 from ml_pipeline.redact import MASK, redact
+from ml_platform.core import clock
+from ml_platform.core.errors import Conflict, Invalid
+from ml_platform.datasets.access import data_access_for
+from ml_platform.datasets.models import Dataset, Upload
 
 UPLOAD_SUFFIXES = (".csv", ".parquet")
 
@@ -37,7 +37,7 @@ class UploadSource(StrictModel):
     upload_id: int
 
 
-DatasetSource = Annotated[Union[UploadSource, FileSource, SqlSource, BigQuerySource], Field(discriminator="kind")]
+DatasetSource = Annotated[UploadSource | FileSource | SqlSource | BigQuerySource, Field(discriminator="kind")]
 UNION_TAGS.add("upload")
 _source_adapter = TypeAdapter(DatasetSource)
 
@@ -74,9 +74,7 @@ def resolve_config(project, source: dict, mapping: dict, filters: dict | None) -
         _check_readable_by(project, parsed, "source.path")
     elif isinstance(parsed, SqlSource):
         _check_readable_by(project, parsed, "source.database")
-    return validate_model(
-        DatasetConfig, {"source": parsed.model_dump(), "mapping": mapping, "filters": filters or {}}
-    )
+    return validate_model(DatasetConfig, {"source": parsed.model_dump(), "mapping": mapping, "filters": filters or {}})
 
 
 def dataset_config(dataset: Dataset) -> DatasetConfig:
@@ -102,7 +100,7 @@ def refresh_preview(dataset: Dataset) -> Dataset:
             dataset.preview_error = ""
         except (ConfigError, DataError) as error:
             dataset.preview, dataset.preview_error = None, str(error)
-    dataset.previewed_at = timezone.now()
+    dataset.previewed_at = clock.now()
     dataset.save(update_fields=["preview", "preview_error", "previewed_at", "updated_at"])
     return dataset
 
@@ -110,10 +108,12 @@ def refresh_preview(dataset: Dataset) -> Dataset:
 def _check_name_free(project, name: str, exclude_id: int | None = None) -> None:
     taken = Dataset.objects.filter(project=project, name=name).exclude(pk=exclude_id).exists()
     if taken:
-        raise ApiError(409, "Name taken", [Problem("name", f"a dataset named '{name}' already exists in this project")])
+        raise Conflict("Name taken", [Problem("name", f"a dataset named '{name}' already exists in this project")])
 
 
-def create_dataset(project, user, *, name: str, description: str, source: dict, mapping: dict, filters: dict) -> Dataset:
+def create_dataset(
+    project, user, *, name: str, description: str, source: dict, mapping: dict, filters: dict
+) -> Dataset:
     _check_name_free(project, name)
     config = resolve_config(project, source, mapping, filters)
     check_readable(project, config)
@@ -166,20 +166,21 @@ def store_upload(project, user, uploaded: UploadedFile) -> Upload:
     """Save an uploaded CSV/Parquet file after checking DuckDB can read it."""
     suffix = Path(uploaded.name).suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
-        raise ApiError(422, "Unsupported file", [Problem("file", f"'{uploaded.name}' is not a .csv or .parquet file")])
+        raise Invalid(Problem("file", f"'{uploaded.name}' is not a .csv or .parquet file"), "Unsupported file")
     with transaction.atomic():
         upload = Upload(project=project, original_name=uploaded.name, size_bytes=uploaded.size, uploaded_by=user)
         upload.file.save(Path(uploaded.name).name, uploaded, save=False)
         try:
             con = sources.connect()
             try:
-                sources.register_source(con, FileSource(path=upload.file.path, format=suffix.lstrip(".")),
-                                        access=data_access_for(project))
+                sources.register_source(
+                    con, FileSource(path=upload.file.path, format=suffix.lstrip(".")), access=data_access_for(project)
+                )
                 upload.columns = [{"name": n, "type": t} for n, t in sources.source_columns(con).items()]
             finally:
                 con.close()
         except DataError as error:
             upload.file.delete(save=False)
-            raise ApiError(422, "Unreadable file", [Problem("file", error.problems[0].message)]) from None
+            raise Invalid(Problem("file", error.problems[0].message), "Unreadable file") from None
         upload.save()
     return upload

@@ -12,11 +12,14 @@ def serving_off_loopback_needs_a_token(app_configs, **kwargs):
     host = local.serving_host()
     if host in LOOPBACK or local.serving_token():
         return []
-    return [checks.Warning(
-        f"SERVING_HOST is {host!r} but SERVING_TOKEN is empty: anyone who reaches the serving port may query "
-        "the deployed models",
-        hint="set SERVING_TOKEN (clients then send 'Authorization: Bearer <token>'), or keep SERVING_HOST on loopback",
-        id="deployment.W001")]
+    return [
+        checks.Warning(
+            f"SERVING_HOST is {host!r} but SERVING_TOKEN is empty: anyone who reaches the serving port may query "
+            "the deployed models",
+            hint="set SERVING_TOKEN (clients then send 'Authorization: Bearer <token>'), or keep SERVING_HOST on loopback",
+            id="deployment.W001",
+        )
+    ]
 
 
 @checks.register()
@@ -27,6 +30,11 @@ def serving_limits_are_positive(app_configs, **kwargs):
         options = local.server_options()
     except (TypeError, ValueError) as error:
         return [checks.Error(f"the serving limits are not numbers: {error}", id="deployment.E001")]
-    return [checks.Error(f"{name} must be at least 1, not {value}", id="deployment.E001")
-            for name, value in (("SERVING_MAX_BODY_BYTES", options.max_body_bytes),
-                                ("SERVING_MAX_INSTANCES", options.max_instances)) if value < 1]
+    return [
+        checks.Error(f"{name} must be at least 1, not {value}", id="deployment.E001")
+        for name, value in (
+            ("SERVING_MAX_BODY_BYTES", options.max_body_bytes),
+            ("SERVING_MAX_INSTANCES", options.max_instances),
+        )
+        if value < 1
+    ]

@@ -10,7 +10,7 @@ Everything lives under ``SERVING_DIR`` (default ``<DATA_DIR>/serving``)::
     models/<name>/v<N>/buyers.parquet the buyers lookup for GET /recommend
     models/<name>/v<N>/READY          written last: the folder is complete
 
-The server (``python -m ml_pipeline.serving_server``) runs in a session of
+The server (``python -m ml_pipeline.serving.server``) runs in a session of
 its own, so it outlives the web process that started it and keeps serving
 across platform restarts; the pid file finds it again. ``manage.py serving
 start|stop|restart|status`` manages it by hand (after a reboot, ``start``
@@ -43,20 +43,24 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 from django.conf import settings
 
-from ml_pipeline.serving_server import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, ServerOptions
-from ml_platform.deployment.buyers import write_buyers_lookup
+from ml_pipeline.serving.buyers import BuyersLookupError, write_buyers_lookup
+from ml_pipeline.serving.model import is_serving_model
+from ml_pipeline.serving.requests import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_INSTANCES, ServerOptions
 from ml_platform.deployment.targets import DeploymentFailed, DeploymentTarget, ModelToServe, TargetStatus
 
 log = logging.getLogger(__name__)
 
-SERVER_MODULE = "ml_pipeline.serving_server"
+SERVER_MODULE = "ml_pipeline.serving.server"
+# The module's name before it moved into the serving package: a server started then is still recognised (and so
+# stopped or restarted) after an upgrade.
+FORMER_SERVER_MODULE = "ml_pipeline.serving_server"
 LOG_ROTATE_BYTES = 20 * 1024 * 1024
 READY = "READY"
 
@@ -90,9 +94,11 @@ def serving_token() -> str:
 def server_options() -> ServerOptions:
     """The limits and token the server is started with (``SERVING_MAX_BODY_BYTES``, ``SERVING_MAX_INSTANCES``,
     ``SERVING_TOKEN``)."""
-    return ServerOptions(max_body_bytes=int(_setting("SERVING_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
-                         max_instances=int(_setting("SERVING_MAX_INSTANCES", DEFAULT_MAX_INSTANCES)),
-                         token=serving_token())
+    return ServerOptions(
+        max_body_bytes=int(_setting("SERVING_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+        max_instances=int(_setting("SERVING_MAX_INSTANCES", DEFAULT_MAX_INSTANCES)),
+        token=serving_token(),
+    )
 
 
 def _auth_headers() -> dict[str, str]:
@@ -142,7 +148,7 @@ def base_url() -> str:
 def serving_lock(timeout: float | None = None):
     """One deploy, undeploy or rollback at a time, across every web and worker process on this host."""
     timeout = load_timeout() + 60 if timeout is None else timeout
-    handle = open(serving_dir() / ".lock", "a+")
+    handle = open(serving_dir() / ".lock", "a+")  # noqa: SIM115 (held for the lock; closed in the finally below)
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -218,7 +224,8 @@ def process_alive(pid: int) -> bool:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return False
-        return SERVER_MODULE in " ".join(process.cmdline())
+        command = " ".join(process.cmdline())
+        return SERVER_MODULE in command or FORMER_SERVER_MODULE in command
     except psutil.Error:
         return False
 
@@ -270,19 +277,34 @@ def start_server(wait: float = 60.0) -> ServerProcess:
     host, port = serving_host(), serving_port()
     other = healthz(host, port, timeout=0.5)
     if other is not None:
-        raise DeploymentFailed(f"port {port} is already used by another serving process (pid {other.get('pid', '?')}, "
-                               f"config {other.get('config', '?')}); stop it or set SERVING_PORT")
+        raise DeploymentFailed(
+            f"port {port} is already used by another serving process (pid {other.get('pid', '?')}, "
+            f"config {other.get('config', '?')}); stop it or set SERVING_PORT"
+        )
     if not config_path().exists():
         write_models_config({"models": {}})
     _rotate_log()
     options = server_options()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), "PYTHONUNBUFFERED": "1",
-           "SERVING_TOKEN": options.token, "SERVING_MAX_BODY_BYTES": str(options.max_body_bytes),
-           "SERVING_MAX_INSTANCES": str(options.max_instances)}
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        "PYTHONUNBUFFERED": "1",
+        "SERVING_TOKEN": options.token,
+        "SERVING_MAX_BODY_BYTES": str(options.max_body_bytes),
+        "SERVING_MAX_INSTANCES": str(options.max_instances),
+    }
     command = [sys.executable, "-m", SERVER_MODULE, "--config", str(config_path()), "--host", host, "--port", str(port)]
     with open(log_path(), "ab") as output:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                   cwd=str(settings.BASE_DIR), env=env, start_new_session=True, close_fds=True)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            cwd=str(settings.BASE_DIR),
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
     _CHILDREN[process.pid] = process
     info = ServerProcess(pid=process.pid, host=host, port=port, config=str(config_path()), started_at=time.time())
     pid_path().write_text(json.dumps(asdict(info)))
@@ -292,8 +314,9 @@ def start_server(wait: float = 60.0) -> ServerProcess:
         if process.poll() is not None:
             _CHILDREN.pop(process.pid, None)
             pid_path().unlink(missing_ok=True)
-            raise DeploymentFailed(f"the serving process exited at start (code {process.returncode}): "
-                                   f"{log_tail(5) or 'no output'}")
+            raise DeploymentFailed(
+                f"the serving process exited at start (code {process.returncode}): {log_tail(5) or 'no output'}"
+            )
         answer = healthz(host, port, timeout=0.5)
         if answer is not None and answer.get("pid") == process.pid:
             return info
@@ -313,8 +336,11 @@ def ensure_server() -> ServerProcess:
                 if answer is not None:
                     if answer.get("pid") == info.pid and _configured_as_now(answer):
                         return info
-                    log.info("the serving process (pid %s) does not answer as configured (another token or other "
-                             "limits, or another process); restarting it", info.pid)
+                    log.info(
+                        "the serving process (pid %s) does not answer as configured (another token or other "
+                        "limits, or another process); restarting it",
+                        info.pid,
+                    )
                     break
                 if not process_alive(info.pid):
                     break
@@ -328,19 +354,15 @@ def stop_server(timeout: float = 10.0) -> bool:
     info = read_pidfile()
     running = info is not None and process_alive(info.pid)
     if running:
-        try:
+        with suppress(ProcessLookupError):
             os.kill(info.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout
         while process_alive(info.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         if process_alive(info.pid):
             log.warning("the serving process (pid %s) ignored SIGTERM; killing it", info.pid)
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(info.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         child = _CHILDREN.pop(info.pid, None)
         if child is not None:
             child.wait(timeout=timeout)
@@ -351,10 +373,8 @@ def stop_server(timeout: float = 10.0) -> bool:
 
 def signal_reload(info: ServerProcess) -> None:
     """Have the server re-read its config now rather than at its next poll."""
-    try:
+    with suppress(ProcessLookupError):
         os.kill(info.pid, signal.SIGHUP)
-    except ProcessLookupError:
-        pass
 
 
 def server_status() -> dict:
@@ -396,14 +416,18 @@ class LocalServingTarget(DeploymentTarget):
         """The version's folder (SavedModel hard links and buyers lookup), made once; its config entry."""
         folder = self.version_dir(model.serving_name, model.version)
         if not (folder / READY).exists():
-            if not Path(model.model_path, "saved_model.pb").is_file():
+            if not is_serving_model(model.model_path):
                 raise DeploymentFailed(f"{model.model_path} is not a serving SavedModel")
             staging = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
             try:
                 shutil.copytree(model.model_path, staging / "model", copy_function=_link_or_copy)
-                buyers = write_buyers_lookup(model.examples_path, model.buyer_features, staging / "buyers.parquet")
-                (staging / READY).write_text(json.dumps({"run_id": model.run_id, "buyers": buyers,
-                                                         "source": str(model.model_path)}))
+                try:
+                    buyers = write_buyers_lookup(model.examples_path, model.buyer_features, staging / "buyers.parquet")
+                except BuyersLookupError as error:
+                    raise DeploymentFailed(str(error)) from None
+                (staging / READY).write_text(
+                    json.dumps({"run_id": model.run_id, "buyers": buyers, "source": str(model.model_path)})
+                )
                 shutil.rmtree(folder, ignore_errors=True)
                 os.replace(staging, folder)
             finally:
@@ -441,8 +465,10 @@ class LocalServingTarget(DeploymentTarget):
             if not process_alive(info.pid):
                 raise DeploymentFailed(f"the serving process stopped: {log_tail(5) or 'no output'}")
             if time.monotonic() > deadline:
-                raise DeploymentFailed(f"version {version} did not become available within "
-                                       f"{load_timeout():.0f}s (state: {status.state}); see {log_path()}")
+                raise DeploymentFailed(
+                    f"version {version} did not become available within "
+                    f"{load_timeout():.0f}s (state: {status.state}); see {log_path()}"
+                )
             time.sleep(0.2)
 
     def undeploy(self, serving_name: str) -> TargetStatus:
@@ -459,19 +485,23 @@ class LocalServingTarget(DeploymentTarget):
             if status.state in (TargetStatus.ABSENT, TargetStatus.UNREACHABLE):
                 return TargetStatus(TargetStatus.ABSENT)
             time.sleep(0.1)
-        raise DeploymentFailed(f"the serving process still serves '{serving_name}' 30s after it was removed "
-                               f"from {config_path()}; see {log_path()}")
+        raise DeploymentFailed(
+            f"the serving process still serves '{serving_name}' 30s after it was removed "
+            f"from {config_path()}; see {log_path()}"
+        )
 
     def status(self, serving_name: str, info: ServerProcess | None = None) -> TargetStatus:
         url = self.endpoint_url(serving_name)
         info = info or read_pidfile()
         if info is None or not process_alive(info.pid):
-            return TargetStatus(TargetStatus.UNREACHABLE, endpoint_url=url,
-                                message="the serving process is not running")
+            return TargetStatus(
+                TargetStatus.UNREACHABLE, endpoint_url=url, message="the serving process is not running"
+            )
         answer = http_json("GET", f"{info.url}/v1/models/{quote(serving_name, safe='')}", timeout=2.0)
         if answer is None:
-            return TargetStatus(TargetStatus.UNREACHABLE, endpoint_url=url,
-                                message="the serving process does not answer")
+            return TargetStatus(
+                TargetStatus.UNREACHABLE, endpoint_url=url, message="the serving process does not answer"
+            )
         code, body = answer
         if code == 404:
             return TargetStatus(TargetStatus.ABSENT, endpoint_url=url)
@@ -481,8 +511,9 @@ class LocalServingTarget(DeploymentTarget):
             return TargetStatus(TargetStatus.AVAILABLE, int(by_state["AVAILABLE"]["version"]), url)
         if "END" in by_state:
             failed = by_state["END"]
-            return TargetStatus(TargetStatus.FAILED, int(failed["version"]), url,
-                                (failed.get("status") or {}).get("error_message", ""))
+            return TargetStatus(
+                TargetStatus.FAILED, int(failed["version"]), url, (failed.get("status") or {}).get("error_message", "")
+            )
         if "LOADING" in by_state:
             return TargetStatus(TargetStatus.LOADING, int(by_state["LOADING"]["version"]), url)
         return TargetStatus(TargetStatus.UNREACHABLE, endpoint_url=url, message=f"unexpected answer {body}")

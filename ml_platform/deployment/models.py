@@ -6,7 +6,24 @@ from django.db import models
 from ml_platform.registry.models import RegisteredModel
 from ml_platform.training.models import TrainingRun
 
-TARGETS = [("local", "Local serving endpoint"), ("vertex_ai", "Vertex AI endpoint"), ("cloud_run", "Cloud Run")]
+
+class Target(models.TextChoices):
+    LOCAL = "local", "Local serving endpoint"
+    VERTEX_AI = "vertex_ai", "Vertex AI endpoint"
+    CLOUD_RUN = "cloud_run", "Cloud Run"
+
+
+class DeploymentStatus(models.TextChoices):
+    NONE = "none", "Not deployed"
+    DEPLOYING = "deploying", "Deploying"
+    DEPLOYED = "deployed", "Deployed"
+    FAILED = "failed", "Failed"
+
+
+class DeploymentAction(models.TextChoices):
+    DEPLOY = "deploy", "Deploy"
+    UNDEPLOY = "undeploy", "Undeploy"
+    ROLLBACK = "rollback", "Rollback"
 
 
 class Deployment(models.Model):
@@ -19,19 +36,25 @@ class Deployment(models.Model):
     and ``message`` says what failed).
     """
 
-    NONE, DEPLOYING, DEPLOYED, FAILED = "none", "deploying", "deployed", "failed"
-    STATUSES = [(NONE, "Not deployed"), (DEPLOYING, "Deploying"), (DEPLOYED, "Deployed"), (FAILED, "Failed")]
+    # Aliases of the choices' members, so ``Deployment.DEPLOYED`` reads on unchanged where it is used.
+    NONE, DEPLOYING, DEPLOYED, FAILED = (
+        DeploymentStatus.NONE,
+        DeploymentStatus.DEPLOYING,
+        DeploymentStatus.DEPLOYED,
+        DeploymentStatus.FAILED,
+    )
 
     registered_model = models.OneToOneField(RegisteredModel, on_delete=models.CASCADE, related_name="deployment")
-    target = models.CharField(max_length=20, choices=TARGETS, default="local")
-    status = models.CharField(max_length=20, choices=STATUSES, default=NONE)
+    target = models.CharField(max_length=20, choices=Target.choices, default=Target.LOCAL)
+    status = models.CharField(max_length=20, choices=DeploymentStatus.choices, default=DeploymentStatus.NONE)
     version = models.PositiveIntegerField(null=True, blank=True, help_text="The registry version deployed")
     training_run = models.ForeignKey(TrainingRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     serving_name = models.CharField(max_length=320, blank=True, help_text="The model's name at the endpoint")
     endpoint_url = models.CharField(max_length=500, blank=True)
     deployed_at = models.DateTimeField(null=True, blank=True)
-    deployed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
-                                    related_name="+")
+    deployed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     message = models.TextField(blank=True, help_text="What the last action reported (the error when it failed)")
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -43,19 +66,20 @@ class Deployment(models.Model):
 class DeploymentEvent(models.Model):
     """One deploy, undeploy or rollback, successful or not: the deployment history."""
 
-    DEPLOY, UNDEPLOY, ROLLBACK = "deploy", "undeploy", "rollback"
-    ACTIONS = [(DEPLOY, "Deploy"), (UNDEPLOY, "Undeploy"), (ROLLBACK, "Rollback")]
+    DEPLOY, UNDEPLOY, ROLLBACK = DeploymentAction.DEPLOY, DeploymentAction.UNDEPLOY, DeploymentAction.ROLLBACK
 
     registered_model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="deployment_events")
-    action = models.CharField(max_length=20, choices=ACTIONS)
-    target = models.CharField(max_length=20, choices=TARGETS, default="local")
+    action = models.CharField(max_length=20, choices=DeploymentAction.choices)
+    target = models.CharField(max_length=20, choices=Target.choices, default=Target.LOCAL)
     version = models.PositiveIntegerField(null=True, blank=True, help_text="The version deployed (or undeployed)")
-    previous_version = models.PositiveIntegerField(null=True, blank=True,
-                                                   help_text="The version that was deployed before")
+    previous_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The version that was deployed before"
+    )
     succeeded = models.BooleanField(default=True)
     message = models.TextField(blank=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
-                             related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

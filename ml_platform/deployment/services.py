@@ -23,9 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
-from django.utils import timezone
-
-from ml_platform.core.errors import ApiError
+from ml_platform.core import clock
+from ml_platform.core.errors import Conflict, DomainError, UpstreamFailed
 from ml_platform.deployment.local import DeploymentBusy, serving_lock
 from ml_platform.deployment.models import Deployment, DeploymentEvent
 from ml_platform.deployment.targets import DeploymentFailed, ModelToServe, TargetStatus, get_target
@@ -40,8 +39,11 @@ def serving_name(registered: RegisteredModel) -> str:
     """The model's name at the endpoint: ``p<id>-<project>.<model>``, unique across projects (as in MLflow,
     and project names are unique only per owner); a model deployed before keeps the name it was served as."""
     deployment = current(registered)
-    return (deployment.serving_name if deployment and deployment.serving_name
-            else f"{registered.project.unique_name}.{registered.name}")
+    return (
+        deployment.serving_name
+        if deployment and deployment.serving_name
+        else f"{registered.project.unique_name}.{registered.name}"
+    )
 
 
 def current(registered: RegisteredModel) -> Deployment | None:
@@ -71,19 +73,25 @@ def model_to_serve(registered: RegisteredModel, version: int) -> tuple[TrainingR
     run = version_run(registered, version)  # 404 when the registry has no such version
     problem = servable_problem(run)
     if problem:
-        raise ApiError(409, f"Version {version} of {registered.name} cannot be deployed: {problem}")
+        raise Conflict(f"Version {version} of {registered.name} cannot be deployed: {problem}")
     buyer_features = (((run.spec or {}).get("features") or {}).get("buyer_tower") or {}).get("features") or []
-    return run, ModelToServe(serving_name=serving_name(registered), version=version,
-                             model_path=Path(run.serving_model_path), examples_path=_examples_path(run),
-                             buyer_features=list(buyer_features), run_id=run.pk)
+    return run, ModelToServe(
+        serving_name=serving_name(registered),
+        version=version,
+        model_path=Path(run.serving_model_path),
+        examples_path=_examples_path(run),
+        buyer_features=list(buyer_features),
+        run_id=run.pk,
+    )
 
 
 # -- history ------------------------------------------------------------------------------
 def deployed_stack(registered: RegisteredModel) -> list[int]:
     """The versions deployed in turn, as rollbacks see them (the current one last)."""
     stack: list[int] = []
-    events = DeploymentEvent.objects.filter(registered_model=registered, succeeded=True,
-                                            action__in=[DeploymentEvent.DEPLOY, DeploymentEvent.ROLLBACK])
+    events = DeploymentEvent.objects.filter(
+        registered_model=registered, succeeded=True, action__in=[DeploymentEvent.DEPLOY, DeploymentEvent.ROLLBACK]
+    )
     for event in events.order_by("at", "id"):
         if event.action == DeploymentEvent.DEPLOY:
             if not stack or stack[-1] != event.version:
@@ -104,8 +112,10 @@ def rollback_version(registered: RegisteredModel, deployment: Deployment | None 
     stack = deployed_stack(registered)
     if stack and stack[-1] == deployment.version:
         stack = stack[:-1]
-    runs = {run.registry_version: run for run in
-            TrainingRun.objects.filter(registered_model=registered, registry_version__in=set(stack))}
+    runs = {
+        run.registry_version: run
+        for run in TrainingRun.objects.filter(registered_model=registered, registry_version__in=set(stack))
+    }
     for version in reversed(stack):
         if version != deployment.version and version in runs and servable_problem(runs[version]) is None:
             return version
@@ -113,9 +123,16 @@ def rollback_version(registered: RegisteredModel, deployment: Deployment | None 
 
 
 def _record(registered, action, user, version, previous, target, succeeded=True, message="") -> DeploymentEvent:
-    return DeploymentEvent.objects.create(registered_model=registered, action=action, version=version,
-                                          previous_version=previous, target=target, succeeded=succeeded,
-                                          message=message, user=user if getattr(user, "pk", None) else None)
+    return DeploymentEvent.objects.create(
+        registered_model=registered,
+        action=action,
+        version=version,
+        previous_version=previous,
+        target=target,
+        succeeded=succeeded,
+        message=message,
+        user=user if getattr(user, "pk", None) else None,
+    )
 
 
 # -- actions ------------------------------------------------------------------------------
@@ -125,21 +142,30 @@ def _exclusive():
         with serving_lock():
             yield
     except DeploymentBusy as busy:
-        raise ApiError(409, str(busy).capitalize()) from None
+        raise Conflict(str(busy).capitalize()) from None
 
 
 def deploy(registered: RegisteredModel, version: int, user, target: str = "local") -> Deployment:
-    """Serve ``version`` (replacing the deployed one); returns once it answers. 404/409/422/502 as ApiError."""
+    """Serve ``version`` (replacing the deployed one); returns once it answers.
+
+    NotFound: no such version; Conflict: already deployed, or not servable; Invalid: an unknown or
+    unavailable target; UpstreamFailed: the target could not bring it up.
+    """
     target_impl = get_target(target)
     run, model = model_to_serve(registered, version)
     with _exclusive():
         deployment = current(registered)
-        if (deployment is not None and deployment.status == Deployment.DEPLOYED and deployment.version == version
-                and deployment.target == target):
+        if (
+            deployment is not None
+            and deployment.status == Deployment.DEPLOYED
+            and deployment.version == version
+            and deployment.target == target
+        ):
             live = target_impl.status(model.serving_name)
             if live.state == TargetStatus.AVAILABLE and live.version == version:
-                raise ApiError(409, f"Version {version} of {registered.name} is already deployed "
-                                    f"at {deployment.endpoint_url}")
+                raise Conflict(
+                    f"Version {version} of {registered.name} is already deployed at {deployment.endpoint_url}"
+                )
         return _switch(registered, run, model, user, DeploymentEvent.DEPLOY, target)
 
 
@@ -148,13 +174,16 @@ def rollback(registered: RegisteredModel, user) -> Deployment:
     with _exclusive():
         deployment = current(registered)
         if deployment is None or deployment.status != Deployment.DEPLOYED:
-            raise ApiError(409, f"{registered.name} is not deployed: there is nothing to roll back; "
-                                f"deploy a version instead")
+            raise Conflict(
+                f"{registered.name} is not deployed: there is nothing to roll back; deploy a version instead"
+            )
         version = rollback_version(registered, deployment)
         if version is None:
-            raise ApiError(409, f"No earlier version of {registered.name} to roll back to: version "
-                                f"{deployment.version} is the first one deployed (or the earlier ones "
-                                f"can no longer be served)")
+            raise Conflict(
+                f"No earlier version of {registered.name} to roll back to: version "
+                f"{deployment.version} is the first one deployed (or the earlier ones "
+                f"can no longer be served)"
+            )
         run, model = model_to_serve(registered, version)
         return _switch(registered, run, model, user, DeploymentEvent.ROLLBACK, deployment.target)
 
@@ -164,7 +193,7 @@ def undeploy(registered: RegisteredModel, user) -> Deployment:
     with _exclusive():
         deployment = current(registered)
         if deployment is None or deployment.status == Deployment.NONE:
-            raise ApiError(409, f"{registered.name} is not deployed")
+            raise Conflict(f"{registered.name} is not deployed")
         target_impl = get_target(deployment.target)
         name = deployment.serving_name or serving_name(registered)
         was = deployment.version if deployment.status == Deployment.DEPLOYED else None
@@ -173,14 +202,29 @@ def undeploy(registered: RegisteredModel, user) -> Deployment:
         except DeploymentFailed as error:
             message = f"Undeploying failed: {error}"
             _record(registered, DeploymentEvent.UNDEPLOY, user, was, was, deployment.target, False, message)
-            Deployment.objects.filter(pk=deployment.pk).update(message=message, updated_at=timezone.now())
-            raise ApiError(502, message) from None
-        _save(deployment, status=Deployment.NONE, version=None, training_run=None, endpoint_url="",
-              deployed_at=None, deployed_by=None, message=f"Version {was} undeployed" if was else "Undeployed")
-        RegisteredModel.objects.filter(pk=registered.pk).update(deployed_version=None, updated_at=timezone.now())
+            Deployment.objects.filter(pk=deployment.pk).update(message=message, updated_at=clock.now())
+            raise UpstreamFailed(message) from None
+        _save(
+            deployment,
+            status=Deployment.NONE,
+            version=None,
+            training_run=None,
+            endpoint_url="",
+            deployed_at=None,
+            deployed_by=None,
+            message=f"Version {was} undeployed" if was else "Undeployed",
+        )
+        RegisteredModel.objects.filter(pk=registered.pk).update(deployed_version=None, updated_at=clock.now())
         registered.deployed_version = None
-        _record(registered, DeploymentEvent.UNDEPLOY, user, was, was, deployment.target,
-                message=f"Version {was} no longer served" if was else "Nothing was serving")
+        _record(
+            registered,
+            DeploymentEvent.UNDEPLOY,
+            user,
+            was,
+            was,
+            deployment.target,
+            message=f"Version {was} no longer served" if was else "Nothing was serving",
+        )
         _forget(target_impl, name, set())
         return deployment
 
@@ -201,8 +245,9 @@ def _forget(target_impl, name: str, keep: set[int]) -> None:
 def _switch(registered, run, model: ModelToServe, user, action: str, target: str) -> Deployment:
     """Bring ``model`` up on ``target`` in place of whatever is deployed; state and history follow."""
     target_impl = get_target(target)
-    deployment, _ = Deployment.objects.get_or_create(registered_model=registered,
-                                                     defaults={"serving_name": model.serving_name, "target": target})
+    deployment, _ = Deployment.objects.get_or_create(
+        registered_model=registered, defaults={"serving_name": model.serving_name, "target": target}
+    )
     previous = deployment.version if deployment.status == Deployment.DEPLOYED else None
     previous_target = deployment.target if previous is not None else None
     restore = {f: getattr(deployment, f) for f in ("status", "version", "training_run", "message")}
@@ -215,31 +260,51 @@ def _switch(registered, run, model: ModelToServe, user, action: str, target: str
         message = f"{verb} version {model.version} failed: {reason}"
         _record(registered, action, user, model.version, previous, target, False, message)
         if previous is not None:
-            _save(deployment, status=Deployment.DEPLOYED, version=restore["version"],
-                  training_run=restore["training_run"],
-                  message=f"{message} (version {previous} is still deployed)")
+            _save(
+                deployment,
+                status=Deployment.DEPLOYED,
+                version=restore["version"],
+                training_run=restore["training_run"],
+                message=f"{message} (version {previous} is still deployed)",
+            )
         else:
-            _save(deployment, status=Deployment.FAILED, version=model.version, training_run=run, endpoint_url="",
-                  deployed_at=None, message=message)
+            _save(
+                deployment,
+                status=Deployment.FAILED,
+                version=model.version,
+                training_run=run,
+                endpoint_url="",
+                deployed_at=None,
+                message=message,
+            )
         if not isinstance(error, DeploymentFailed):
             log.exception("deploying %s version %s failed", model.serving_name, model.version)
-        raise ApiError(502, message) from None
+        raise UpstreamFailed(message) from None
     if previous_target is not None and previous_target != target:  # one deployed version: leave the old target
         try:
             get_target(previous_target).undeploy(model.serving_name)
-        except (DeploymentFailed, ApiError) as error:
+        except (DeploymentFailed, DomainError) as error:
             log.warning("could not undeploy %s from %s: %s", model.serving_name, previous_target, error)
-    now = timezone.now()
-    _save(deployment, status=Deployment.DEPLOYED, version=model.version, training_run=run, target=target,
-          serving_name=model.serving_name, endpoint_url=live.endpoint_url, deployed_at=now,
-          deployed_by=user if getattr(user, "pk", None) else None,
-          message=f"Version {model.version} answers at {live.endpoint_url}")
+    now = clock.now()
+    _save(
+        deployment,
+        status=Deployment.DEPLOYED,
+        version=model.version,
+        training_run=run,
+        target=target,
+        serving_name=model.serving_name,
+        endpoint_url=live.endpoint_url,
+        deployed_at=now,
+        deployed_by=user if getattr(user, "pk", None) else None,
+        message=f"Version {model.version} answers at {live.endpoint_url}",
+    )
     RegisteredModel.objects.filter(pk=registered.pk).update(deployed_version=model.version, updated_at=now)
     registered.deployed_version = model.version
     what = "Rolled back to" if action == DeploymentEvent.ROLLBACK else "Deployed"
     replaced = f" (replacing version {previous})" if previous is not None and previous != model.version else ""
-    _record(registered, action, user, model.version, previous, target,
-            message=f"{what} version {model.version}{replaced}")
+    _record(
+        registered, action, user, model.version, previous, target, message=f"{what} version {model.version}{replaced}"
+    )
     _forget(target_impl, model.serving_name, {model.version})
     return deployment
 
@@ -247,7 +312,7 @@ def _switch(registered, run, model: ModelToServe, user, action: str, target: str
 # -- the state the API shows ------------------------------------------------------------
 def deployment_state(registered: RegisteredModel, live: bool = True, history: int = 50) -> dict:
     deployment = current(registered)
-    name = (deployment.serving_name if deployment and deployment.serving_name else serving_name(registered))
+    name = deployment.serving_name if deployment and deployment.serving_name else serving_name(registered)
     status = deployment.status if deployment else Deployment.NONE
     target = deployment.target if deployment else "local"
     state = {
@@ -275,14 +340,25 @@ def deployment_state(registered: RegisteredModel, live: bool = True, history: in
     if live and status in (Deployment.DEPLOYED, Deployment.DEPLOYING):
         try:
             state["live"] = get_target(target).status(name).as_dict()
-        except (ApiError, DeploymentFailed) as error:
+        except (DomainError, DeploymentFailed) as error:
             state["live"] = TargetStatus(TargetStatus.UNREACHABLE, message=str(error)).as_dict()
-    events = (DeploymentEvent.objects.filter(registered_model=registered).select_related("user")
-              .order_by("-at", "-id")[:history])
+    events = (
+        DeploymentEvent.objects.filter(registered_model=registered)
+        .select_related("user")
+        .order_by("-at", "-id")[:history]
+    )
     state["history"] = [
-        {"id": e.pk, "action": e.action, "version": e.version, "previous_version": e.previous_version,
-         "target": e.target, "succeeded": e.succeeded, "message": e.message,
-         "user": e.user.get_username() if e.user else None, "at": e.at}
+        {
+            "id": e.pk,
+            "action": e.action,
+            "version": e.version,
+            "previous_version": e.previous_version,
+            "target": e.target,
+            "succeeded": e.succeeded,
+            "message": e.message,
+            "user": e.user.get_username() if e.user else None,
+            "at": e.at,
+        }
         for e in events
     ]
     return state

@@ -46,8 +46,12 @@ class TargetStatus:
     message: str = ""
 
     def as_dict(self) -> dict:
-        return {"state": self.state, "version": self.version, "endpoint_url": self.endpoint_url,
-                "message": self.message}
+        return {
+            "state": self.state,
+            "version": self.version,
+            "endpoint_url": self.endpoint_url,
+            "message": self.message,
+        }
 
 
 class DeploymentTarget(abc.ABC):
@@ -74,8 +78,8 @@ class DeploymentTarget(abc.ABC):
     def status(self, serving_name: str) -> TargetStatus:
         """How ``serving_name`` is served right now (cheap: a status page, not a prediction)."""
 
-    def forget(self, serving_name: str, keep_versions: set[int]) -> None:
-        """Drop files the target kept for versions no longer needed (optional)."""
+    def forget(self, serving_name: str, keep_versions: set[int]) -> None:  # noqa: B027 (an optional hook)
+        """Drop files the target kept for versions no longer needed (optional: a no-op by default)."""
 
 
 def available_targets() -> dict[str, type[DeploymentTarget]]:
@@ -91,11 +95,11 @@ NOT_YET = {
 
 
 def get_target(name: str) -> DeploymentTarget:
-    """The target called ``name``; a 422 naming the ``target`` field when it is unknown or not available."""
-    from ml_platform.core.errors import ApiError
+    """The target called ``name``; Invalid naming the ``target`` field when it is unknown or not available."""
+    from ml_platform.core.errors import Invalid
 
     targets = available_targets()
     if name in targets:
         return targets[name]()
     reason = NOT_YET.get(name, f"unknown deployment target '{name}'")
-    raise ApiError(422, "Invalid input", [Problem("target", f"{reason}; available: {', '.join(sorted(targets))}")])
+    raise Invalid(Problem("target", f"{reason}; available: {', '.join(sorted(targets))}"))

@@ -16,11 +16,11 @@ from django.db.models import Count, F, FloatField, Max, Min
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
 
+from ml_pipeline.metrics import lower_is_better
 from ml_platform.training.models import TrainingRun
 
 TOP_CONFIGURATIONS = 10
 RECALL_KS = (5, 10, 50, 100)
-LOWER_IS_BETTER = ("rmse", "mae")
 # Per model type: the KPI boxes, and the metrics that rank the table (the first one an experiment has).
 KPIS = {
     "retrieval": [f"recall_at_{k}" for k in RECALL_KS],
@@ -51,50 +51,70 @@ def best_experiments(project, dataset_id: int | None = None) -> list[dict]:
     for model_type, kpis in KPIS.items():
         completed = experiments.filter(status=TrainingRun.COMPLETED, model_type=model_type)
         best = completed.aggregate(
-            completed=Count("id"),
-            **{name: (Min if name in LOWER_IS_BETTER else Max)(metric(name)) for name in kpis})
-        answer.append({
-            "model_type": model_type,
-            "count": counts.get(model_type, 0),
-            "completed": best.pop("completed"),
-            "kpis": [{"metric": name, "best": best[name], "lower_is_better": name in LOWER_IS_BETTER}
-                     for name in kpis],
-            "main_metric": MAIN_METRICS[model_type][0],
-            "top": top_configurations(completed, model_type),
-        })
+            completed=Count("id"), **{name: (Min if lower_is_better(name) else Max)(metric(name)) for name in kpis}
+        )
+        answer.append(
+            {
+                "model_type": model_type,
+                "count": counts.get(model_type, 0),
+                "completed": best.pop("completed"),
+                "kpis": [
+                    {"metric": name, "best": best[name], "lower_is_better": lower_is_better(name)} for name in kpis
+                ],
+                "main_metric": MAIN_METRICS[model_type][0],
+                "top": top_configurations(completed, model_type),
+            }
+        )
     return answer
 
 
 def top_configurations(completed, model_type: str) -> list[dict]:
     candidates = MAIN_METRICS[model_type]
     main = Coalesce(*map(metric, candidates)) if len(candidates) > 1 else metric(candidates[0])
-    order = F("main").asc() if candidates[0] in LOWER_IS_BETTER else F("main").desc()
+    order = F("main").asc() if lower_is_better(candidates[0]) else F("main").desc()
     # Only the JSON keys the table shows, read by the database: a spec is kilobytes.
-    rows = (completed.annotate(main=main).filter(main__isnull=False).order_by(order, "-id").values(
-        "id", "run_number", "name", "main", "feature_config__name", "model_config__name",
-        metrics=F("final_metrics"), dataset_name=F("dataset_snapshot__name"),
-        learning_rate=F("spec__training__learning_rate"), model_learning_rate=F("spec__model__learning_rate"),
-        batch_size=F("spec__training__batch_size"), epochs=F("spec__training__epochs"),
-        sample_percent=F("spec__split__sample_percent"))[:TOP_CONFIGURATIONS])
+    rows = (
+        completed.annotate(main=main)
+        .filter(main__isnull=False)
+        .order_by(order, "-id")
+        .values(
+            "id",
+            "run_number",
+            "name",
+            "main",
+            "feature_config__name",
+            "model_config__name",
+            metrics=F("final_metrics"),
+            dataset_name=F("dataset_snapshot__name"),
+            learning_rate=F("spec__training__learning_rate"),
+            model_learning_rate=F("spec__model__learning_rate"),
+            batch_size=F("spec__training__batch_size"),
+            epochs=F("spec__training__epochs"),
+            sample_percent=F("spec__split__sample_percent"),
+        )[:TOP_CONFIGURATIONS]
+    )
     top = []
     for rank, row in enumerate(rows, start=1):
         metrics = row["metrics"] or {}
-        top.append({
-            "rank": rank,
-            "experiment_id": row["id"],
-            "display_name": str(TrainingRun(kind=TrainingRun.EXPERIMENT, run_number=row["run_number"],
-                                            name=row["name"])),
-            "dataset_name": row["dataset_name"],
-            "feature_config_name": row["feature_config__name"],
-            "model_config_name": row["model_config__name"],
-            # The spec holds the effective values (defaults filled in); the model config's rate unless overridden.
-            "learning_rate": row["learning_rate"] or row["model_learning_rate"],
-            "batch_size": row["batch_size"],
-            "epochs": row["epochs"],
-            "epochs_run": metrics.get("epochs_run"),
-            "sample_percent": row["sample_percent"],
-            "metric": next(name for name in candidates if isinstance(metrics.get(name), (int, float))),
-            "value": row["main"],
-            "loss": metrics.get("loss"),
-        })
+        top.append(
+            {
+                "rank": rank,
+                "experiment_id": row["id"],
+                "display_name": str(
+                    TrainingRun(kind=TrainingRun.EXPERIMENT, run_number=row["run_number"], name=row["name"])
+                ),
+                "dataset_name": row["dataset_name"],
+                "feature_config_name": row["feature_config__name"],
+                "model_config_name": row["model_config__name"],
+                # The spec holds the effective values (defaults filled in); the model config's rate unless overridden.
+                "learning_rate": row["learning_rate"] or row["model_learning_rate"],
+                "batch_size": row["batch_size"],
+                "epochs": row["epochs"],
+                "epochs_run": metrics.get("epochs_run"),
+                "sample_percent": row["sample_percent"],
+                "metric": next(name for name in candidates if isinstance(metrics.get(name), (int, float))),
+                "value": row["main"],
+                "loss": metrics.get("loss"),
+            }
+        )
     return top

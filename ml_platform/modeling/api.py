@@ -4,11 +4,15 @@ from django.db import transaction
 from ninja import Router, Schema, Status
 from pydantic import Field
 
+from ml_pipeline.config import features as feature_schema
+from ml_pipeline.config import model as model_schema
 from ml_platform.audit import services as audit
+from ml_platform.core.errors import refusals
 from ml_platform.core.fields import BlankIfNull, Id, NotNull, omittable
 from ml_platform.modeling import services
 from ml_platform.modeling.models import FeatureConfig, ModelConfig
 from ml_platform.projects.access import object_for_user, project_for_user
+from ml_platform.training.schemas import AsSent, ModelTypeName
 
 router = Router(tags=["modeling"])
 
@@ -17,9 +21,8 @@ class FeatureConfigIn(Schema):
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
     dataset_id: int
-    # Validated by the service against the dataset's columns, so errors can
-    # name both the config field and the column.
-    config: dict
+    # Its shape is checked here; its columns against the dataset's by the service (naming the same fields).
+    config: feature_schema.FeatureConfig
 
 
 class FeatureConfigPatch(Schema):
@@ -28,7 +31,7 @@ class FeatureConfigPatch(Schema):
     name: NotNull[str] = omittable(min_length=1, max_length=200)
     description: BlankIfNull = omittable()
     dataset_id: NotNull[Id] = omittable()
-    config: NotNull[dict] = omittable()
+    config: NotNull[feature_schema.FeatureConfig] = omittable()
 
 
 class FeatureConfigOut(Schema):
@@ -37,7 +40,7 @@ class FeatureConfigOut(Schema):
     dataset_id: int
     name: str
     description: str
-    config: dict
+    config: AsSent[feature_schema.FeatureConfig]
     breakdown: dict
     created_at: datetime
     updated_at: datetime
@@ -47,7 +50,7 @@ class ModelConfigIn(Schema):
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
     feature_config_id: int | None = None
-    config: dict
+    config: model_schema.ModelConfig
 
 
 class ModelConfigPatch(Schema):
@@ -56,7 +59,7 @@ class ModelConfigPatch(Schema):
     name: NotNull[str] = omittable(min_length=1, max_length=200)
     description: BlankIfNull = omittable()
     feature_config_id: Id | None = None
-    config: NotNull[dict] = omittable()
+    config: NotNull[model_schema.ModelConfig] = omittable()
 
 
 class ModelConfigOut(Schema):
@@ -65,24 +68,28 @@ class ModelConfigOut(Schema):
     feature_config_id: int | None
     name: str
     description: str
-    model_type: str
-    config: dict
+    model_type: ModelTypeName
+    config: AsSent[model_schema.ModelConfig]
     parameter_counts: dict | None
     created_at: datetime
     updated_at: datetime
 
 
 def _feature_out(fc: FeatureConfig) -> dict:
-    return {**{f: getattr(fc, f) for f in FeatureConfigOut.model_fields if f != "breakdown"},
-            "breakdown": services.breakdown(fc)}
+    return {
+        **{f: getattr(fc, f) for f in FeatureConfigOut.model_fields if f != "breakdown"},
+        "breakdown": services.breakdown(fc),
+    }
 
 
 def _model_out(mc: ModelConfig, paired: FeatureConfig | None = None) -> dict:
-    return {**{f: getattr(mc, f) for f in ModelConfigOut.model_fields if f != "parameter_counts"},
-            "parameter_counts": services.parameter_counts(mc, paired)}
+    return {
+        **{f: getattr(mc, f) for f in ModelConfigOut.model_fields if f != "parameter_counts"},
+        "parameter_counts": services.parameter_counts(mc, paired),
+    }
 
 
-@router.get("/projects/{project_id}/feature-configs/", response=list[FeatureConfigOut])
+@router.get("/projects/{project_id}/feature-configs/", response={200: list[FeatureConfigOut], **refusals(404, 422)})
 def list_feature_configs(request, project_id: int, dataset_id: Id | None = None):
     configs = project_for_user(request.user, project_id).feature_configs.all()
     if dataset_id is not None:
@@ -90,31 +97,33 @@ def list_feature_configs(request, project_id: int, dataset_id: Id | None = None)
     return [_feature_out(fc) for fc in configs]
 
 
-@router.post("/projects/{project_id}/feature-configs/", response={201: FeatureConfigOut})
+@router.post(
+    "/projects/{project_id}/feature-configs/", response={201: FeatureConfigOut, **refusals(400, 404, 409, 422)}
+)
 def create_feature_config(request, project_id: int, payload: FeatureConfigIn):
     project = project_for_user(request.user, project_id)
     with transaction.atomic():
-        fc = services.save_feature_config(project, request.user, payload.model_dump())
-        audit.record(request, audit.Action.CREATE, fc, changes=payload.model_dump())
+        fc = services.save_feature_config(project, request.user, payload.model_dump(mode="json"))
+        audit.record(request, audit.Action.CREATE, fc, changes=payload.model_dump(mode="json"))
     return Status(201, _feature_out(fc))
 
 
-@router.get("/feature-configs/{config_id}/", response=FeatureConfigOut)
+@router.get("/feature-configs/{config_id}/", response={200: FeatureConfigOut, **refusals(404, 422)})
 def get_feature_config(request, config_id: int):
     return _feature_out(object_for_user(FeatureConfig, request.user, config_id))
 
 
-@router.patch("/feature-configs/{config_id}/", response=FeatureConfigOut)
+@router.patch("/feature-configs/{config_id}/", response={200: FeatureConfigOut, **refusals(400, 404, 409, 422)})
 def update_feature_config(request, config_id: int, payload: FeatureConfigPatch):
     fc = object_for_user(FeatureConfig, request.user, config_id)
-    changes = payload.model_dump(exclude_unset=True)
+    changes = payload.model_dump(mode="json", exclude_unset=True)
     with transaction.atomic():
         fc = services.save_feature_config(fc.project, request.user, changes, instance=fc)
         audit.record(request, audit.Action.UPDATE, fc, changes=changes)
     return _feature_out(fc)
 
 
-@router.delete("/feature-configs/{config_id}/", response={204: None})
+@router.delete("/feature-configs/{config_id}/", response={204: None, **refusals(404, 409, 422)})
 def delete_feature_config(request, config_id: int):
     fc = object_for_user(FeatureConfig, request.user, config_id)
     with transaction.atomic(), audit.recording(request, audit.Action.DELETE, fc):
@@ -122,24 +131,24 @@ def delete_feature_config(request, config_id: int):
     return Status(204, None)
 
 
-@router.get("/projects/{project_id}/model-configs/", response=list[ModelConfigOut])
-def list_model_configs(request, project_id: int, model_type: str | None = None):
+@router.get("/projects/{project_id}/model-configs/", response={200: list[ModelConfigOut], **refusals(404, 422)})
+def list_model_configs(request, project_id: int, model_type: ModelTypeName | None = None):
     configs = project_for_user(request.user, project_id).model_configs.select_related("feature_config")
     if model_type:
         configs = configs.filter(model_type=model_type)
     return [_model_out(mc) for mc in configs]
 
 
-@router.post("/projects/{project_id}/model-configs/", response={201: ModelConfigOut})
+@router.post("/projects/{project_id}/model-configs/", response={201: ModelConfigOut, **refusals(400, 404, 409, 422)})
 def create_model_config(request, project_id: int, payload: ModelConfigIn):
     project = project_for_user(request.user, project_id)
     with transaction.atomic():
-        mc = services.save_model_config(project, request.user, payload.model_dump())
-        audit.record(request, audit.Action.CREATE, mc, changes=payload.model_dump())
+        mc = services.save_model_config(project, request.user, payload.model_dump(mode="json"))
+        audit.record(request, audit.Action.CREATE, mc, changes=payload.model_dump(mode="json"))
     return Status(201, _model_out(mc))
 
 
-@router.get("/model-configs/{config_id}/", response=ModelConfigOut)
+@router.get("/model-configs/{config_id}/", response={200: ModelConfigOut, **refusals(404, 422)})
 def get_model_config(request, config_id: int, feature_config_id: Id | None = None):
     """With ``feature_config_id``, parameter counts are computed for that pairing."""
     mc = object_for_user(ModelConfig, request.user, config_id)
@@ -150,17 +159,17 @@ def get_model_config(request, config_id: int, feature_config_id: Id | None = Non
     return _model_out(mc, paired)
 
 
-@router.patch("/model-configs/{config_id}/", response=ModelConfigOut)
+@router.patch("/model-configs/{config_id}/", response={200: ModelConfigOut, **refusals(400, 404, 409, 422)})
 def update_model_config(request, config_id: int, payload: ModelConfigPatch):
     mc = object_for_user(ModelConfig, request.user, config_id)
-    changes = payload.model_dump(exclude_unset=True)
+    changes = payload.model_dump(mode="json", exclude_unset=True)
     with transaction.atomic():
         mc = services.save_model_config(mc.project, request.user, changes, instance=mc)
         audit.record(request, audit.Action.UPDATE, mc, changes=changes)
     return _model_out(mc)
 
 
-@router.delete("/model-configs/{config_id}/", response={204: None})
+@router.delete("/model-configs/{config_id}/", response={204: None, **refusals(404, 409, 422)})
 def delete_model_config(request, config_id: int):
     mc = object_for_user(ModelConfig, request.user, config_id)
     with transaction.atomic(), audit.recording(request, audit.Action.DELETE, mc):

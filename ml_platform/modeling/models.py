@@ -24,7 +24,9 @@ class FeatureConfig(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["project", "name"], name="feature_config_name_unique_in_project")]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="feature_config_name_unique_in_project")
+        ]
 
     def __str__(self) -> str:
         return self.name

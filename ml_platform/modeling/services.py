@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from ml_platform.core.errors import ApiError
-from ml_platform.datasets.models import Dataset
-from ml_platform.modeling.models import FeatureConfig, ModelConfig
 from ml_pipeline.config import features as feature_schema
 from ml_pipeline.config import model as model_schema
 from ml_pipeline.config.dataset import ColumnMapping
 from ml_pipeline.errors import ConfigError, Problem, validate_model
+from ml_platform.core.errors import Conflict
+from ml_platform.datasets.models import Dataset
+from ml_platform.modeling.models import FeatureConfig, ModelConfig
 
 
 def _check_name_free(model, project, name: str, exclude_id: int | None = None) -> None:
     if model.objects.filter(project=project, name=name).exclude(pk=exclude_id).exists():
         label = model._meta.verbose_name
-        raise ApiError(409, "Name taken", [Problem("name", f"a {label} named '{name}' already exists in this project")])
+        raise Conflict("Name taken", [Problem("name", f"a {label} named '{name}' already exists in this project")])
 
 
 def parse_feature_config(config: dict, dataset: Dataset) -> feature_schema.FeatureConfig:

@@ -6,7 +6,7 @@ missing one does, so ids cannot be probed.
 
 from django.http import Http404
 
-from ml_platform.core.errors import ApiError
+from ml_platform.core.errors import Forbidden
 from ml_platform.projects.models import Membership, Project
 
 
@@ -21,7 +21,7 @@ def owned_project_for_user(user, project_id: int) -> Project:
     """The project, if the user owns it (403 for plain members, 404 for outsiders)."""
     project = project_for_user(user, project_id)
     if not Membership.objects.filter(project=project, user=user, role=Membership.OWNER).exists():
-        raise ApiError(403, "Only the project's owners may do this")
+        raise Forbidden("Only the project's owners may do this")
     return project
 
 

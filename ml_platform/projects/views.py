@@ -3,7 +3,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from ml_platform.audit import services as audit
-from ml_platform.core.errors import ApiError
+from ml_platform.core.errors import DomainError
 from ml_platform.modeling import services as modeling_services
 from ml_platform.projects import services
 from ml_platform.projects.access import project_for_user
@@ -17,13 +17,17 @@ def home(request):
         name = request.POST.get("name", "").strip()
         try:
             project = services.create_project(request.user, name, request.POST.get("description", ""))
-        except ApiError as error:
+        except DomainError as error:
             messages.error(request, "; ".join(str(p) for p in error.problems) or error.message)
         except Exception as error:  # django ValidationError from full_clean
             messages.error(request, f"name: {'; '.join(getattr(error, 'messages', [str(error)]))}")
         else:
-            audit.record(request, audit.Action.CREATE, project,
-                         changes={"name": project.name, "description": project.description})
+            audit.record(
+                request,
+                audit.Action.CREATE,
+                project,
+                changes={"name": project.name, "description": project.description},
+            )
             return redirect("project", project_id=project.id)
     projects = Project.objects.for_user(request.user).prefetch_related("datasets")
     return render(request, "projects/home.html", {"projects": projects})

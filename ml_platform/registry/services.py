@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
-from django.utils import timezone
 
-from ml_platform.core.errors import ApiError
+from ml_platform.core import clock
+from ml_platform.core.errors import Conflict, NotFound
 from ml_platform.registry.models import RegisteredModel
 from ml_platform.training.models import TrainingRun
 
@@ -31,8 +31,9 @@ def _register_in_mlflow(run: TrainingRun, registered: RegisteredModel) -> str:
         if "already exists" not in str(error).lower() and "RESOURCE_ALREADY_EXISTS" not in str(error):
             raise
     source = f"{client.get_run(run.mlflow_run_id).info.artifact_uri}/serving_model"
-    version = client.create_model_version(name, source=source, run_id=run.mlflow_run_id,
-                                          tags={"ml_platform.run": str(run.pk)})
+    version = client.create_model_version(
+        name, source=source, run_id=run.mlflow_run_id, tags={"ml_platform.run": str(run.pk)}
+    )
     return version.version
 
 
@@ -40,19 +41,19 @@ def push_to_registry(run: TrainingRun) -> TrainingRun:
     """Register a blessed, completed run as the next version of its model."""
     if run.status == TrainingRun.NOT_BLESSED or run.blessed is False:
         reasons = "; ".join(run.blessing_reasons) or "the evaluator did not bless it"
-        raise ApiError(409, f"Only blessed models can be registered: {reasons}")
+        raise Conflict(f"Only blessed models can be registered: {reasons}")
     if run.status != TrainingRun.COMPLETED:
-        raise ApiError(409, f"Only completed runs can be registered; this one is {run.status}")
+        raise Conflict(f"Only completed runs can be registered; this one is {run.status}")
     if run.registry_version is not None:
-        raise ApiError(409, f"Already registered as version {run.registry_version}")
+        raise Conflict(f"Already registered as version {run.registry_version}")
     if not run.serving_model_path:
-        raise ApiError(409, "This run exported no serving model (it ran without the Pusher)")
+        raise Conflict("This run exported no serving model (it ran without the Pusher)")
     registered = run.registered_model
     mlflow_version = _register_in_mlflow(run, registered) if run.mlflow_run_id else None
     with transaction.atomic():
         registered = RegisteredModel.objects.select_for_update().get(pk=registered.pk)
         latest = registered.versions.aggregate(latest=Max("registry_version"))["latest"] or 0
-        now = timezone.now()
+        now = clock.now()
         TrainingRun.objects.filter(pk=run.pk).update(registry_version=latest + 1, registered_at=now)
         registered.latest_version = latest + 1
         registered.total_versions = registered.versions.filter(registry_version__isnull=False).count()
@@ -69,5 +70,5 @@ def push_to_registry(run: TrainingRun) -> TrainingRun:
 def version_run(registered: RegisteredModel, version: int) -> TrainingRun:
     run = registered.versions.filter(registry_version=version).first()
     if run is None:
-        raise ApiError(404, f"{registered.name} has no version {version}")
+        raise NotFound(f"{registered.name} has no version {version}")
     return run

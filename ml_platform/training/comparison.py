@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import re
 
+from ml_pipeline.metrics import lower_is_better
 from ml_platform.training.models import TrainingMetricsHistory, TrainingRun
 from ml_platform.training.services import DIFFED, config_leaves
 
 QUALITY_METRIC = re.compile(r"^(loss|val_loss|rmse|mae|mrr|coverage|(recall|ndcg)_at_\d+)$")
-LOWER_IS_BETTER = ("loss", "val_loss", "rmse", "mae")
 CURVES = ("loss", "val_loss", "recall_at_5", "recall_at_10", "recall_at_50", "recall_at_100", "rmse", "mae")
 MAX_COMPARED = 10
 
 
-def lower_is_better(metric: str) -> bool:
-    return metric in LOWER_IS_BETTER
-
-
 def quality_metrics(run: TrainingRun) -> dict[str, float]:
-    return {name: value for name, value in (run.final_metrics or {}).items()
-            if QUALITY_METRIC.match(name) and isinstance(value, (int, float)) and not isinstance(value, bool)}
+    return {
+        name: value
+        for name, value in (run.final_metrics or {}).items()
+        if QUALITY_METRIC.match(name) and isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
 
 
 def _metric_order(name: str) -> tuple:
@@ -44,8 +43,14 @@ def _best(metric: str, values: list) -> int | None:
 
 def compare(runs: list[TrainingRun]) -> dict:
     """Configs (every differing leaf marked), final metrics (the best one named) and overlaid learning curves."""
-    leaves = [{path: value for label, name in DIFFED.items()
-               for path, value in config_leaves(getattr(run, name), label).items()} for run in runs]
+    leaves = [
+        {
+            path: value
+            for label, name in DIFFED.items()
+            for path, value in config_leaves(getattr(run, name), label).items()
+        }
+        for run in runs
+    ]
     config = []
     for path in sorted(set().union(*leaves)):
         values = [found.get(path) for found in leaves]
@@ -55,13 +60,23 @@ def compare(runs: list[TrainingRun]) -> dict:
     metrics = []
     for name in sorted(set().union(*finals), key=_metric_order):
         values = [found.get(name) for found in finals]
-        metrics.append({"metric": name, "values": values, "lower_is_better": lower_is_better(name),
-                        "best_index": _best(name, values)})
+        metrics.append(
+            {
+                "metric": name,
+                "values": values,
+                "lower_is_better": lower_is_better(name),
+                "best_index": _best(name, values),
+            }
+        )
 
-    history = TrainingMetricsHistory.objects.filter(training_run__in=runs).order_by("epoch").values(
-        "training_run_id", "epoch", *CURVES)
-    curves: dict[str, list[dict]] = {name: [{"run_id": run.pk, "label": str(run), "points": []} for run in runs]
-                                     for name in CURVES}
+    history = (
+        TrainingMetricsHistory.objects.filter(training_run__in=runs)
+        .order_by("epoch")
+        .values("training_run_id", "epoch", *CURVES)
+    )
+    curves: dict[str, list[dict]] = {
+        name: [{"run_id": run.pk, "label": str(run), "points": []} for run in runs] for name in CURVES
+    }
     position = {run.pk: index for index, run in enumerate(runs)}
     for row in history:
         for name in CURVES:
@@ -76,10 +91,18 @@ def compare(runs: list[TrainingRun]) -> dict:
 
 
 def _summary(run: TrainingRun) -> dict:
-    return {"id": run.pk, "display_name": str(run), "kind": run.kind, "status": run.status,
-            "model_type": run.model_type, "dataset_name": (run.dataset_snapshot or {}).get("name"),
-            "blessed": run.blessed, "duration_seconds": run.duration_seconds,
-            "epochs_run": (run.final_metrics or {}).get("epochs_run"), "created_at": run.created_at}
+    return {
+        "id": run.pk,
+        "display_name": str(run),
+        "kind": run.kind,
+        "status": run.status,
+        "model_type": run.model_type,
+        "dataset_name": (run.dataset_snapshot or {}).get("name"),
+        "blessed": run.blessed,
+        "duration_seconds": run.duration_seconds,
+        "epochs_run": (run.final_metrics or {}).get("epochs_run"),
+        "created_at": run.created_at,
+    }
 
 
 def against_experiment(run: TrainingRun) -> dict:
@@ -89,13 +112,23 @@ def against_experiment(run: TrainingRun) -> dict:
     rows = []
     for name in sorted(mine.keys() & theirs.keys(), key=_metric_order):
         delta = mine[name] - theirs[name]
-        rows.append({
-            "metric": name, "run": mine[name], "experiment": theirs[name], "delta": delta,
-            "relative_delta": delta / abs(theirs[name]) if theirs[name] else None,
-            "lower_is_better": lower_is_better(name),
-            "improved": None if delta == 0 else (delta < 0) == lower_is_better(name),
-        })
-    return {"run": _summary(run), "experiment": _summary(experiment),
-            "sample_percent": {"run": (run.split_config or {}).get("sample_percent", 100.0),
-                               "experiment": (experiment.split_config or {}).get("sample_percent", 100.0)},
-            "metrics": rows}
+        rows.append(
+            {
+                "metric": name,
+                "run": mine[name],
+                "experiment": theirs[name],
+                "delta": delta,
+                "relative_delta": delta / abs(theirs[name]) if theirs[name] else None,
+                "lower_is_better": lower_is_better(name),
+                "improved": None if delta == 0 else (delta < 0) == lower_is_better(name),
+            }
+        )
+    return {
+        "run": _summary(run),
+        "experiment": _summary(experiment),
+        "sample_percent": {
+            "run": (run.split_config or {}).get("sample_percent", 100.0),
+            "experiment": (experiment.split_config or {}).get("sample_percent", 100.0),
+        },
+        "metrics": rows,
+    }

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import logging
 import traceback
-from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
 
+from ml_pipeline.reporting import FanOutReporter, JsonLinesReporter
+from ml_pipeline.runner import PipelineRunner, RunResult
+from ml_pipeline.spec import PipelineSpec, StageStatus
+from ml_pipeline.tracking import MlflowReporter
 from ml_platform.datasets.access import data_access_for
 from ml_platform.training import failures
 from ml_platform.training.models import InvalidTransition, TrainingRun
 from ml_platform.training.reporter import DatabaseReporter
-from ml_pipeline.reporting import FanOutReporter, JsonLinesReporter
-from ml_pipeline.runner import PipelineRunner, RunResult
-from ml_pipeline.spec import PipelineSpec
-from ml_pipeline.tracking import MlflowReporter
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +23,15 @@ logger = logging.getLogger(__name__)
 def lineage(result: RunResult) -> dict:
     """Each artifact's manifest essentials: type, URI, producing stage, the fingerprints it was made from."""
     return {
-        stage: {"type": a.type, "uri": a.uri, "producer": a.stage, "run": a.run_id, "fingerprint": a.fingerprint,
-                "inputs": a.input_fingerprints, "summary": a.summary}
+        stage: {
+            "type": a.type,
+            "uri": a.uri,
+            "producer": a.stage,
+            "run": a.run_id,
+            "fingerprint": a.fingerprint,
+            "inputs": a.input_fingerprints,
+            "summary": a.summary,
+        }
         for stage, a in result.artifacts.items()
     }
 
@@ -38,8 +44,12 @@ def previous_version_baseline(run: TrainingRun) -> dict:
     """
     if run.is_experiment or run.registered_model_id is None or run.evaluator_config.get("baseline_model_uri"):
         return {}
-    previous = (run.registered_model.versions.filter(registry_version__isnull=False).exclude(pk=run.pk)
-                .order_by("-registry_version").first())
+    previous = (
+        run.registered_model.versions.filter(registry_version__isnull=False)
+        .exclude(pk=run.pk)
+        .order_by("-registry_version")
+        .first()
+    )
     path = previous.serving_model_path if previous else None
     if not path or not Path(path).is_dir():
         return {}
@@ -60,8 +70,9 @@ def execute(run_id: int) -> str:
         logger.exception("run %s failed outside its stages", run_id)
         run = TrainingRun.objects.get(pk=run_id)
         _close_mlflow_run(run)
-        return failures.fail_outside_stages(run, failures.outside_stages_message(error, "the pipeline could not run"),
-                                            traceback.format_exc())
+        return failures.fail_outside_stages(
+            run, failures.outside_stages_message(error, "the pipeline could not run"), traceback.format_exc()
+        )
 
 
 def _close_mlflow_run(run: TrainingRun) -> None:
@@ -76,8 +87,6 @@ def _close_mlflow_run(run: TrainingRun) -> None:
 
 
 def _execute(run_id: int) -> str:
-    from ml_platform.training.services import cost_usd
-
     run = TrainingRun.objects.select_related("project", "registered_model").get(pk=run_id)
     baseline = previous_version_baseline(run)
     if baseline and {k: run.spec["evaluator"].get(k) for k in baseline} != baseline:
@@ -88,10 +97,17 @@ def _execute(run_id: int) -> str:
     runner = PipelineRunner(spec, settings.PIPELINE_ROOT, run_id=run.pipeline_run_id)
     events = runner.store.run_dir(run.pipeline_run_id) / "events.jsonl"
     tracking = MlflowReporter(
-        settings.MLFLOW_TRACKING_URI, experiment=run.project.unique_name, run_name=str(run),
+        settings.MLFLOW_TRACKING_URI,
+        experiment=run.project.unique_name,
+        run_name=str(run),
         spec=run.spec,
-        tags={"ml_platform.run_id": str(run.pk), "ml_platform.model_type": run.model_type, "ml_platform.kind": run.kind},
-        run_id=run.mlflow_run_id or None, artifact_root=settings.MLFLOW_ARTIFACT_ROOT,
+        tags={
+            "ml_platform.run_id": str(run.pk),
+            "ml_platform.model_type": run.model_type,
+            "ml_platform.kind": run.kind,
+        },
+        run_id=run.mlflow_run_id or None,
+        artifact_root=settings.MLFLOW_ARTIFACT_ROOT,
     )
     TrainingRun.objects.filter(pk=run.pk).update(mlflow_run_id=tracking.run_id)
     runner.reporter = FanOutReporter(DatabaseReporter(run), JsonLinesReporter(events), tracking)
@@ -105,14 +121,16 @@ def _execute(run_id: int) -> str:
         "blessed": result.blessed,
         "blessing_reasons": evaluation.properties.get("reasons", []) if evaluation else [],
     }
-    status = run.outcome_status(result.status == "completed", result.blessed)
+    status = run.outcome_status(result.status == StageStatus.COMPLETED, result.blessed)
     tracking.finish(status, outcome["final_metrics"], outcome["artifacts"])
     if status == TrainingRun.FAILED and result.error:
-        outcome.update(error_stage=result.error["stage"], error_message=result.error["message"],
-                       error_traceback=result.error["traceback"])
+        outcome.update(
+            error_stage=result.error["stage"],
+            error_message=result.error["message"],
+            error_traceback=result.error["traceback"],
+        )
     run.refresh_from_db()
-    outcome["cost_usd"] = cost_usd(run) if run.started_at else Decimal("0")
-    try:
+    try:  # the transition stores what the run cost
         run.transition(status, **outcome)
     except InvalidTransition as refused:  # cancelled meanwhile: keep what was recorded, not the status
         logger.info("run %s finished as %s but is already %s", run.pk, status, refused.current)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from ml_pipeline.spec import STAGES, StageStatus
 from ml_platform.training.models import InvalidTransition, TrainingRun
-from ml_pipeline.spec import STAGES
 
 logger = logging.getLogger(__name__)
 
@@ -72,23 +72,26 @@ def killed_message(signum: int, peak_rss_bytes: int, attempts: int) -> str:
     why = f"{signal_name(signum)}: possibly out of memory" if signum == signal.SIGKILL else signal_name(signum)
     peak = f", at a peak memory of {peak_rss_bytes / 2**20:,.0f} MB" if peak_rss_bytes else ""
     tries = f", after {attempts} attempts" if attempts > 1 else ""
-    return (f"the pipeline process was killed by signal {signum} ({why}){peak}{tries} "
-            f"(see worker.log in the run folder)")
+    return f"the pipeline process was killed by signal {signum} ({why}){peak}{tries} (see worker.log in the run folder)"
 
 
 def first_stage(run: TrainingRun) -> str:
     """Where a run that failed outside its stages stopped: its current stage, else the first it would run."""
     if run.current_stage:
         return run.current_stage
-    return next((s for s in STAGES if (run.stages or {}).get(s, {}).get("status") != "skipped"), STAGES[0])
+    return next((s for s in STAGES if (run.stages or {}).get(s, {}).get("status") != StageStatus.SKIPPED), STAGES[0])
 
 
 def fail_outside_stages(run: TrainingRun, message: str, traceback: str = "") -> str:
     """Fail the run with ``message`` (unless it ended meanwhile); return its status."""
     run.refresh_from_db()
     try:
-        run.transition(TrainingRun.FAILED, error_stage=first_stage(run), error_message=message,
-                       error_traceback=_without_server_paths(traceback))
+        run.transition(
+            TrainingRun.FAILED,
+            error_stage=first_stage(run),
+            error_message=message,
+            error_traceback=_without_server_paths(traceback),
+        )
     except InvalidTransition as refused:
         logger.info("run %s failed outside its stages (%s) but is already %s", run.pk, message, refused.current)
         return refused.current

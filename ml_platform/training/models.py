@@ -3,18 +3,60 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import F, OuterRef, Subquery
 from django.db.models.functions import Coalesce, Greatest
-from django.utils import timezone
 
+from ml_pipeline.spec import STAGES, StageStatus
+from ml_platform.core import clock
 from ml_platform.datasets.models import Dataset
 from ml_platform.modeling.models import FeatureConfig, ModelConfig
 from ml_platform.projects.models import Project
 from ml_platform.registry.models import RegisteredModel
-from ml_pipeline.spec import STAGES
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SCHEDULED = "scheduled", "Scheduled"
+    SUBMITTING = "submitting", "Submitting"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    NOT_BLESSED = "not_blessed", "Not blessed"
+
+
+class RunKind(models.TextChoices):
+    TRAINING = "training", "Training run"
+    EXPERIMENT = "experiment", "Experiment"
+
+
+class Runner(models.TextChoices):
+    LOCAL = "local", "Local worker"
+    REMOTE = "remote", "Remote runner"
+
+
+# The run's state machine, the one place its moves are written down (see TrainingRun.transition, the one place
+# they are enforced): status -> the statuses it may move to. A status with no row is terminal.
+RUN_TRANSITIONS: dict[RunStatus, set[RunStatus]] = {
+    RunStatus.SCHEDULED: {RunStatus.PENDING, RunStatus.CANCELLED},
+    RunStatus.PENDING: {RunStatus.SUBMITTING, RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.FAILED},
+    RunStatus.SUBMITTING: {RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELLED},
+    # pending again: its worker was lost and the run is resumed
+    RunStatus.RUNNING: {
+        RunStatus.COMPLETED,
+        RunStatus.NOT_BLESSED,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.PENDING,
+    },
+}
+TERMINAL_STATUSES = tuple(s for s in RunStatus if s not in RUN_TRANSITIONS)
+ACTIVE_STATUSES = (RunStatus.PENDING, RunStatus.SUBMITTING, RunStatus.RUNNING)
 
 
 class InvalidTransition(Exception):
@@ -38,17 +80,26 @@ class InvalidStageTransition(Exception):
 # move. A stage that ended never starts again within its run: a resumed run reports the stages it reuses as
 # cached. Repeating a status updates the same report. interrupted (resumed later) and cancelled come from
 # the run's own transitions (see end_stages).
-STAGE_TRANSITIONS: dict[str, set[str]] = {
-    "pending": {"running", "completed", "cached", "skipped", "failed", "interrupted", "cancelled"},
-    "running": {"running", "completed", "cached", "skipped", "failed", "interrupted", "cancelled"},
-    "interrupted": {"running", "completed", "cached", "skipped", "failed", "interrupted", "cancelled"},
-    "completed": {"completed", "cached"},
-    "cached": {"completed", "cached"},
-    "skipped": {"skipped"},
-    "failed": {"failed"},
-    "cancelled": {"cancelled"},
+_ANY_NEXT = {
+    StageStatus.RUNNING,
+    StageStatus.COMPLETED,
+    StageStatus.CACHED,
+    StageStatus.SKIPPED,
+    StageStatus.FAILED,
+    StageStatus.INTERRUPTED,
+    StageStatus.CANCELLED,
 }
-STAGE_DONE = ("completed", "cached", "skipped")
+STAGE_TRANSITIONS: dict[StageStatus, set[StageStatus]] = {
+    StageStatus.PENDING: _ANY_NEXT,
+    StageStatus.RUNNING: _ANY_NEXT,
+    StageStatus.INTERRUPTED: _ANY_NEXT,
+    StageStatus.COMPLETED: {StageStatus.COMPLETED, StageStatus.CACHED},
+    StageStatus.CACHED: {StageStatus.COMPLETED, StageStatus.CACHED},
+    StageStatus.SKIPPED: {StageStatus.SKIPPED},
+    StageStatus.FAILED: {StageStatus.FAILED},
+    StageStatus.CANCELLED: {StageStatus.CANCELLED},
+}
+STAGE_DONE = (StageStatus.COMPLETED, StageStatus.CACHED, StageStatus.SKIPPED)
 
 
 def check_stage_move(stage: str, current: str, wanted: str) -> None:
@@ -66,15 +117,9 @@ class TrainingRun(models.Model):
     promoted to a training run (``source_experiment``). Experiments and
     training runs are numbered separately ("Exp #3", "recs #12").
 
-    Status transitions (anything else is refused, see :meth:`transition`)::
-
-        scheduled  -> pending, cancelled
-        pending    -> submitting, running, cancelled, failed
-        submitting -> running, failed, cancelled
-        running    -> completed, not_blessed, failed, cancelled,
-                      pending (its worker was lost and the run is resumed)
-
-    completed, not_blessed, failed and cancelled are terminal.
+    Status transitions are ``RUN_TRANSITIONS`` (anything else is refused,
+    see :meth:`transition`); completed, not_blessed, failed and cancelled
+    are terminal.
 
     The stage table follows (see :func:`end_stages`): a failed run's stages
     that were pending or running become ``interrupted``, a cancelled run's
@@ -93,44 +138,57 @@ class TrainingRun(models.Model):
     next event is refused, which tells the runner to stop).
     """
 
-    PENDING, SCHEDULED, SUBMITTING, RUNNING = "pending", "scheduled", "submitting", "running"
-    COMPLETED, FAILED, CANCELLED, NOT_BLESSED = "completed", "failed", "cancelled", "not_blessed"
-    STATUSES = [(s, s.replace("_", " ").capitalize()) for s in
-                (PENDING, SCHEDULED, SUBMITTING, RUNNING, COMPLETED, FAILED, CANCELLED, NOT_BLESSED)]
-    TERMINAL = (COMPLETED, FAILED, CANCELLED, NOT_BLESSED)
-    ACTIVE = (PENDING, SUBMITTING, RUNNING)
-    TRANSITIONS = {
-        SCHEDULED: {PENDING, CANCELLED},
-        PENDING: {SUBMITTING, RUNNING, CANCELLED, FAILED},
-        SUBMITTING: {RUNNING, FAILED, CANCELLED},
-        RUNNING: {COMPLETED, NOT_BLESSED, FAILED, CANCELLED, PENDING},
-    }
-
-    TRAINING, EXPERIMENT = "training", "experiment"
-    KINDS = [(TRAINING, "Training run"), (EXPERIMENT, "Experiment")]
-    LOCAL, REMOTE = "local", "remote"
-    RUNNERS = [(LOCAL, "Local worker"), (REMOTE, "Remote runner")]
+    # Aliases of the choices' members (``TrainingRun.FAILED is RunStatus.FAILED``), so the hundred-odd
+    # ``TrainingRun.FAILED`` in the code and tests read on unchanged.
+    PENDING, SCHEDULED, SUBMITTING, RUNNING = (
+        RunStatus.PENDING,
+        RunStatus.SCHEDULED,
+        RunStatus.SUBMITTING,
+        RunStatus.RUNNING,
+    )
+    COMPLETED, FAILED, CANCELLED, NOT_BLESSED = (
+        RunStatus.COMPLETED,
+        RunStatus.FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.NOT_BLESSED,
+    )
+    TERMINAL, ACTIVE = TERMINAL_STATUSES, ACTIVE_STATUSES
+    TRAINING, EXPERIMENT = RunKind.TRAINING, RunKind.EXPERIMENT
+    LOCAL, REMOTE = Runner.LOCAL, Runner.REMOTE
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
-    kind = models.CharField(max_length=20, choices=KINDS, default=TRAINING)
+    kind = models.CharField(max_length=20, choices=RunKind.choices, default=RunKind.TRAINING)
     run_number = models.PositiveIntegerField(help_text="Counted per project and kind")
-    name = models.CharField(max_length=200, blank=True,
-                            help_text="The registered model's name (an experiment's optional label)")
+    name = models.CharField(
+        max_length=200, blank=True, help_text="The registered model's name (an experiment's optional label)"
+    )
     description = models.TextField(blank=True)
-    registered_model = models.ForeignKey(RegisteredModel, on_delete=models.SET_NULL, null=True, blank=True,
-                                         related_name="versions")
+    registered_model = models.ForeignKey(
+        RegisteredModel, on_delete=models.SET_NULL, null=True, blank=True, related_name="versions"
+    )
     rerun_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reruns")
-    source_experiment = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True,
-                                          related_name="promoted_runs", limit_choices_to={"kind": EXPERIMENT})
-    from_stage = models.CharField(max_length=30, blank=True,
-                                  help_text="Recompute from this stage on; earlier stages are reused when their "
-                                            "fingerprints still match")
-    config_diff = models.JSONField(default=list, blank=True,
-                                   help_text="[{field, before, after}] against the run this one reruns")
+    source_experiment = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="promoted_runs",
+        limit_choices_to={"kind": RunKind.EXPERIMENT},
+    )
+    from_stage = models.CharField(
+        max_length=30,
+        blank=True,
+        help_text="Recompute from this stage on; earlier stages are reused when their fingerprints still match",
+    )
+    config_diff = models.JSONField(
+        default=list, blank=True, help_text="[{field, before, after}] against the run this one reruns"
+    )
 
     # What the run was made from, and frozen snapshots of it at creation.
     dataset = models.ForeignKey(Dataset, on_delete=models.SET_NULL, null=True, related_name="training_runs")
-    feature_config = models.ForeignKey(FeatureConfig, on_delete=models.SET_NULL, null=True, related_name="training_runs")
+    feature_config = models.ForeignKey(
+        FeatureConfig, on_delete=models.SET_NULL, null=True, related_name="training_runs"
+    )
     model_config = models.ForeignKey(ModelConfig, on_delete=models.SET_NULL, null=True, related_name="training_runs")
     model_type = models.CharField(max_length=20)
     dataset_snapshot = models.JSONField()
@@ -144,7 +202,7 @@ class TrainingRun(models.Model):
     spec = models.JSONField(help_text="The complete pipeline spec the worker runs")
 
     # Progress.
-    status = models.CharField(max_length=20, choices=STATUSES, default=PENDING, db_index=True)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True)
     stages = models.JSONField(default=dict, help_text="stage -> {status, started_at, ended_at, summary, ...}")
     current_stage = models.CharField(max_length=30, blank=True)
     current_epoch = models.IntegerField(null=True, blank=True)
@@ -154,8 +212,12 @@ class TrainingRun(models.Model):
     worker_id = models.CharField(max_length=100, blank=True)
     worker_pid = models.IntegerField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
-    runner = models.CharField(max_length=10, choices=RUNNERS, default=LOCAL,
-                              help_text="remote: taken by a runner reporting through webhooks (never by the worker)")
+    runner = models.CharField(
+        max_length=10,
+        choices=Runner.choices,
+        default=Runner.LOCAL,
+        help_text="remote: taken by a runner reporting through webhooks (never by the worker)",
+    )
     last_event_at = models.DateTimeField(null=True, blank=True, help_text="A remote run's latest accepted event")
     attempts = models.PositiveIntegerField(default=0)
     pipeline_run_id = models.CharField(max_length=100, blank=True)
@@ -165,6 +227,7 @@ class TrainingRun(models.Model):
     blessed = models.BooleanField(null=True)
     blessing_reasons = models.JSONField(default=list, blank=True)
     artifacts = models.JSONField(default=dict, blank=True, help_text="stage -> manifest (type, uri, inputs)")
+    # Stored by the transition that ends the run (see cost(): a running run's is computed, cost_so_far()).
     cost_usd = models.DecimalField(max_digits=10, decimal_places=2, default=0)
     error_message = models.TextField(blank=True)
     error_stage = models.CharField(max_length=30, blank=True)
@@ -182,8 +245,9 @@ class TrainingRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["project", "kind", "run_number"],
-                                               name="run_number_unique_per_kind")]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "kind", "run_number"], name="run_number_unique_per_kind")
+        ]
         indexes = [
             models.Index(fields=["project", "kind", "-created_at"], name="run_project_recent_idx"),
             # The list's status filters (bench/api.py: counts went from ~21 ms to under 1 ms at 10,000 runs).
@@ -214,7 +278,24 @@ class TrainingRun(models.Model):
     def duration_seconds(self) -> float | None:
         if self.started_at is None:
             return None
-        return ((self.completed_at or timezone.now()) - self.started_at).total_seconds()
+        return ((self.completed_at or clock.now()) - self.started_at).total_seconds()
+
+    def cost_so_far(self, until: datetime | None = None) -> Decimal:
+        """GPU price per hour (``GPU_PRICES_PER_HOUR``) x GPUs x hours since the run started, to ``until``
+        (else its end, else now); local CPU runs cost nothing."""
+        if self.started_at is None:
+            return Decimal(0)
+        hours = ((until or self.completed_at or clock.now()) - self.started_at).total_seconds() / 3600
+        gpu = self.gpu_config or {}
+        price = settings.GPU_PRICES_PER_HOUR.get(gpu.get("gpu_type") or "", 0.0)
+        return Decimal(str(round(price * (gpu.get("gpu_count") or 0) * hours, 2)))
+
+    def cost(self) -> Decimal:
+        """What the run has cost: the figure stored in ``cost_usd`` when it ended (a later change of the price
+        table does not rewrite it), and the running total before that."""
+        if self.is_terminal:
+            return Decimal(str(self.cost_usd or 0))
+        return self.cost_so_far()
 
     @property
     def is_remote(self) -> bool:
@@ -238,12 +319,13 @@ class TrainingRun(models.Model):
         writers racing (a cancel and a completion, a webhook and the worker)
         agree: exactly one wins; the loser gets InvalidTransition.
         """
-        sources = [s for s, targets in self.TRANSITIONS.items() if wanted in targets]
-        now = timezone.now()
+        sources = [s for s, targets in RUN_TRANSITIONS.items() if wanted in targets]
+        now = clock.now()
         if wanted == self.RUNNING:
             fields.setdefault("started_at", self.started_at or now)
         if wanted in self.TERMINAL:
             fields.setdefault("completed_at", now)
+            fields.setdefault("cost_usd", self.cost_so_far(until=fields["completed_at"]))  # whichever way it ended
         with transaction.atomic():
             movable = TrainingRun.objects.filter(pk=self.pk, status__in=sources)
             if wanted in STAGE_ENDINGS:
@@ -293,7 +375,7 @@ class RunNumberCounter(models.Model):
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
-    kind = models.CharField(max_length=20, choices=TrainingRun.KINDS)
+    kind = models.CharField(max_length=20, choices=RunKind.choices)
     last = models.PositiveIntegerField(default=0)
 
     class Meta:
@@ -311,8 +393,11 @@ class RunNumberCounter(models.Model):
         cls.objects.get_or_create(project=project, kind=kind)
         # Never at or below a number already taken, so runs inserted without the counter (bulk loads, the
         # admin) are stepped over instead of colliding; the index on (project, kind, run_number) answers it.
-        highest = (TrainingRun.objects.filter(project=OuterRef("project"), kind=OuterRef("kind"))
-                   .order_by("-run_number").values("run_number")[:1])
+        highest = (
+            TrainingRun.objects.filter(project=OuterRef("project"), kind=OuterRef("kind"))
+            .order_by("-run_number")
+            .values("run_number")[:1]
+        )
         counter = cls.objects.filter(project=project, kind=kind)
         counter.update(last=Greatest(F("last"), Coalesce(Subquery(highest), 0)) + 1)
         return counter.values_list("last", flat=True).get()
@@ -338,19 +423,21 @@ class WebhookDelivery(models.Model):
 
 # What becomes of the stages still pending or running when a run moves to a status.
 STAGE_ENDINGS = {
-    TrainingRun.FAILED: {"pending": "interrupted", "running": "interrupted"},
-    TrainingRun.CANCELLED: {"pending": "cancelled", "running": "cancelled"},
-    TrainingRun.PENDING: {"running": "interrupted"},  # requeued: the rest is still to come
+    TrainingRun.FAILED: {StageStatus.PENDING: StageStatus.INTERRUPTED, StageStatus.RUNNING: StageStatus.INTERRUPTED},
+    TrainingRun.CANCELLED: {StageStatus.PENDING: StageStatus.CANCELLED, StageStatus.RUNNING: StageStatus.CANCELLED},
+    TrainingRun.PENDING: {StageStatus.RUNNING: StageStatus.INTERRUPTED},  # requeued: the rest is still to come
 }
 
 
 def end_stages(stages: dict, wanted: str) -> dict:
     """The stage table of a run moving to ``wanted``: no stage shown running (or waiting) for a run that ended."""
     endings = STAGE_ENDINGS.get(wanted, {})
-    return {name: ({**stage, "status": endings[stage.get("status")]} if stage.get("status") in endings else stage)
-            for name, stage in (stages or {}).items()}
+    return {
+        name: ({**stage, "status": endings[stage.get("status")]} if stage.get("status") in endings else stage)
+        for name, stage in (stages or {}).items()
+    }
 
 
 def empty_stage_table(selected=STAGES) -> dict:
     """Every stage pending; those the run does not include (an experiment's Pusher) skipped."""
-    return {stage: {"status": "pending" if stage in selected else "skipped"} for stage in STAGES}
+    return {stage: {"status": StageStatus.PENDING if stage in selected else StageStatus.SKIPPED} for stage in STAGES}

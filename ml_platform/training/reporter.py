@@ -8,23 +8,28 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from datetime import datetime, timezone as dt_timezone
 
 from django.db import transaction
 
-from ml_platform.training import resources
-from ml_platform.training.models import (STAGE_DONE, InvalidStageTransition, TrainingMetricsHistory, TrainingRun,
-                                          check_stage_move)
 from ml_pipeline.reporting import Reporter
+from ml_pipeline.spec import StageStatus
+from ml_platform.core import clock
+from ml_platform.training import resources
+from ml_platform.training.models import (
+    STAGE_DONE,
+    InvalidStageTransition,
+    TrainingMetricsHistory,
+    TrainingRun,
+    check_stage_move,
+)
 
 logger = logging.getLogger(__name__)
 
 HEADLINE_METRICS = ("loss", "val_loss", "recall_at_5", "recall_at_10", "recall_at_50", "recall_at_100", "rmse", "mae")
 
 
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, tz=dt_timezone.utc).isoformat()
+def _now_iso() -> str:
+    return clock.now().isoformat()
 
 
 def _finite(value):
@@ -34,19 +39,22 @@ def _finite(value):
 def record_epoch(run: TrainingRun, epoch: int, total_epochs: int, metrics: dict, resource_sample: dict) -> None:
     """Upsert the epoch's row (a repeated report replaces it) and the run's progress."""
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-    from ml_platform.training.services import cost_usd
-
     with transaction.atomic():
         TrainingMetricsHistory.objects.update_or_create(
-            training_run=run, epoch=epoch,
-            defaults={**{name: _finite(scalars.get(name)) for name in HEADLINE_METRICS},
-                      "metrics": scalars, "histograms": metrics.get("histograms", {}),
-                      "resources": resource_sample},
+            training_run=run,
+            epoch=epoch,
+            defaults={
+                **{name: _finite(scalars.get(name)) for name in HEADLINE_METRICS},
+                "metrics": scalars,
+                "histograms": metrics.get("histograms", {}),
+                "resources": resource_sample,
+            },
         )
         current = TrainingRun.objects.select_for_update().get(pk=run.pk)
-        resources_now = {**resource_sample, "cost_so_far_usd": float(cost_usd(current))}
+        resources_now = {**resource_sample, "cost_so_far_usd": float(current.cost_so_far())}
         TrainingRun.objects.filter(pk=run.pk).update(
-            current_epoch=max(epoch, current.current_epoch or 0), total_epochs=total_epochs,
+            current_epoch=max(epoch, current.current_epoch or 0),
+            total_epochs=total_epochs,
             resources=resources_now,
         )
 
@@ -73,7 +81,7 @@ class DatabaseReporter(Reporter):
         with transaction.atomic():
             run = TrainingRun.objects.select_for_update().get(pk=self.run.pk)
             stages = dict(run.stages)
-            current = stages.get(stage, {}).get("status", "pending")
+            current = stages.get(stage, {}).get("status", StageStatus.PENDING)
             if reused and current in STAGE_DONE:
                 return  # a resumed run announcing a stage it reuses: nothing starts again
             try:
@@ -84,24 +92,31 @@ class DatabaseReporter(Reporter):
                 logger.warning("run %s: %s; the event is ignored", run.pk, refused)
                 return
             stages[stage] = {**stages.get(stage, {}), **fields}
-            extra = {"current_stage": stage} if fields.get("status") == "running" else {}
+            extra = {"current_stage": stage} if fields.get("status") == StageStatus.RUNNING else {}
             TrainingRun.objects.filter(pk=run.pk).update(stages=stages, **extra)
 
     def stage_started(self, stage, info):
-        self._update_stage(stage, reused=bool((info or {}).get("cached")), status="running",
-                           started_at=_iso(time.time()), ended_at=None)
+        self._update_stage(
+            stage,
+            reused=bool((info or {}).get("cached")),
+            status=StageStatus.RUNNING,
+            started_at=_now_iso(),
+            ended_at=None,
+        )
 
     def stage_completed(self, stage, summary, properties, cached):
-        self._update_stage(stage, status="cached" if cached else "completed", summary=summary,
-                           ended_at=_iso(time.time()))
+        self._update_stage(
+            stage, status=StageStatus.CACHED if cached else StageStatus.COMPLETED, summary=summary, ended_at=_now_iso()
+        )
 
     def stage_failed(self, stage, message, traceback):
-        self._update_stage(stage, status="failed", summary=message, ended_at=_iso(time.time()))
+        self._update_stage(stage, status=StageStatus.FAILED, summary=message, ended_at=_now_iso())
         TrainingRun.objects.filter(pk=self.run.pk).update(
-            error_stage=stage, error_message=message, error_traceback=traceback)
+            error_stage=stage, error_message=message, error_traceback=traceback
+        )
 
     def stage_skipped(self, stage, reason):
-        self._update_stage(stage, status="skipped", summary=reason, ended_at=_iso(time.time()))
+        self._update_stage(stage, status=StageStatus.SKIPPED, summary=reason, ended_at=_now_iso())
 
     def epoch_completed(self, epoch, total_epochs, metrics):
         measured = resources.sample() if self.sample_resources else metrics.get("resources", {})

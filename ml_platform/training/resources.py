@@ -17,16 +17,30 @@ def gpu_utilisation() -> list[dict]:
         return []
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index,name,memory.used,memory.total,utilization.gpu",
-             "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=5, check=True,
+            [
+                "nvidia-smi",
+                "--query-gpu=index,name,memory.used,memory.total,utilization.gpu",
+                "--format=csv,noheader,nounits",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     gpus = []
     for line in out.strip().splitlines():
         index, name, used, total, util = [part.strip() for part in line.split(",")]
-        gpus.append({"index": int(index), "name": name, "memory_used_mb": float(used),
-                     "memory_total_mb": float(total), "utilization_pct": float(util)})
+        gpus.append(
+            {
+                "index": int(index),
+                "name": name,
+                "memory_used_mb": float(used),
+                "memory_total_mb": float(total),
+                "utilization_pct": float(util),
+            }
+        )
     return gpus
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -12,20 +11,18 @@ from django.conf import settings
 from django.db import transaction
 from pydantic import Field
 
-from ml_platform.core.errors import ApiError
+from ml_pipeline.config.dataset import StrictModel
+from ml_pipeline.errors import ConfigError, Problem, validate_model
+from ml_pipeline.redact import redact
+from ml_pipeline.spec import PipelineSpec
+from ml_pipeline.stages.compile import check_spec
+from ml_platform.core.errors import Conflict
 from ml_platform.datasets.access import data_access_for
 from ml_platform.datasets.models import Dataset
 from ml_platform.modeling.models import FeatureConfig, ModelConfig
 from ml_platform.registry.models import RegisteredModel
 from ml_platform.training import specs
 from ml_platform.training.models import InvalidTransition, RunNumberCounter, TrainingRun, empty_stage_table
-from ml_pipeline.config.dataset import StrictModel
-from ml_pipeline.errors import ConfigError, Problem, validate_model
-from ml_pipeline.spec import PipelineSpec
-from ml_pipeline.redact import redact
-from ml_pipeline.stages.compile import check_spec
-
-GPU_TYPES = ("T4", "L4", "V100", "A100", "H100")
 
 
 class GpuConfig(StrictModel):
@@ -45,15 +42,6 @@ class ScheduleConfig(StrictModel):
     scheduler_job_id: str | None = None
 
 
-def cost_usd(run: TrainingRun, seconds: float | None = None) -> Decimal:
-    """GPU price per hour x GPUs x hours; local CPU runs cost nothing."""
-    seconds = run.duration_seconds if seconds is None else seconds
-    gpu = run.gpu_config or {}
-    price = settings.GPU_PRICES_PER_HOUR.get(gpu.get("gpu_type") or "", 0.0)
-    hours = (seconds or 0) / 3600
-    return Decimal(str(round(price * gpu.get("gpu_count", 0) * hours, 2)))
-
-
 def _in_project(model, project, object_id, field: str):
     found = model.objects.filter(project=project, pk=object_id).first()
     if found is None:
@@ -63,19 +51,23 @@ def _in_project(model, project, object_id, field: str):
 
 def _registered_model(project, user, name: str, model_type: str, description: str) -> RegisteredModel:
     registered, _ = RegisteredModel.objects.get_or_create(
-        project=project, name=name,
+        project=project,
+        name=name,
         defaults={"model_type": model_type, "description": description, "created_by": user},
     )
     if registered.model_type != model_type:
-        raise ConfigError(Problem("name", f"'{name}' is a {registered.model_type} model; "
-                                          f"this run trains a {model_type} model"))
+        raise ConfigError(
+            Problem("name", f"'{name}' is a {registered.model_type} model; this run trains a {model_type} model")
+        )
     return registered
 
 
 def validate_parameters(gpu_config: dict, schedule_config: dict) -> tuple[dict, dict]:
     problems, parsed = [], []
-    for model, data, prefix in ((GpuConfig, gpu_config, "gpu_config"),
-                                (ScheduleConfig, schedule_config, "schedule_config")):
+    for model, data, prefix in (
+        (GpuConfig, gpu_config, "gpu_config"),
+        (ScheduleConfig, schedule_config, "schedule_config"),
+    ):
         try:
             parsed.append(validate_model(model, data or {}, prefix=prefix).model_dump())
         except ConfigError as error:
@@ -86,35 +78,49 @@ def validate_parameters(gpu_config: dict, schedule_config: dict) -> tuple[dict, 
 
 
 def snapshot_dataset(dataset: Dataset) -> dict:
-    return {"id": dataset.id, "name": dataset.name, "source": dataset.source, "mapping": dataset.mapping,
-            "filters": dataset.filters}
+    return {
+        "id": dataset.id,
+        "name": dataset.name,
+        "source": dataset.source,
+        "mapping": dataset.mapping,
+        "filters": dataset.filters,
+    }
 
 
 def prepare_spec(run: TrainingRun):
     """Build and check the run's spec against its source (columns exist, configs fit)."""
     spec = specs.build_spec(
-        project=run.project, name=run.name or f"experiment-{run.run_number}",
-        run_number=run.run_number, dataset_snapshot=run.dataset_snapshot,
-        feature_config=run.feature_config_snapshot, model_config=run.model_config_snapshot,
-        split_config=run.split_config, training_params=run.training_params, gpu_config=run.gpu_config,
-        evaluator_config=run.evaluator_config, with_pusher=not run.is_experiment,
+        project=run.project,
+        name=run.name or f"experiment-{run.run_number}",
+        run_number=run.run_number,
+        dataset_snapshot=run.dataset_snapshot,
+        feature_config=run.feature_config_snapshot,
+        model_config=run.model_config_snapshot,
+        split_config=run.split_config,
+        training_params=run.training_params,
+        gpu_config=run.gpu_config,
+        evaluator_config=run.evaluator_config,
+        with_pusher=not run.is_experiment,
     ).model_copy(update={"data_access": data_access_for(run.project)})
     specs.check_baseline_model(run.project, run.evaluator_config.get("baseline_model_uri"))
     problems = check_spec(spec)
     if problems:
         raise specs.as_run_problems(ConfigError(problems))
     if run.from_stage and run.from_stage not in spec.stages:
-        raise ConfigError(Problem("from_stage", f"'{run.from_stage}' is not a stage of this run; "
-                                                f"one of {', '.join(spec.stages)}"))
+        raise ConfigError(
+            Problem("from_stage", f"'{run.from_stage}' is not a stage of this run; one of {', '.join(spec.stages)}")
+        )
     return spec
 
 
 def catalog_fields(project, dataset_id: int, feature_config_id: int, model_config_id: int) -> dict:
     """The catalog objects a run is made from, and the frozen snapshots it keeps of them."""
     problems, found = [], {}
-    for model, object_id, field in ((Dataset, dataset_id, "dataset_id"),
-                                    (FeatureConfig, feature_config_id, "feature_config_id"),
-                                    (ModelConfig, model_config_id, "model_config_id")):
+    for model, object_id, field in (
+        (Dataset, dataset_id, "dataset_id"),
+        (FeatureConfig, feature_config_id, "feature_config_id"),
+        (ModelConfig, model_config_id, "model_config_id"),
+    ):
         try:
             found[field] = _in_project(model, project, object_id, field)
         except ConfigError as error:
@@ -122,34 +128,66 @@ def catalog_fields(project, dataset_id: int, feature_config_id: int, model_confi
     if problems:
         raise ConfigError(problems)
     dataset, features, model = found["dataset_id"], found["feature_config_id"], found["model_config_id"]
-    return {"dataset": dataset, "feature_config": features, "model_config": model, "model_type": model.model_type,
-            "dataset_snapshot": snapshot_dataset(dataset), "feature_config_snapshot": features.config,
-            "model_config_snapshot": model.config}
+    return {
+        "dataset": dataset,
+        "feature_config": features,
+        "model_config": model,
+        "model_type": model.model_type,
+        "dataset_snapshot": snapshot_dataset(dataset),
+        "feature_config_snapshot": features.config,
+        "model_config_snapshot": model.config,
+    }
 
 
 # What a run made from an experiment takes from it: the configurations exactly as they were tested.
-FROM_EXPERIMENT = ("dataset", "feature_config", "model_config", "model_type", "dataset_snapshot",
-                   "feature_config_snapshot", "model_config_snapshot")
+FROM_EXPERIMENT = (
+    "dataset",
+    "feature_config",
+    "model_config",
+    "model_type",
+    "dataset_snapshot",
+    "feature_config_snapshot",
+    "model_config_snapshot",
+)
 
 
 def _experiment_fields(project, experiment_id: int, given_ids: dict) -> tuple[TrainingRun, dict]:
     if any(value is not None for value in given_ids.values()):
-        raise ConfigError([Problem(field, "give either experiment_id or the configurations, not both")
-                           for field, value in given_ids.items() if value is not None])
+        raise ConfigError(
+            [
+                Problem(field, "give either experiment_id or the configurations, not both")
+                for field, value in given_ids.items()
+                if value is not None
+            ]
+        )
     experiment = TrainingRun.objects.filter(project=project, kind=TrainingRun.EXPERIMENT, pk=experiment_id).first()
     if experiment is None:
         raise ConfigError(Problem("experiment_id", f"no experiment {experiment_id} in this project"))
     if experiment.status != TrainingRun.COMPLETED:
-        raise ConfigError(Problem("experiment_id", f"{experiment} is {experiment.status}; "
-                                                   f"only a completed experiment can be promoted"))
+        raise ConfigError(
+            Problem(
+                "experiment_id", f"{experiment} is {experiment.status}; only a completed experiment can be promoted"
+            )
+        )
     return experiment, {name: getattr(experiment, name) for name in FROM_EXPERIMENT}
 
 
-def create_training_run(project, user, *, name: str, description: str = "", experiment_id: int | None = None,
-                        dataset_id: int | None = None, feature_config_id: int | None = None,
-                        model_config_id: int | None = None, split_config: dict | None = None,
-                        training_params: dict | None = None, gpu_config: dict | None = None,
-                        evaluator_config: dict | None = None, schedule_config: dict | None = None) -> TrainingRun:
+def create_training_run(
+    project,
+    user,
+    *,
+    name: str,
+    description: str = "",
+    experiment_id: int | None = None,
+    dataset_id: int | None = None,
+    feature_config_id: int | None = None,
+    model_config_id: int | None = None,
+    split_config: dict | None = None,
+    training_params: dict | None = None,
+    gpu_config: dict | None = None,
+    evaluator_config: dict | None = None,
+    schedule_config: dict | None = None,
+) -> TrainingRun:
     """Validate everything a run needs, then queue it (status pending).
 
     The configurations come either from the catalog (the three ids) or from
@@ -171,27 +209,53 @@ def create_training_run(project, user, *, name: str, description: str = "", expe
         catalog = catalog_fields(project, **ids)
     gpu, schedule = validate_parameters(gpu_config, schedule_config)
     run, spec = _new_run(
-        project=project, kind=TrainingRun.TRAINING, name=name, description=description,
-        source_experiment=experiment, **catalog,
-        split_config=split_config or {}, training_params=training_params or {}, gpu_config=gpu,
-        evaluator_config=evaluator_config or {}, schedule_config=schedule, created_by=user,
+        project=project,
+        kind=TrainingRun.TRAINING,
+        name=name,
+        description=description,
+        source_experiment=experiment,
+        **catalog,
+        split_config=split_config or {},
+        training_params=training_params or {},
+        gpu_config=gpu,
+        evaluator_config=evaluator_config or {},
+        schedule_config=schedule,
+        created_by=user,
     )
     with transaction.atomic():
         run.registered_model = _registered_model(project, user, name, catalog["model_type"], description)
         return _save_numbered(run, spec)
 
 
-def create_experiment(project, user, *, dataset_id: int, feature_config_id: int, model_config_id: int,
-                      name: str = "", description: str = "", split_config: dict | None = None,
-                      training_params: dict | None = None, gpu_config: dict | None = None,
-                      evaluator_config: dict | None = None) -> TrainingRun:
+def create_experiment(
+    project,
+    user,
+    *,
+    dataset_id: int,
+    feature_config_id: int,
+    model_config_id: int,
+    name: str = "",
+    description: str = "",
+    split_config: dict | None = None,
+    training_params: dict | None = None,
+    gpu_config: dict | None = None,
+    evaluator_config: dict | None = None,
+) -> TrainingRun:
     """Queue a quick test: the pipeline without the Pusher, usually on a sample (``split_config.sample_percent``)."""
     catalog = catalog_fields(project, dataset_id, feature_config_id, model_config_id)
     gpu, schedule = validate_parameters(gpu_config, {})
     return _queue_run(
-        project=project, kind=TrainingRun.EXPERIMENT, name=name, description=description, **catalog,
-        split_config=split_config or {}, training_params=training_params or {}, gpu_config=gpu,
-        evaluator_config=evaluator_config or {}, schedule_config=schedule, created_by=user,
+        project=project,
+        kind=TrainingRun.EXPERIMENT,
+        name=name,
+        description=description,
+        **catalog,
+        split_config=split_config or {},
+        training_params=training_params or {},
+        gpu_config=gpu,
+        evaluator_config=evaluator_config or {},
+        schedule_config=schedule,
+        created_by=user,
     )
 
 
@@ -213,8 +277,9 @@ def _save_numbered(run: TrainingRun, spec: PipelineSpec) -> TrainingRun:
     with transaction.atomic():
         run.run_number = RunNumberCounter.take_next(run.project, run.kind)
         # The number names the pushed model's folder, the only part of the spec it changes.
-        destination = specs.push_destination(run.project.unique_name, run.name or f"experiment-{run.run_number}",
-                                             run.run_number)
+        destination = specs.push_destination(
+            run.project.unique_name, run.name or f"experiment-{run.run_number}", run.run_number
+        )
         spec = spec.model_copy(update={"push": spec.push.model_copy(update={"destination": destination})})
         run.spec = spec.model_dump(mode="json")
         run.stages = empty_stage_table(spec.stages)
@@ -228,7 +293,7 @@ def _save_numbered(run: TrainingRun, spec: PipelineSpec) -> TrainingRun:
 def request_cancel(run: TrainingRun) -> TrainingRun:
     """Queued and remote runs are cancelled at once; local running ones are stopped by their worker within seconds."""
     if run.is_terminal:
-        raise ApiError(409, f"Run is already {run.status}")
+        raise Conflict(f"Run is already {run.status}")
     if run.status in (TrainingRun.PENDING, TrainingRun.SCHEDULED):
         try:
             run.transition(TrainingRun.CANCELLED, error_message="cancelled before it started")
@@ -248,6 +313,46 @@ def request_cancel(run: TrainingRun) -> TrainingRun:
     return run
 
 
+# Runs whose parameters may still be edited: nothing is executing them.
+EDITABLE = (*TrainingRun.TERMINAL, TrainingRun.SCHEDULED)
+
+
+def update_config(run: TrainingRun, changes: dict) -> list[str]:
+    """Replace the given sections of a finished or scheduled run's parameters, checked by rebuilding its spec;
+    the sections changed, by name (``run`` is refreshed).
+
+    Conflict while the run is queued or running (or when it starts meanwhile); ConfigError naming the field
+    otherwise.
+    """
+    if run.status not in EDITABLE:
+        raise Conflict(f"A {run.status} run's configuration cannot be edited; cancel it or wait until it has finished")
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if "schedule_config" in changes and "scheduler_job_id" not in changes["schedule_config"]:
+        # The scheduler's job belongs to the scheduler, not to the edit form.
+        changes["schedule_config"] = {
+            **changes["schedule_config"],
+            "scheduler_job_id": run.schedule_config.get("scheduler_job_id"),
+        }
+    gpu, schedule = validate_parameters(
+        changes.get("gpu_config", run.gpu_config), changes.get("schedule_config", run.schedule_config)
+    )
+    if "gpu_config" in changes:
+        changes["gpu_config"] = gpu
+    if "schedule_config" in changes:
+        changes["schedule_config"] = schedule
+    for field, value in changes.items():
+        setattr(run, field, value)
+    spec = prepare_spec(run)
+    fields = {**changes, "spec": spec.model_dump(mode="json")}
+    if run.status == TrainingRun.SCHEDULED:  # a finished run keeps the epoch count it ran with
+        fields["total_epochs"] = spec.training.epochs
+    # Guarded: a scheduled run may have been queued meanwhile.
+    if not TrainingRun.objects.filter(pk=run.pk, status__in=EDITABLE).update(**fields):
+        raise Conflict("The run started meanwhile; its configuration can no longer be edited")
+    run.refresh_from_db()
+    return sorted(changes)
+
+
 def run_folder(run: TrainingRun) -> Path:
     return Path(settings.PIPELINE_ROOT) / run.spec.get("name", "") / "runs" / run.pipeline_run_id
 
@@ -255,10 +360,10 @@ def run_folder(run: TrainingRun) -> Path:
 def delete_run(run: TrainingRun) -> None:
     """Terminal runs only; removes the run's artifacts too, except the stages later runs reused."""
     if not run.is_terminal:
-        raise ApiError(409, f"Only finished runs can be deleted; this one is {run.status}")
+        raise Conflict(f"Only finished runs can be deleted; this one is {run.status}")
     registered = run.registered_model
     if registered and run.registry_version and registered.deployed_version == run.registry_version:
-        raise ApiError(409, f"Version {run.registry_version} of {registered.name} is deployed; undeploy it first")
+        raise Conflict(f"Version {run.registry_version} of {registered.name} is deployed; undeploy it first")
     folder = run_folder(run)
     kept = stages_reused_elsewhere(run, folder)
     run.delete()
@@ -279,20 +384,32 @@ def delete_run(run: TrainingRun) -> None:
 def stages_reused_elsewhere(run: TrainingRun, folder: Path) -> set[str]:
     """Stage folders of ``run`` that other runs of the same pipeline list among their artifacts (cache hits)."""
     prefix = str(folder) + "/"
-    others = (TrainingRun.objects.filter(project_id=run.project_id, spec__name=run.spec.get("name"))
-              .exclude(pk=run.pk).values_list("artifacts", flat=True))
+    others = (
+        TrainingRun.objects.filter(project_id=run.project_id, spec__name=run.spec.get("name"))
+        .exclude(pk=run.pk)
+        .values_list("artifacts", flat=True)
+    )
     kept = set()
     for artifacts in others:
         for manifest in (artifacts or {}).values():
             uri = (manifest or {}).get("uri") or ""
             if uri.startswith(prefix):
-                kept.add(uri[len(prefix):].split("/", 1)[0])
+                kept.add(uri[len(prefix) :].split("/", 1)[0])
     return kept
 
 
 COPIED_ON_RERUN = (
-    "project", "kind", "name", "description", "registered_model", "source_experiment", *FROM_EXPERIMENT,
-    "split_config", "training_params", "gpu_config", "evaluator_config",
+    "project",
+    "kind",
+    "name",
+    "description",
+    "registered_model",
+    "source_experiment",
+    *FROM_EXPERIMENT,
+    "split_config",
+    "training_params",
+    "gpu_config",
+    "evaluator_config",
 )
 # A rerun may take other catalog objects: each id -> (model, run field, snapshot field, snapshot).
 RERUN_CATALOG = {
@@ -302,9 +419,16 @@ RERUN_CATALOG = {
 }
 RERUN_SECTIONS = ("description", "split_config", "training_params", "gpu_config", "evaluator_config")
 # What the config diff compares, under the names the API uses for them.
-DIFFED = {"description": "description", "dataset": "dataset_snapshot", "feature_config": "feature_config_snapshot",
-          "model_config": "model_config_snapshot", "split_config": "split_config",
-          "training_params": "training_params", "gpu_config": "gpu_config", "evaluator_config": "evaluator_config"}
+DIFFED = {
+    "description": "description",
+    "dataset": "dataset_snapshot",
+    "feature_config": "feature_config_snapshot",
+    "model_config": "model_config_snapshot",
+    "split_config": "split_config",
+    "training_params": "training_params",
+    "gpu_config": "gpu_config",
+    "evaluator_config": "evaluator_config",
+}
 
 
 def rerun(run: TrainingRun, user, *, from_stage: str | None = None, changes: dict | None = None) -> TrainingRun:
@@ -319,7 +443,7 @@ def rerun(run: TrainingRun, user, *, from_stage: str | None = None, changes: dic
     keeps its config diff against the original.
     """
     if not run.is_terminal:
-        raise ApiError(409, f"Only finished runs can be rerun; this one is {run.status}")
+        raise Conflict(f"Only finished runs can be rerun; this one is {run.status}")
     changes = {name: value for name, value in (changes or {}).items() if value is not None}
     fields = {name: getattr(run, name) for name in COPIED_ON_RERUN}
     problems = []
@@ -332,18 +456,30 @@ def rerun(run: TrainingRun, user, *, from_stage: str | None = None, changes: dic
             problems += error.problems
             continue
         if model is ModelConfig and found.model_type != run.model_type:
-            problems.append(Problem(field, f"'{found.name}' is a {found.model_type} model config; "
-                                           f"this run trains a {run.model_type} model"))
+            problems.append(
+                Problem(
+                    field,
+                    f"'{found.name}' is a {found.model_type} model config; this run trains a {run.model_type} model",
+                )
+            )
             continue
         fields.update({run_field: found, snapshot_field: snapshot(found)})
     if problems:
         raise ConfigError(problems)
     fields.update({name: changes[name] for name in RERUN_SECTIONS if name in changes})
     fields["gpu_config"], _ = validate_parameters(fields["gpu_config"], {})
-    diff = config_diff({label: getattr(run, name) for label, name in DIFFED.items()},
-                       {label: fields[name] for label, name in DIFFED.items()})
-    return _queue_run(**fields, rerun_of=run, from_stage=from_stage or "", config_diff=diff, created_by=user,
-                      schedule_config={**run.schedule_config, "scheduler_job_id": None})
+    diff = config_diff(
+        {label: getattr(run, name) for label, name in DIFFED.items()},
+        {label: fields[name] for label, name in DIFFED.items()},
+    )
+    return _queue_run(
+        **fields,
+        rerun_of=run,
+        from_stage=from_stage or "",
+        config_diff=diff,
+        created_by=user,
+        schedule_config={**run.schedule_config, "scheduler_job_id": None},
+    )
 
 
 def config_leaves(value, path: str) -> dict:
@@ -366,5 +502,8 @@ def config_diff(before: dict, after: dict) -> list[dict]:
     for section in before:
         old.update(config_leaves(before[section], section))
         new.update(config_leaves(after[section], section))
-    return [{"field": path, "before": old.get(path), "after": new.get(path)}
-            for path in sorted(old.keys() | new.keys()) if old.get(path) != new.get(path)]
+    return [
+        {"field": path, "before": old.get(path), "after": new.get(path)}
+        for path in sorted(old.keys() | new.keys())
+        if old.get(path) != new.get(path)
+    ]

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from django.conf import settings
 
-from ml_platform.datasets.access import data_access_for
-from ml_platform.datasets.services import resolve_config
 from ml_pipeline.data.access import real_path
 from ml_pipeline.errors import ConfigError, Problem, validate_model
-from ml_pipeline.spec import PipelineSpec
+from ml_pipeline.spec import STAGES, PipelineSpec
+from ml_platform.datasets.access import data_access_for
+from ml_platform.datasets.services import resolve_config
 
 # Pipeline-spec sections and the run fields (API names) they come from, so a
 # problem found in the spec is reported against the field the user sent.
@@ -34,7 +34,7 @@ SPEC_TO_RUN_FIELD = {
 def run_field(spec_field: str) -> str:
     for prefix, field in SPEC_TO_RUN_FIELD.items():
         if spec_field == prefix or spec_field.startswith(prefix + "."):
-            return field + spec_field[len(prefix):]
+            return field + spec_field[len(prefix) :]
     return spec_field
 
 
@@ -68,30 +68,50 @@ def check_baseline_model(project, uri: str | None) -> None:
     root = real_path(settings.PIPELINE_ROOT)
     own_pipeline = root / pipeline_name(project.unique_name)
     pushed = root / "pushed"
-    own_pushed = (path != pushed and path.is_relative_to(pushed)
-                  and path.relative_to(pushed).parts[0].startswith(f"{pipeline_name(project.unique_name)}."))
+    own_pushed = (
+        path != pushed
+        and path.is_relative_to(pushed)
+        and path.relative_to(pushed).parts[0].startswith(f"{pipeline_name(project.unique_name)}.")
+    )
     if not (own_pushed or path.is_relative_to(own_pipeline) or data_access_for(project).permits(path)):
-        raise ConfigError(Problem("evaluator_config.baseline_model_uri",
-                                  f"'{uri}' is neither a model of this project nor in a folder listed in "
-                                  "DATASET_ALLOWED_ROOTS"))
+        raise ConfigError(
+            Problem(
+                "evaluator_config.baseline_model_uri",
+                f"'{uri}' is neither a model of this project nor in a folder listed in DATASET_ALLOWED_ROOTS",
+            )
+        )
 
 
 def training_section(training_params: dict, gpu_config: dict) -> dict:
-    hardware = {"gpu_count": gpu_config.get("gpu_count", 0),
-                "allow_cpu_fallback": gpu_config.get("allow_cpu_fallback", False)}
+    hardware = {
+        "gpu_count": gpu_config.get("gpu_count", 0),
+        "allow_cpu_fallback": gpu_config.get("allow_cpu_fallback", False),
+    }
     return {**training_params, "hardware": hardware}
 
 
-def build_spec(*, project, name: str, run_number: int, dataset_snapshot: dict, feature_config: dict,
-               model_config: dict, split_config: dict, training_params: dict, gpu_config: dict,
-               evaluator_config: dict, with_pusher: bool = True) -> PipelineSpec:
+def build_spec(
+    *,
+    project,
+    name: str,
+    run_number: int,
+    dataset_snapshot: dict,
+    feature_config: dict,
+    model_config: dict,
+    split_config: dict,
+    training_params: dict,
+    gpu_config: dict,
+    evaluator_config: dict,
+    with_pusher: bool = True,
+) -> PipelineSpec:
     """The validated pipeline spec; problems name the run's fields (training_params.epochs, ...).
 
     ``name`` is the registered model's name (an experiment has none): it places the pushed model.
     """
     try:
-        dataset = resolve_config(project, dataset_snapshot["source"], dataset_snapshot["mapping"],
-                                 dataset_snapshot.get("filters"))
+        dataset = resolve_config(
+            project, dataset_snapshot["source"], dataset_snapshot["mapping"], dataset_snapshot.get("filters")
+        )
         data = {
             "name": pipeline_name(project.unique_name),
             "dataset": dataset.model_dump(mode="json"),
@@ -103,8 +123,7 @@ def build_spec(*, project, name: str, run_number: int, dataset_snapshot: dict, f
             "push": {"destination": push_destination(project.unique_name, name, run_number)},
         }
         if not with_pusher:
-            data["stages"] = ["Compile", "ExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer",
-                              "Evaluator"]
+            data["stages"] = [stage for stage in STAGES if stage != "Pusher"]
         return validate_model(PipelineSpec, data)
     except ConfigError as error:
         raise as_run_problems(error) from None

@@ -2,22 +2,23 @@
 
 The report is our own rendering of what StatisticsGen and SchemaGen wrote
 (TFDV's Facets view loads a web component from a CDN, which the platform
-never does). The numbers come from ``api.statistics_of`` and ``api.schema_of``
+never does). The numbers come from ``outputs.statistics_of`` and ``outputs.schema_of``
 as the Data Insights tab gets them; the helpers below only pick one split and
 shape rows for the template (formatted numbers, bar sizes, histogram rects).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from django.http import Http404
 from django.shortcuts import render
 from google.protobuf.message import DecodeError
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from ml_platform.training import api
-from ml_pipeline.stages import statistics_gen
+from ml_pipeline.artifact_types import ExampleStatistics, feature_name
+from ml_platform.core.errors import NotFound
+from ml_platform.training import outputs
+from ml_platform.training.access import run_for_user
 
 TEMPLATE = "training/statistics_report.html"
 DEFAULT_SPLIT = "train"
@@ -28,11 +29,11 @@ HIST_WIDTH, HIST_HEIGHT, HIST_GAP = 100.0, 30.0, 1.0
 
 def run_statistics(request, run_id: int):
     """The statistics report of a run or an experiment; 404 with the reason while there are no statistics."""
-    run = api.run_for_user(request.user, run_id, kind=None)
+    run = run_for_user(request.user, run_id, kind=None)
     context = {"run": run, "project": run.project}
     try:
-        statistics = api.statistics_of(run)
-    except Http404 as missing:
+        statistics = outputs.statistics_of(run)
+    except NotFound as missing:
         return render(request, TEMPLATE, {**context, "unavailable": str(missing)}, status=404)
 
     splits = statistics["summary"].get("splits") or {}
@@ -42,26 +43,34 @@ def run_statistics(request, run_id: int):
     columns = (splits.get(split) or {}).get("columns") or {}
     histograms = _histograms(run, split, times={n for n, c in columns.items() if c.get("type") in TIMESTAMP})
     try:
-        schema, schema_unavailable = api.schema_of(run), None
-    except Http404 as missing:
+        schema, schema_unavailable = outputs.schema_of(run), None
+    except NotFound as missing:
         schema, schema_unavailable = None, str(missing)
 
-    return render(request, TEMPLATE, {
-        **context,
-        "overview": statistics["overview"],
-        "splits": [{"name": name, "examples": s.get("num_examples") or 0} for name, s in splits.items()],
-        "split": split,
-        "split_examples": (splits.get(split) or {}).get("num_examples") or 0,
-        "split_missing_pct": _average([c.get("missing_pct") for c in columns.values()]),
-        "numeric": [_numeric_row(name, c, histograms.get(name)) for name, c in columns.items()
-                    if c.get("type") in NUMERIC],
-        "categorical": [_categorical_row(name, c) for name, c in columns.items() if c.get("type") in CATEGORICAL],
-        "timestamps": [_timestamp_row(name, c, histograms.get(name)) for name, c in columns.items()
-                       if c.get("type") in TIMESTAMP],
-        "schema_features": _schema_rows(schema) if schema else [],
-        "anomalies": schema["anomalies"] if schema else [],
-        "schema_unavailable": schema_unavailable,
-    })
+    return render(
+        request,
+        TEMPLATE,
+        {
+            **context,
+            "overview": statistics["overview"],
+            "splits": [{"name": name, "examples": s.get("num_examples") or 0} for name, s in splits.items()],
+            "split": split,
+            "split_examples": (splits.get(split) or {}).get("num_examples") or 0,
+            "split_missing_pct": _average([c.get("missing_pct") for c in columns.values()]),
+            "numeric": [
+                _numeric_row(name, c, histograms.get(name)) for name, c in columns.items() if c.get("type") in NUMERIC
+            ],
+            "categorical": [_categorical_row(name, c) for name, c in columns.items() if c.get("type") in CATEGORICAL],
+            "timestamps": [
+                _timestamp_row(name, c, histograms.get(name))
+                for name, c in columns.items()
+                if c.get("type") in TIMESTAMP
+            ],
+            "schema_features": _schema_rows(schema) if schema else [],
+            "anomalies": schema["anomalies"] if schema else [],
+            "schema_unavailable": schema_unavailable,
+        },
+    )
 
 
 # --------------------------------------------------------------------------- rows
@@ -83,17 +92,21 @@ def _numeric_row(name: str, column: dict, histogram: dict | None) -> dict:
 
 
 def _timestamp_row(name: str, column: dict, histogram: dict | None) -> dict:
-    return {**_common(name, column), **{key: column.get(key) or "—" for key in ("min", "median", "max")},
-            "histogram": histogram}
+    return {
+        **_common(name, column),
+        **{key: column.get(key) or "—" for key in ("min", "median", "max")},
+        "histogram": histogram,
+    }
 
 
 def _categorical_row(name: str, column: dict) -> dict:
     """Top values with their share of the column's present values (the bar's width)."""
     count = column.get("count") or 0
-    top = [{"value": t["value"], "count": t["count"],
-            "share": round(100.0 * t["count"] / count, 1) if count else 0.0} for t in column.get("top") or []]
-    return {**_common(name, column), "unique": column.get("unique"), "avg_length": column.get("avg_length"),
-            "top": top}
+    top = [
+        {"value": t["value"], "count": t["count"], "share": round(100.0 * t["count"] / count, 1) if count else 0.0}
+        for t in column.get("top") or []
+    ]
+    return {**_common(name, column), "unique": column.get("unique"), "avg_length": column.get("avg_length"), "top": top}
 
 
 def _schema_rows(schema: dict) -> list[dict]:
@@ -104,8 +117,7 @@ def _schema_rows(schema: dict) -> list[dict]:
     for feature in schema["features"]:
         fraction = feature["presence_min_fraction"]
         presence = "—" if fraction is None else "every example" if fraction == 1 else f"≥ {100 * fraction:g}%"
-        rows.append({**feature, "presence": presence,
-                     "domain": _domain(proto.get(feature["name"], {}), named)})
+        rows.append({**feature, "presence": presence, "domain": _domain(proto.get(feature["name"], {}), named)})
     return rows
 
 
@@ -134,18 +146,17 @@ def _histograms(run, split: str, times: set[str]) -> dict[str, dict]:
     ``times`` names the timestamp columns (stored as Unix seconds), labelled as dates.
     """
     try:
-        output = api.artifact_output(run, "StatisticsGen", "statistics")
-        dataset = statistics_gen.dataset_statistics(statistics_gen.load_statistics(output), split)
-    except (Http404, OSError, DecodeError):
+        output = outputs.artifact_output(run, "StatisticsGen", "statistics")
+        dataset = ExampleStatistics(output).dataset(split)
+    except (NotFound, OSError, DecodeError):
         return {}
     drawn = {}
     for feature in dataset.features if dataset else []:
         if not feature.HasField("num_stats"):
             continue
-        standard = next((h for h in feature.num_stats.histograms
-                         if h.type == statistics_pb2.Histogram.STANDARD), None)
+        standard = next((h for h in feature.num_stats.histograms if h.type == statistics_pb2.Histogram.STANDARD), None)
         if standard is not None and standard.buckets:
-            name = statistics_gen.feature_name(feature)
+            name = feature_name(feature)
             drawn[name] = _bars(standard.buckets, name in times)
     return drawn
 
@@ -157,9 +168,15 @@ def _bars(buckets, is_time: bool) -> dict:
     bars = []
     for index, bucket in enumerate(buckets):
         height = HIST_HEIGHT * bucket.sample_count / tallest
-        bars.append({"x": round(index * width, 3), "width": round(max(width - HIST_GAP, 0.5), 3),
-                     "y": round(HIST_HEIGHT - height, 3), "height": round(height, 3),
-                     "title": f"{label(bucket.low_value)} – {label(bucket.high_value)}: {bucket.sample_count:,.0f}"})
+        bars.append(
+            {
+                "x": round(index * width, 3),
+                "width": round(max(width - HIST_GAP, 0.5), 3),
+                "y": round(HIST_HEIGHT - height, 3),
+                "height": round(height, 3),
+                "title": f"{label(bucket.low_value)} – {label(bucket.high_value)}: {bucket.sample_count:,.0f}",
+            }
+        )
     return {"bars": bars, "width": HIST_WIDTH, "height": HIST_HEIGHT}
 
 
@@ -183,7 +200,7 @@ def _pct(value) -> str:
 
 
 def _time(seconds: float) -> str:
-    return datetime.fromtimestamp(round(seconds), tz=timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(round(seconds), tz=UTC).strftime("%Y-%m-%d")
 
 
 def _average(values: list) -> str:

@@ -22,23 +22,31 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
-from django.utils import timezone
-from ninja import Router
+from ninja import Router, Schema
+from pydantic import Field
 
+from ml_pipeline.errors import ConfigError, Problem
+from ml_pipeline.events import (
+    EpochCompleted,
+    RunFinished,
+    StageCompleted,
+    StageFailed,
+    StageSkipped,
+    StageStarted,
+    parse_event,
+)
+from ml_pipeline.reporting import WEBHOOK_PATHS, sign
+from ml_pipeline.spec import StageStatus
 from ml_platform.audit import services as audit
-from ml_platform.core.errors import ApiError
+from ml_platform.core import clock
+from ml_platform.core.errors import ApiError, Conflict, refusals
 from ml_platform.training.models import InvalidStageTransition, InvalidTransition, TrainingRun, WebhookDelivery
 from ml_platform.training.reporter import DatabaseReporter
-from ml_pipeline.errors import ConfigError, Problem
-from ml_pipeline.events import (EpochCompleted, RunFinished, StageCompleted, StageFailed, StageSkipped,
-                                StageStarted, parse_event)
-from ml_pipeline.reporting import WEBHOOK_PATHS, sign
 
 router = Router(tags=["webhooks"])
 MAX_CLOCK_SKEW_SECONDS = 300
@@ -65,7 +73,7 @@ def authenticate(request, run_id: int) -> Delivery:
     timestamp = request.headers.get("X-Timestamp", "")
     delivery_id = request.headers.get("X-Delivery-Id", "")
     signature = request.headers.get("X-Signature", "")
-    if not TIMESTAMP.fullmatch(timestamp) or abs(time.time() - int(timestamp)) > MAX_CLOCK_SKEW_SECONDS:
+    if not TIMESTAMP.fullmatch(timestamp) or abs(clock.now().timestamp() - int(timestamp)) > MAX_CLOCK_SKEW_SECONDS:
         raise ApiError(401, "Missing or stale X-Timestamp")
     if not DELIVERY_ID.fullmatch(delivery_id):
         raise ApiError(401, "Missing or malformed X-Delivery-Id")
@@ -77,7 +85,7 @@ def authenticate(request, run_id: int) -> Delivery:
     expected = sign(run.webhook_secret if run else _NO_SECRET, timestamp, delivery_id, body)
     if not hmac.compare_digest(expected.encode(), signature.encode()) or run is None:
         raise ApiError(401, "Bad signature")
-    return Delivery(run, delivery_id, datetime.fromtimestamp(int(timestamp), tz=dt_timezone.utc), body)
+    return Delivery(run, delivery_id, datetime.fromtimestamp(int(timestamp), tz=UTC), body)
 
 
 def invalid(*problems: Problem) -> ApiError:
@@ -99,16 +107,15 @@ def check_epochs(run: TrainingRun, event: EpochCompleted) -> None:
 def take(run: TrainingRun) -> None:
     """The run is running for a remote runner, or becomes so now: its first event takes it from the queue."""
     if run.status in (TrainingRun.PENDING, TrainingRun.SUBMITTING):
-        run.transition(TrainingRun.RUNNING, runner=TrainingRun.REMOTE, worker_id="", worker_pid=None,
-                       heartbeat_at=None)
+        run.transition(TrainingRun.RUNNING, runner=TrainingRun.REMOTE, worker_id="", worker_pid=None, heartbeat_at=None)
     elif run.status != TrainingRun.RUNNING:
-        raise ApiError(409, f"Run is {run.status}; it cannot report progress any more")
+        raise Conflict(f"Run is {run.status}; it cannot report progress any more")
     elif not run.is_remote:
-        raise ApiError(409, "Run is executed by the local worker; a remote runner cannot report for it")
+        raise Conflict("Run is executed by the local worker; a remote runner cannot report for it")
 
 
 def finish(run: TrainingRun, event: RunFinished) -> None:
-    if event.status == "completed":
+    if event.status == StageStatus.COMPLETED:
         wanted, fields = run.outcome_status(True, event.summary.blessed), {"blessed": event.summary.blessed}
     else:
         wanted = TrainingRun.FAILED
@@ -151,22 +158,35 @@ def deliver(delivery: Delivery, event) -> str:
                 raise ApiError(401, "Bad signature")
             try:
                 with transaction.atomic():
-                    WebhookDelivery.objects.create(training_run=run, delivery_id=delivery.delivery_id,
-                                                   signed_at=delivery.signed_at)
+                    WebhookDelivery.objects.create(
+                        training_run=run, delivery_id=delivery.delivery_id, signed_at=delivery.signed_at
+                    )
             except IntegrityError:
                 return "duplicate"
             apply(run, event)
-            TrainingRun.objects.filter(pk=run.pk).update(last_event_at=timezone.now())
+            TrainingRun.objects.filter(pk=run.pk).update(last_event_at=clock.now())
     except InvalidTransition as refused:
-        raise ApiError(409, f"Run is {refused.current}; it cannot become {refused.wanted}") from None
+        raise Conflict(f"Run is {refused.current}; it cannot become {refused.wanted}") from None
     except InvalidStageTransition as refused:
-        raise ApiError(409, f"Stage {refused.stage} is {refused.current}; it cannot become {refused.wanted}",
-                       [Problem("stage", f"{refused.stage} is {refused.current}")]) from None
-    WebhookDelivery.objects.filter(signed_at__lt=timezone.now() - DELIVERY_MEMORY).delete()
+        raise Conflict(
+            f"Stage {refused.stage} is {refused.current}; it cannot become {refused.wanted}",
+            [Problem("stage", f"{refused.stage} is {refused.current}")],
+        ) from None
+    WebhookDelivery.objects.filter(signed_at__lt=clock.now() - DELIVERY_MEMORY).delete()
     return TrainingRun.objects.values_list("status", flat=True).get(pk=run.pk)
 
 
-@router.post("/training-runs/{run_id}/webhook/{event_path}/", auth=None, response={200: dict})
+class DeliveryOut(Schema):
+    status: str = Field(description="The run's status after the event, or 'duplicate' for a replayed delivery")
+
+
+# 400: a malformed event (naming the field); 401: a bad or stale signature; 409: the event would move the run or
+# a stage backwards (or the run is not this runner's); 413: too large; 422: a run id that is no number.
+@router.post(
+    "/training-runs/{run_id}/webhook/{event_path}/",
+    auth=None,
+    response={200: DeliveryOut, **refusals(400, 409, 413, 422)},
+)
 def receive(request, run_id: int, event_path: str):
     """Apply one signed runner event, once."""
     delivery = authenticate(request, run_id)

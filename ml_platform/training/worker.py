@@ -13,6 +13,7 @@ way; a run whose child cannot even be started fails at once, with the cause.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -28,8 +29,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import close_old_connections
 from django.db.models import Q
-from django.utils import timezone
 
+from ml_platform.core import clock
 from ml_platform.training import failures
 from ml_platform.training.models import InvalidTransition, TrainingRun
 from ml_platform.training.services import run_folder
@@ -91,11 +92,13 @@ class Worker:
 
     def recover_orphans(self) -> int:
         """Runs marked running whose heartbeat is stale and that no child of ours executes."""
-        stale_before = timezone.now() - timedelta(seconds=settings.RUN_STALE_AFTER_SECONDS)
+        stale_before = clock.now() - timedelta(seconds=settings.RUN_STALE_AFTER_SECONDS)
         # Remote runs have no local heartbeat: their events are their liveness (see TrainingRun.runner).
-        orphans = TrainingRun.objects.filter(status=TrainingRun.RUNNING, runner=TrainingRun.LOCAL).filter(
-            Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)
-        ).exclude(pk__in=list(self.children))
+        orphans = (
+            TrainingRun.objects.filter(status=TrainingRun.RUNNING, runner=TrainingRun.LOCAL)
+            .filter(Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True))
+            .exclude(pk__in=list(self.children))
+        )
         recovered = 0
         for run in orphans:
             try:  # the transition marks the stage that was running "interrupted"
@@ -103,8 +106,11 @@ class Worker:
                     run.transition(TrainingRun.PENDING, worker_id="", worker_pid=None)
                     logger.warning("run %s lost its worker; queued to resume (attempt %s)", run.pk, run.attempts + 1)
                 else:
-                    run.transition(TrainingRun.FAILED, error_stage=run.current_stage,
-                                   error_message=f"worker lost: no heartbeat since {run.heartbeat_at}")
+                    run.transition(
+                        TrainingRun.FAILED,
+                        error_stage=run.current_stage,
+                        error_message=f"worker lost: no heartbeat since {run.heartbeat_at}",
+                    )
                     logger.warning("run %s lost its worker; failed after %s attempts", run.pk, run.attempts)
                 recovered += 1
             except InvalidTransition:
@@ -117,8 +123,13 @@ class Worker:
         queued = TrainingRun.objects.filter(status=TrainingRun.PENDING, runner=TrainingRun.LOCAL)  # never a remote run
         for run in queued.order_by("created_at", "id")[:5]:
             try:
-                run.transition(TrainingRun.RUNNING, worker_id=self.worker_id, heartbeat_at=timezone.now(),
-                               attempts=run.attempts + 1, cancel_requested=False)
+                run.transition(
+                    TrainingRun.RUNNING,
+                    worker_id=self.worker_id,
+                    heartbeat_at=clock.now(),
+                    attempts=run.attempts + 1,
+                    cancel_requested=False,
+                )
             except InvalidTransition:
                 continue
             try:
@@ -126,20 +137,27 @@ class Worker:
             except Exception as error:  # e.g. an unwritable pipeline root: say so on the run, now
                 logger.exception("run %s could not be started", run.pk)
                 failures.fail_outside_stages(
-                    run, failures.outside_stages_message(error, "the pipeline process could not be started"),
-                    traceback.format_exc())
+                    run,
+                    failures.outside_stages_message(error, "the pipeline process could not be started"),
+                    traceback.format_exc(),
+                )
             return run
         return None
 
     def _start(self, run: TrainingRun) -> None:
         folder = run_folder(run)
         folder.mkdir(parents=True, exist_ok=True)
-        log_file = open(folder / "worker.log", "a")
+        log_file = open(folder / "worker.log", "a")  # noqa: SIM115 (the child process writes to it; closed when it is reaped)
         command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "execute_training_run", str(run.pk)]
         try:
             # A session of its own, so cancelling kills the pipeline and everything it started.
-            process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+            process = subprocess.Popen(
+                command,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            )
         except BaseException:
             log_file.close()
             raise
@@ -150,17 +168,16 @@ class Worker:
     def heartbeat(self) -> None:
         if self.children:
             TrainingRun.objects.filter(pk__in=list(self.children), status=TrainingRun.RUNNING).update(
-                heartbeat_at=timezone.now())
+                heartbeat_at=clock.now()
+            )
 
     def stop_cancelled(self) -> int:
         wanted = TrainingRun.objects.filter(pk__in=list(self.children), cancel_requested=True)
         stopped = 0
         for run in wanted:
             self._kill(self.children.pop(run.pk))
-            try:
+            with contextlib.suppress(InvalidTransition):  # it finished just before the cancel landed
                 run.transition(TrainingRun.CANCELLED, error_message="cancelled by a user")
-            except InvalidTransition:
-                pass  # it finished just before the cancel landed
             stopped += 1
         return stopped
 
@@ -176,9 +193,12 @@ class Worker:
                 if code < 0:
                     self._killed(run, child, -code)
                 else:
-                    run.transition(TrainingRun.FAILED, error_stage=run.current_stage,
-                                   error_message=f"the pipeline process exited with code {code} "
-                                                 f"(see worker.log in the run folder)")
+                    run.transition(
+                        TrainingRun.FAILED,
+                        error_stage=run.current_stage,
+                        error_message=f"the pipeline process exited with code {code} "
+                        f"(see worker.log in the run folder)",
+                    )
             except InvalidTransition:
                 pass
         return len(finished)
@@ -191,14 +211,27 @@ class Worker:
             run.transition(TrainingRun.CANCELLED, error_message="cancelled by a user")
         elif run.attempts < settings.RUN_MAX_ATTEMPTS:
             run.transition(TrainingRun.PENDING, worker_id="", worker_pid=None)
-            logger.warning("run %s: its pipeline process was killed by %s at a peak memory of %.0f MB; "
-                           "queued to resume (attempt %s)", run.pk, failures.signal_name(signum), peak_mb,
-                           run.attempts + 1)
+            logger.warning(
+                "run %s: its pipeline process was killed by %s at a peak memory of %.0f MB; "
+                "queued to resume (attempt %s)",
+                run.pk,
+                failures.signal_name(signum),
+                peak_mb,
+                run.attempts + 1,
+            )
         else:
-            run.transition(TrainingRun.FAILED, error_stage=run.current_stage,
-                           error_message=failures.killed_message(signum, child.peak_rss_bytes, run.attempts))
-            logger.warning("run %s: its pipeline process was killed by %s at a peak memory of %.0f MB; "
-                           "failed after %s attempts", run.pk, failures.signal_name(signum), peak_mb, run.attempts)
+            run.transition(
+                TrainingRun.FAILED,
+                error_stage=run.current_stage,
+                error_message=failures.killed_message(signum, child.peak_rss_bytes, run.attempts),
+            )
+            logger.warning(
+                "run %s: its pipeline process was killed by %s at a peak memory of %.0f MB; failed after %s attempts",
+                run.pk,
+                failures.signal_name(signum),
+                peak_mb,
+                run.attempts,
+            )
 
     # -- lifecycle -------------------------------------------------------------
     def _kill(self, child: Child, grace: float = 5.0) -> None:
@@ -217,10 +250,8 @@ class Worker:
         for child in list(self.children.values()):
             self._kill(child)
             run = TrainingRun.objects.get(pk=child.run_id)
-            try:
+            with contextlib.suppress(InvalidTransition):
                 run.transition(TrainingRun.PENDING, worker_id="", worker_pid=None)
-            except InvalidTransition:
-                pass
         self.children.clear()
 
     def run_forever(self, poll_seconds: float = 1.0) -> None:
@@ -244,7 +275,5 @@ class Worker:
 
 
 def _kill_group(pgid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass

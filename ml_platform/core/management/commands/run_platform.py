@@ -23,8 +23,10 @@ logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
-    help = ("Start gunicorn (web) and the task worker, restart either when it dies, "
-            "and stop both (and the serving process) on Ctrl-C or SIGTERM.")
+    help = (
+        "Start gunicorn (web) and the task worker, restart either when it dies, "
+        "and stop both (and the serving process) on Ctrl-C or SIGTERM."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default=os.environ.get("ML_PLATFORM_HOST", "127.0.0.1"))
@@ -33,16 +35,33 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, web_workers, **options):
         manage = str(settings.BASE_DIR / "manage.py")
-        supervisor = Supervisor([
-            Program("web", [
-                sys.executable, "-m", "gunicorn", "ml_platform.wsgi:application",
-                "--bind", f"{host}:{port}", "--workers", str(web_workers), "--threads", "4",
-                "--access-logfile", "-", "--log-level", "warning",
-                # A deploy waits for the serving process to load the model.
-                "--timeout", str(int(settings.SERVING_LOAD_TIMEOUT) + 30),
-            ]),
-            Program("worker", [sys.executable, manage, "run_worker"]),
-        ])
+        supervisor = Supervisor(
+            [
+                Program(
+                    "web",
+                    [
+                        sys.executable,
+                        "-m",
+                        "gunicorn",
+                        "ml_platform.wsgi:application",
+                        "--bind",
+                        f"{host}:{port}",
+                        "--workers",
+                        str(web_workers),
+                        "--threads",
+                        "4",
+                        "--access-logfile",
+                        "-",
+                        "--log-level",
+                        "warning",
+                        # A deploy waits for the serving process to load the model.
+                        "--timeout",
+                        str(int(settings.SERVING_LOAD_TIMEOUT) + 30),
+                    ],
+                ),
+                Program("worker", [sys.executable, manage, "run_worker"]),
+            ]
+        )
         stopping = False
 
         def stop(*_):
@@ -74,8 +93,9 @@ class Command(BaseCommand):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if web.poll() is not None:
-                raise CommandError(f"the web server {describe_exit(web.returncode)} before it answered "
-                                   f"(see its output above)")
+                raise CommandError(
+                    f"the web server {describe_exit(web.returncode)} before it answered (see its output above)"
+                )
             try:
                 with urllib.request.urlopen(health_url, timeout=2) as response:
                     if response.status == 200:

@@ -7,8 +7,10 @@ from ml_platform.deployment.targets import DeploymentFailed
 
 
 class Command(BaseCommand):
-    help = ("Manage the local serving process: start (serves what models.json names), stop, restart, status. "
-            "Deploying starts it on its own; use this after a reboot or to stop it.")
+    help = (
+        "Manage the local serving process: start (serves what models.json names), stop, restart, status. "
+        "Deploying starts it on its own; use this after a reboot or to stop it."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["start", "stop", "restart", "status"])
