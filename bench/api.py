@@ -79,6 +79,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import publish, usable_cpus  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "api.txt"
 LIST_P95_TARGET_MS = 100.0
 LAG_TARGET_S = 2.0
@@ -436,6 +438,19 @@ def run_contents(
 # --------------------------------------------------------------------------- seeding
 
 
+def copied_from(template, model_type: str) -> dict:
+    """The fields a seeded run or experiment takes from its model type's template run: configs, snapshots."""
+    return {
+        "dataset": template.dataset,
+        "feature_config": template.feature_config,
+        "model_config": template.model_config,
+        "model_type": model_type,
+        "dataset_snapshot": template.dataset_snapshot,
+        "feature_config_snapshot": template.feature_config_snapshot,
+        "model_config_snapshot": template.model_config_snapshot,
+    }
+
+
 def seed(runs: int, history_runs: int, lag_epochs: int, experiments: int, rng: random.Random) -> dict:
     """The demo project, ``runs`` realistic runs, the two RUNNING runs the measurements use, and
     ``experiments`` experiments (quick tests, mostly completed, with final metrics)."""
@@ -453,7 +468,7 @@ def seed(runs: int, history_runs: int, lag_epochs: int, experiments: int, rng: r
     from ml_platform.datasets.models import Dataset
     from ml_platform.modeling.models import FeatureConfig, ModelConfig
     from ml_platform.training import services
-    from ml_platform.training.models import TrainingMetricsHistory, TrainingRun
+    from ml_platform.training.models import EPOCH_METRICS, TrainingMetricsHistory, TrainingRun
     from ml_platform.training.reporter import record_epoch
 
     demo = load_demo(rows=1000)
@@ -512,13 +527,7 @@ def seed(runs: int, history_runs: int, lag_epochs: int, experiments: int, rng: r
             description=f"{rng.choice(CADENCES)} {model_type} model for {rng.choice(['retail', 'wholesale', 'all'])} "
             f"buyers; {rng.choice(NOTES)}".strip("; "),
             registered_model=registered[name],
-            dataset=dataset,
-            feature_config=features,
-            model_config=configs[model_type],
-            model_type=model_type,
-            dataset_snapshot=template.dataset_snapshot,
-            feature_config_snapshot=template.feature_config_snapshot,
-            model_config_snapshot=template.model_config_snapshot,
+            **copied_from(template, model_type),
             split_config=template.split_config,
             training_params={"epochs": epochs, "batch_size": 1024},
             gpu_config=gpu,
@@ -596,13 +605,7 @@ def seed(runs: int, history_runs: int, lag_epochs: int, experiments: int, rng: r
                 kind=TrainingRun.EXPERIMENT,
                 run_number=number,
                 name=rng.choice(NOTES),
-                dataset=dataset,
-                feature_config=features,
-                model_config=configs[model_type],
-                model_type=model_type,
-                dataset_snapshot=template.dataset_snapshot,
-                feature_config_snapshot=template.feature_config_snapshot,
-                model_config_snapshot=template.model_config_snapshot,
+                **copied_from(template, model_type),
                 split_config={"sample_percent": sample},
                 training_params={"epochs": epochs, "batch_size": 1024, "learning_rate": learning_rate},
                 gpu_config=template.gpu_config,
@@ -639,19 +642,7 @@ def seed(runs: int, history_runs: int, lag_epochs: int, experiments: int, rng: r
                     metrics={k: v for k, v in metrics.items() if k != "histograms"},
                     histograms=metrics["histograms"],
                     resources=resource_sample(rng, run.gpu_config),
-                    **{
-                        k: metrics.get(k)
-                        for k in (
-                            "loss",
-                            "val_loss",
-                            "recall_at_5",
-                            "recall_at_10",
-                            "recall_at_50",
-                            "recall_at_100",
-                            "rmse",
-                            "mae",
-                        )
-                    },
+                    **{k: metrics.get(k) for k in EPOCH_METRICS},
                 )
             )
     TrainingMetricsHistory.objects.bulk_create(rows, batch_size=500)
@@ -738,28 +729,11 @@ def free_port() -> int:
 
 def start_server(folder: Path, port: int) -> subprocess.Popen:
     """gunicorn with run_platform's command line, bound to loopback; its output goes to a file in the folder."""
-    from django.conf import settings
+    from ml_platform.core.management.commands.run_platform import gunicorn_command
 
     log = open(folder / "gunicorn.log", "wb")  # noqa: SIM115 (the child process writes to it; closed when it is reaped)
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "ml_platform.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(WEB_WORKERS),
-            "--threads",
-            str(WEB_THREADS),
-            "--access-logfile",
-            "-",
-            "--log-level",
-            "warning",
-            "--timeout",
-            str(int(settings.SERVING_LOAD_TIMEOUT) + 30),
-        ],
+        gunicorn_command(f"127.0.0.1:{port}", WEB_WORKERS, WEB_THREADS),
         cwd=ROOT,
         env=os.environ.copy(),
         stdout=log,
@@ -969,7 +943,7 @@ def report(seeded: dict, db_bytes: int, measured: dict, lag: dict, poll_ms: floa
     from django.db import connection
 
     floor = measured["GET /healthz (floor: WSGI, middleware, DB connection)"]["p50"]
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = usable_cpus()
     statuses = ", ".join(f"{status} {n:,}" for status, n in sorted(seeded["by_status"].items()))
     lines = [
         f"Training-runs API benchmark: {seeded['runs']:,} runs over HTTP — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -1119,10 +1093,7 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             stop_server(server)
         shutil.rmtree(folder, ignore_errors=True)
-    print(text, end="")
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(text)
-    return 0 if passed else 1
+    return publish(text, passed, args.results)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import platform
 import resource
 import sys
@@ -32,6 +31,7 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
+from bench.common import publish, usable_cpus  # noqa: E402
 from ml_pipeline import demo_data  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "demo_data.txt"
@@ -103,7 +103,7 @@ def run_child(*args) -> dict:
 
 def report(rows: int, measured: list[dict]) -> tuple[str, bool]:
     by = {(m["source"], m["format"]): m for m in measured}
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = usable_cpus()
     lines = [
         f"Demo data benchmark: {rows:,} rows, seed 0 — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"{cpus} CPUs, {psutil.virtual_memory().total / 1024**3:.0f} GB RAM, Python {platform.python_version()}, "
@@ -159,10 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             for source in ("generator", "uniform")
         ]
     text, passed = report(args.rows, measured)
-    print(text, end="")
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(text)
-    return 0 if passed else 1
+    return publish(text, passed, args.results)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,7 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
+from bench.common import publish, usable_cpus  # noqa: E402
 from ml_pipeline.demo_configs import DEMO_FEATURE_CONFIG, DEMO_MAPPING, DEMO_MODEL_CONFIGS  # noqa: E402
 from ml_pipeline.reporting import JsonLinesReporter  # noqa: E402
 
@@ -570,7 +571,7 @@ def _mb(value) -> str:
 
 
 def report(args, generated: dict, run: dict, plain: dict | None, events: list[dict]) -> tuple[str, bool]:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = usable_cpus()
     props = run.get("properties", {})
     summary = run.get("trainer_summary", {})
     example_gen = props.get("ExampleGen", {})
@@ -800,10 +801,7 @@ def main(argv: list[str] | None = None) -> int:
                 plain_child, (spec, paths["ExampleGen"], paths["Transform"]), folder, "plain", args.cpus, sample=True
             )
         text, passed = report(args, generated, run, plain, read_events(events_path))
-    print(text, end="")
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(text)
-    return 0 if passed else 1
+    return publish(text, passed, args.results)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,10 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import publish  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "serving_limits.txt"
 MIB = 1024 * 1024
 PREDICT = "/v1/models/b2b-recs.recs:predict"
@@ -251,11 +255,7 @@ def main() -> int:
             f"{phase.peak / MIB:>7.0f} {phase.after / MIB:>7.0f} {growth_peak:>+7.1f} {growth_after:>+7.1f} "
             f"{sum(phase.seconds) / len(phase.seconds):>6.2f}  {verdict}"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(text)
-    return 0 if ok else 1
+    return publish("\n".join(lines) + "\n", ok, args.results)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,16 @@ from django.conf import settings
 
 from ml_platform.projects import services as project_services
 from ml_platform.projects.models import Membership
-from tests.helpers import CURRENT_TIME, FEATURES, api_client_for, create_run, make_user, model_config
+from tests.helpers import (
+    CURRENT_TIME,
+    FEATURES,
+    PURCHASE_COLUMNS,
+    api_client_for,
+    create_run,
+    feature_config_via_api,
+    make_user,
+    model_config,
+)
 
 
 @pytest.fixture(scope="session")
@@ -100,10 +109,7 @@ def purchases_csv(data_dir) -> Path:
 @pytest.fixture
 def purchases_mapping() -> dict:
     return {
-        "buyer_id": "customer",
-        "product_id": "item",
-        "timestamp": "ordered_at",
-        "target": "qty",
+        **PURCHASE_COLUMNS,
         "buyer_features": [{"column": "segment"}],
         "product_features": [{"column": "category"}],
     }
@@ -122,12 +128,7 @@ def dataset(api, project, purchases_csv, purchases_mapping):
 @pytest.fixture
 def feature_config(api, project, dataset):
     """The purchases' feature config (tests.helpers.FEATURES), made through the API."""
-    response = api.post(
-        f"/api/projects/{project.id}/feature-configs/",
-        {"name": "standard", "dataset_id": dataset["id"], "config": FEATURES},
-    )
-    assert response.status_code == 201, response.content
-    return response.json()
+    return feature_config_via_api(api, project, "standard", FEATURES, dataset)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.test import Client
+from django.test import Client, override_settings
 
 from ml_pipeline import demo_data
 from ml_pipeline.demo_configs import DEMO_FEATURE_CONFIG, DEMO_MAPPING, DEMO_MODEL_CONFIGS
@@ -65,6 +65,21 @@ FEATURES = {
     },
     "target": {"column": "target", "transforms": [{"op": "log1p"}, {"op": "clip", "max": 5}]},
 }
+
+# The four columns every purchase log the tests write names the same way: who bought what, when, how many.
+PURCHASE_COLUMNS = {"buyer_id": "customer", "product_id": "item", "timestamp": "ordered_at", "target": "qty"}
+
+# The shared real purchase log (UCI Online Retail extract), mapped as a customer would bring it.
+RETAIL_CSV = SHARED_DATASETS / "online_retail_sample.csv"
+RETAIL_MAPPING = {
+    "buyer_id": "CustomerID",
+    "product_id": "StockCode",
+    "timestamp": "InvoiceDate",
+    "target": "Quantity",
+    "buyer_features": [{"column": "Country"}],
+    "product_features": [{"column": "Description"}],
+}
+DROP_CANCELLATIONS = {"conditions": [{"column": "InvoiceNo", "op": "not_starts_with", "value": "C"}]}
 
 
 # --------------------------------------------------------------------------- clients and answers
@@ -173,15 +188,7 @@ def demo_catalog(project, user, folder: Path, rows: int = 6_000, seed: int = 5) 
 def catalog_of(project, user, path: Path, mapping: dict, features: dict, model: dict) -> tuple:
     """(dataset, feature config, model config) made by the services: the file at ``path`` read with
     ``mapping``, the feature config ``features`` and the model config ``model`` paired with it."""
-    dataset = dataset_services.create_dataset(
-        project,
-        user,
-        name="purchases",
-        description="",
-        source={"kind": "file", "path": str(path)},
-        mapping=mapping,
-        filters={},
-    )
+    dataset = file_dataset(project, user, path, mapping)
     feature_config = modeling_services.save_feature_config(
         project, user, {"name": "features", "dataset_id": dataset.id, "config": features}
     )
@@ -189,6 +196,28 @@ def catalog_of(project, user, path: Path, mapping: dict, features: dict, model: 
         project, user, {"name": "retrieval", "feature_config_id": feature_config.id, "config": model}
     )
     return dataset, feature_config, model_config
+
+
+def file_dataset(project, user, path: Path, mapping: dict, name: str = "purchases"):
+    """A dataset of ``project`` reading the file at ``path`` with ``mapping``, made by the service."""
+    return dataset_services.create_dataset(
+        project,
+        user,
+        name=name,
+        description="",
+        source={"kind": "file", "path": str(path)},
+        mapping=mapping,
+        filters={},
+    )
+
+
+def feature_config_via_api(api, project, name: str, config: dict, dataset: dict) -> dict:
+    """A feature config of ``dataset`` posted to the API; its answer."""
+    response = api.post(
+        f"/api/projects/{project.id}/feature-configs/", {"name": name, "dataset_id": dataset["id"], "config": config}
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
 
 
 # --------------------------------------------------------------------------- training runs
@@ -368,16 +397,7 @@ def compile_spec_dict(path, **changes) -> dict:
     one field of a section, ``section=value`` replaces the section."""
     spec = {
         "name": "compile-test",
-        "dataset": {
-            "source": {"kind": "file", "path": str(path)},
-            "mapping": {
-                "buyer_id": "customer",
-                "product_id": "item",
-                "timestamp": "ordered_at",
-                "target": "qty",
-                "buyer_features": [{"column": "segment"}],
-            },
-        },
+        "dataset": purchases_dataset(path, buyer_features=[{"column": "segment"}]),
         "features": {
             "buyer_tower": {
                 "features": [
@@ -391,6 +411,18 @@ def compile_spec_dict(path, **changes) -> dict:
         "model": {"model_type": "multitask"},
         "stages": ["Compile"],
     }
+    return with_changes(spec, **changes)
+
+
+def purchases_dataset(path, **features) -> dict:
+    """The ``dataset`` section of a spec reading the purchase log at ``path``: PURCHASE_COLUMNS plus
+    ``features`` (``buyer_features=[...]``, ``product_features=[...]``)."""
+    return {"source": {"kind": "file", "path": str(path)}, "mapping": {**PURCHASE_COLUMNS, **features}}
+
+
+def with_changes(spec: dict, **changes) -> dict:
+    """``spec`` (changed in place) where ``section__field=value`` changes one field of a section and
+    ``section=value`` replaces the section."""
     for key, value in changes.items():
         section, _, field = key.partition("__")
         if field:
@@ -430,3 +462,15 @@ def local_serving():
     if info is not None:
         wait_until(lambda: not pid_alive(info.pid), timeout=5, message="the serving process outlived the test")
     assert local.read_pidfile() is None
+
+
+@contextmanager
+def served_project(django_db_blocker, prefix: str):
+    """A committed project (:func:`committed_project`) with the tests' own local endpoint running
+    (:func:`local_serving`): the stories that deploy to it. Yields (the project's namespace, the URL)."""
+    with (
+        committed_project(django_db_blocker, prefix) as made,
+        override_settings(**serving_settings()),
+        local_serving() as serving,
+    ):
+        yield made, serving

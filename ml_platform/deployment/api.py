@@ -91,6 +91,12 @@ def registered_for_user(user, registered_id: int) -> RegisteredModel:
     return object_for_user(RegisteredModel, user, registered_id)
 
 
+def _recorded(request, action: str, registered: RegisteredModel, version: int | None, target: str, **more) -> dict:
+    """Record a change of what serves in the audit trail, and answer the model's deployment state."""
+    audit.record(request, action, registered, changes={"version": version, "target": target, **more})
+    return services.deployment_state(registered)
+
+
 # --------------------------------------------------------------------------- deployment
 
 
@@ -110,10 +116,7 @@ def deploy(request, registered_id: int, payload: DeployIn):
     """
     registered = registered_for_user(request.user, registered_id)
     deployment = services.deploy(registered, payload.version, request.user, payload.target)
-    audit.record(
-        request, audit.Action.DEPLOY, registered, changes={"version": deployment.version, "target": deployment.target}
-    )
-    return services.deployment_state(registered)
+    return _recorded(request, audit.Action.DEPLOY, registered, deployment.version, deployment.target)
 
 
 @router.post("/registered-models/{registered_id}/undeploy/", response={200: DeploymentOut, **REFUSED})
@@ -122,10 +125,7 @@ def undeploy(request, registered_id: int):
     registered = registered_for_user(request.user, registered_id)
     before = services.current(registered)
     deployment = services.undeploy(registered, request.user)  # 409 unless something was deployed
-    audit.record(
-        request, audit.Action.UNDEPLOY, registered, changes={"version": before.version, "target": deployment.target}
-    )
-    return services.deployment_state(registered)
+    return _recorded(request, audit.Action.UNDEPLOY, registered, before.version, deployment.target)
 
 
 @router.post("/registered-models/{registered_id}/rollback/", response={200: DeploymentOut, **REFUSED})
@@ -133,10 +133,7 @@ def rollback(request, registered_id: int):
     """Deploy the version that was deployed before the current one (409 when there is none)."""
     registered = registered_for_user(request.user, registered_id)
     deployment = services.rollback(registered, request.user)
-    audit.record(
-        request, audit.Action.ROLLBACK, registered, changes={"version": deployment.version, "target": deployment.target}
-    )
-    return services.deployment_state(registered)
+    return _recorded(request, audit.Action.ROLLBACK, registered, deployment.version, deployment.target)
 
 
 @router.post("/training-runs/{run_id}/deploy/", response={200: DeploymentOut, **REFUSED, **refusals(400)})
@@ -153,10 +150,11 @@ def deploy_training_run(request, run_id: int, payload: DeployRunIn | None = None
         raise Conflict(f"Run #{run.run_number} is not registered; push it to the registry before deploying")
     target = payload.target if payload else "local"
     deployment = services.deploy(run.registered_model, run.registry_version, request.user, target)
-    audit.record(
+    return _recorded(
         request,
         audit.Action.DEPLOY,
         run.registered_model,
-        changes={"version": deployment.version, "target": deployment.target, "training_run_id": run.pk},
+        deployment.version,
+        deployment.target,
+        training_run_id=run.pk,
     )
-    return services.deployment_state(run.registered_model)

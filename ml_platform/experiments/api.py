@@ -2,34 +2,29 @@
 
 An experiment shares the training run's record, queue and outputs, so the
 answers have the training run's shapes (the spec's view modal is one module
-with an "experiment" mode), made by the training presenters and outputs.
+with an "experiment" mode), made by the training presenters and outputs; the
+routes that differ from a training run's only in kind are ``training.routes``'s.
 """
 
 from __future__ import annotations
 
-from ninja import Body, Query, Router, Schema, Status
+from ninja import Body, Router, Schema, Status
 from pydantic import Field
 
 from ml_pipeline.spec import EvaluatorConfig, SplitConfig, TrainingParams
 from ml_platform.audit import services as audit
 from ml_platform.core.errors import refusals
-from ml_platform.core.fields import PAGE_MAX, Id
+from ml_platform.core.fields import Id
 from ml_platform.experiments import services as experiment_services
 from ml_platform.projects.access import project_for_user
-from ml_platform.training import outputs, presenters, services
+from ml_platform.training import presenters, routes, services
 from ml_platform.training.access import run_for_user
 from ml_platform.training.models import TrainingRun
 from ml_platform.training.schemas import (
-    LogName,
-    LogsOut,
-    MetricsOut,
     ModelTypeName,
     RerunIn,
     RunDetail,
     RunInput,
-    RunPage,
-    SchemaOut,
-    StatisticsOut,
 )
 from ml_platform.training.services import GpuConfig, ScheduleConfig
 
@@ -112,23 +107,14 @@ def create_experiment(request, project_id: int, payload: ExperimentIn):
     return Status(201, presenters.detail_of(experiment.pk))
 
 
-@router.get("/projects/{project_id}/experiments/", response={200: RunPage, **refusals(404, 422)})
-def list_experiments(
-    request,
-    project_id: int,
-    status: str | None = Query(None, description=presenters.STATUS_FILTER),
-    model_type: str | None = Query(None, description=presenters.MODEL_TYPE_FILTER),
-    dataset_id: Id | None = None,
-    search: str | None = None,
-    page: int = Query(1, ge=1, le=PAGE_MAX),
-    page_size: int = Query(20, ge=1, le=100),
-):
-    """Newest first."""
-    project = project_for_user(request.user, project_id)
-    found = presenters.filtered_runs(
-        project, EXPERIMENT, status=status, model_type=model_type, dataset_id=dataset_id, search=search
-    )
-    return presenters.run_page(found, page, page_size)
+routes.add_list_route(
+    router,
+    "/projects/{project_id}/experiments/",
+    kind=EXPERIMENT,
+    operation_id="ml_platform_experiments_api_list_experiments",
+    summary="List Experiments",
+    description="Newest first.",
+)
 
 
 @router.get("/projects/{project_id}/experiments/best/", response={200: list[ModelTypeBestOut], **refusals(404, 422)})
@@ -148,18 +134,13 @@ def get_experiment(request, experiment_id: int):
 )
 def cancel_experiment(request, experiment_id: int):
     """A queued experiment is cancelled at once; a running one is stopped by its worker within seconds."""
-    experiment = services.request_cancel(experiment_for_user(request.user, experiment_id))
-    audit.record(request, audit.Action.CANCEL, experiment, changes={"status": experiment.status})
-    return presenters.detail_of(experiment.pk)
+    return routes.cancel(request, experiment_for_user(request.user, experiment_id))
 
 
 @router.delete("/experiments/{experiment_id}/", response={204: None, **refusals(404, 409, 422)})
 def delete_experiment(request, experiment_id: int):
     """Finished experiments only (409 otherwise); their artifacts go too."""
-    experiment = experiment_for_user(request.user, experiment_id)
-    with audit.recording(request, audit.Action.DELETE, experiment):
-        services.delete_run(experiment)
-    return Status(204, None)
+    return routes.delete(request, experiment_for_user(request.user, experiment_id))
 
 
 @router.post(
@@ -167,19 +148,7 @@ def delete_experiment(request, experiment_id: int):
 )
 def rerun_experiment(request, experiment_id: int, payload: Body[RerunIn | None] = None):
     """The same experiment again, or edited (the body as for a training run's rerun)."""
-    experiment = experiment_for_user(request.user, experiment_id)
-    changes = payload.fields_sent() if payload else {}
-    new = services.rerun(experiment, request.user, from_stage=changes.pop("from_stage", None), changes=changes)
-    audit.record(
-        request,
-        audit.Action.RERUN,
-        new,
-        changes={
-            "rerun_of": experiment.pk,
-            "from_stage": new.from_stage,
-            "changed": [d["field"] for d in new.config_diff],
-        },
-    )
+    new = routes.rerun(request, experiment_for_user(request.user, experiment_id), payload)
     return Status(201, presenters.detail_of(new.pk))
 
 
@@ -201,28 +170,6 @@ def promote_experiment(request, experiment_id: int, payload: PromoteIn):
     return Status(201, presenters.detail_of(run.pk))
 
 
-@router.get(
-    "/experiments/{experiment_id}/metrics/", response={200: MetricsOut, **refusals(404, 422)}, exclude_unset=True
+routes.add_output_routes(
+    router, prefix="/experiments", param="experiment_id", kind=EXPERIMENT, module="ml_platform_experiments_api"
 )
-def get_metrics(request, experiment_id: int, histograms: bool = False):
-    return outputs.metrics_of(experiment_for_user(request.user, experiment_id), histograms)
-
-
-@router.get("/experiments/{experiment_id}/logs/", response={200: LogsOut, **refusals(404, 422)}, exclude_unset=True)
-def get_logs(
-    request,
-    experiment_id: int,
-    stage: LogName | None = None,
-    tail: int = Query(outputs.LOG_TAIL_DEFAULT, ge=1, le=outputs.LOG_TAIL_MAX),
-):
-    return outputs.logs_of(experiment_for_user(request.user, experiment_id), stage, tail)
-
-
-@router.get("/experiments/{experiment_id}/statistics/", response={200: StatisticsOut, **refusals(404, 422)})
-def get_statistics(request, experiment_id: int):
-    return outputs.statistics_of(experiment_for_user(request.user, experiment_id))
-
-
-@router.get("/experiments/{experiment_id}/schema/", response={200: SchemaOut, **refusals(404, 422)}, by_alias=True)
-def get_schema(request, experiment_id: int):
-    return outputs.schema_of(experiment_for_user(request.user, experiment_id))

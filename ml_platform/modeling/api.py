@@ -89,6 +89,20 @@ def _model_out(mc: ModelConfig, paired: FeatureConfig | None = None) -> dict:
     }
 
 
+def _saved(request, action: str, save, project, changes: dict, instance=None):
+    """Create or update a config through its service and record it in the audit trail, together or not at all."""
+    with transaction.atomic():
+        saved = save(project, request.user, changes, instance=instance)
+        audit.record(request, action, saved, changes=changes)
+    return saved
+
+
+def _deleted(request, instance: FeatureConfig | ModelConfig) -> Status:
+    with transaction.atomic(), audit.recording(request, audit.Action.DELETE, instance):
+        instance.delete()
+    return Status(204, None)
+
+
 @router.get("/projects/{project_id}/feature-configs/", response={200: list[FeatureConfigOut], **refusals(404, 422)})
 def list_feature_configs(request, project_id: int, dataset_id: Id | None = None):
     configs = project_for_user(request.user, project_id).feature_configs.all()
@@ -102,9 +116,7 @@ def list_feature_configs(request, project_id: int, dataset_id: Id | None = None)
 )
 def create_feature_config(request, project_id: int, payload: FeatureConfigIn):
     project = project_for_user(request.user, project_id)
-    with transaction.atomic():
-        fc = services.save_feature_config(project, request.user, payload.model_dump(mode="json"))
-        audit.record(request, audit.Action.CREATE, fc, changes=payload.model_dump(mode="json"))
+    fc = _saved(request, audit.Action.CREATE, services.save_feature_config, project, payload.model_dump(mode="json"))
     return Status(201, _feature_out(fc))
 
 
@@ -117,18 +129,12 @@ def get_feature_config(request, config_id: int):
 def update_feature_config(request, config_id: int, payload: FeatureConfigPatch):
     fc = object_for_user(FeatureConfig, request.user, config_id)
     changes = payload.model_dump(mode="json", exclude_unset=True)
-    with transaction.atomic():
-        fc = services.save_feature_config(fc.project, request.user, changes, instance=fc)
-        audit.record(request, audit.Action.UPDATE, fc, changes=changes)
-    return _feature_out(fc)
+    return _feature_out(_saved(request, audit.Action.UPDATE, services.save_feature_config, fc.project, changes, fc))
 
 
 @router.delete("/feature-configs/{config_id}/", response={204: None, **refusals(404, 409, 422)})
 def delete_feature_config(request, config_id: int):
-    fc = object_for_user(FeatureConfig, request.user, config_id)
-    with transaction.atomic(), audit.recording(request, audit.Action.DELETE, fc):
-        fc.delete()
-    return Status(204, None)
+    return _deleted(request, object_for_user(FeatureConfig, request.user, config_id))
 
 
 @router.get("/projects/{project_id}/model-configs/", response={200: list[ModelConfigOut], **refusals(404, 422)})
@@ -142,9 +148,7 @@ def list_model_configs(request, project_id: int, model_type: ModelTypeName | Non
 @router.post("/projects/{project_id}/model-configs/", response={201: ModelConfigOut, **refusals(400, 404, 409, 422)})
 def create_model_config(request, project_id: int, payload: ModelConfigIn):
     project = project_for_user(request.user, project_id)
-    with transaction.atomic():
-        mc = services.save_model_config(project, request.user, payload.model_dump(mode="json"))
-        audit.record(request, audit.Action.CREATE, mc, changes=payload.model_dump(mode="json"))
+    mc = _saved(request, audit.Action.CREATE, services.save_model_config, project, payload.model_dump(mode="json"))
     return Status(201, _model_out(mc))
 
 
@@ -163,15 +167,9 @@ def get_model_config(request, config_id: int, feature_config_id: Id | None = Non
 def update_model_config(request, config_id: int, payload: ModelConfigPatch):
     mc = object_for_user(ModelConfig, request.user, config_id)
     changes = payload.model_dump(mode="json", exclude_unset=True)
-    with transaction.atomic():
-        mc = services.save_model_config(mc.project, request.user, changes, instance=mc)
-        audit.record(request, audit.Action.UPDATE, mc, changes=changes)
-    return _model_out(mc)
+    return _model_out(_saved(request, audit.Action.UPDATE, services.save_model_config, mc.project, changes, mc))
 
 
 @router.delete("/model-configs/{config_id}/", response={204: None, **refusals(404, 409, 422)})
 def delete_model_config(request, config_id: int):
-    mc = object_for_user(ModelConfig, request.user, config_id)
-    with transaction.atomic(), audit.recording(request, audit.Action.DELETE, mc):
-        mc.delete()
-    return Status(204, None)
+    return _deleted(request, object_for_user(ModelConfig, request.user, config_id))

@@ -34,14 +34,19 @@ def _dataset_in_project(project, dataset_id: int) -> Dataset:
     return dataset
 
 
-def save_feature_config(project, user, fields: dict, instance: FeatureConfig | None = None) -> FeatureConfig:
-    """Create (instance=None) or update a feature config from validated API fields."""
-    instance = instance or FeatureConfig(project=project, created_by=user)
+def _named(instance: FeatureConfig | ModelConfig, project, fields: dict) -> FeatureConfig | ModelConfig:
+    """Set a config's name (free in its project) and description from the fields given."""
     if "name" in fields:
-        _check_name_free(FeatureConfig, project, fields["name"], exclude_id=instance.pk)
+        _check_name_free(type(instance), project, fields["name"], exclude_id=instance.pk)
         instance.name = fields["name"]
     if "description" in fields:
         instance.description = fields["description"]
+    return instance
+
+
+def save_feature_config(project, user, fields: dict, instance: FeatureConfig | None = None) -> FeatureConfig:
+    """Create (instance=None) or update a feature config from validated API fields."""
+    instance = _named(instance or FeatureConfig(project=project, created_by=user), project, fields)
     if "dataset_id" in fields:
         instance.dataset = _dataset_in_project(project, fields["dataset_id"])
     config = fields.get("config", instance.config)
@@ -64,12 +69,7 @@ def _feature_config_in_project(project, feature_config_id: int | None) -> Featur
 
 
 def save_model_config(project, user, fields: dict, instance: ModelConfig | None = None) -> ModelConfig:
-    instance = instance or ModelConfig(project=project, created_by=user)
-    if "name" in fields:
-        _check_name_free(ModelConfig, project, fields["name"], exclude_id=instance.pk)
-        instance.name = fields["name"]
-    if "description" in fields:
-        instance.description = fields["description"]
+    instance = _named(instance or ModelConfig(project=project, created_by=user), project, fields)
     if "feature_config_id" in fields:
         instance.feature_config = _feature_config_in_project(project, fields["feature_config_id"])
     parsed = validate_model(model_schema.ModelConfig, fields.get("config", instance.config), prefix="config")

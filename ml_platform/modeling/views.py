@@ -6,19 +6,16 @@ from ml_platform.modeling.models import FeatureConfig, ModelConfig
 from ml_platform.projects.access import object_for_user
 
 
+def _config_page(request, template: str, config: FeatureConfig | ModelConfig, **context):
+    """A config's page: its project (for the navigation) and its history beside what the page shows."""
+    return render(request, template, {**context, "project": config.project, "history": audit.history(config)})
+
+
 def feature_config_detail(request, config_id: int):
     fc = object_for_user(FeatureConfig, request.user, config_id)
-    return render(
-        request,
-        "modeling/feature_config.html",
-        {"fc": fc, "project": fc.project, "breakdown": services.breakdown(fc), "history": audit.history(fc)},
-    )
+    return _config_page(request, "modeling/feature_config.html", fc, fc=fc, breakdown=services.breakdown(fc))
 
 
 def model_config_detail(request, config_id: int):
     mc = object_for_user(ModelConfig, request.user, config_id)
-    return render(
-        request,
-        "modeling/model_config.html",
-        {"mc": mc, "project": mc.project, "counts": services.parameter_counts(mc), "history": audit.history(mc)},
-    )
+    return _config_page(request, "modeling/model_config.html", mc, mc=mc, counts=services.parameter_counts(mc))

@@ -2,7 +2,8 @@
 produced.
 
 Routes only: the rules are ``services``'s, the answers' shapes ``presenters``'s, what a run wrote ``outputs``'s
-and the bodies ``schemas``'s. The audit trail is recorded here, where the request (who, from where) is.
+and the bodies ``schemas``'s; the routes experiments have too (list, rerun, outputs) are ``routes``'s. The
+audit trail is recorded here, where the request (who, from where) is.
 """
 
 from __future__ import annotations
@@ -12,24 +13,17 @@ from ninja import Body, Query, Router, Status
 from ml_pipeline.errors import ConfigError, Problem
 from ml_platform.audit import services as audit
 from ml_platform.core.errors import NotFound, refusals
-from ml_platform.core.fields import PAGE_MAX, Id
 from ml_platform.core.filters import comma_ids
 from ml_platform.projects.access import project_for_user
-from ml_platform.training import comparison, outputs, presenters, services
+from ml_platform.training import comparison, presenters, routes, services
 from ml_platform.training.access import run_for_user
 from ml_platform.training.models import TrainingRun
 from ml_platform.training.schemas import (
     ComparisonOut,
-    LogName,
-    LogsOut,
-    MetricsOut,
     RerunIn,
     RunConfigOut,
     RunConfigPatch,
     RunDetail,
-    RunPage,
-    SchemaOut,
-    StatisticsOut,
     TrainingRunIn,
     VersusExperimentOut,
 )
@@ -48,28 +42,18 @@ def create_training_run(request, project_id: int, payload: TrainingRunIn):
     return Status(201, presenters.detail_of(run.pk))
 
 
-@router.get("/projects/{project_id}/training-runs/", response={200: RunPage, **refusals(404, 422)})
-def list_training_runs(
-    request,
-    project_id: int,
-    status: str | None = Query(None, description=presenters.STATUS_FILTER),
-    model_type: str | None = Query(None, description=presenters.MODEL_TYPE_FILTER),
-    dataset_id: Id | None = None,
-    search: str | None = None,
-    page: int = Query(1, ge=1, le=PAGE_MAX),
-    page_size: int = Query(20, ge=1, le=100),
-):
-    """Newest first.
+routes.add_list_route(
+    router,
+    "/projects/{project_id}/training-runs/",
+    kind=TrainingRun.TRAINING,
+    operation_id="ml_platform_training_api_list_training_runs",
+    summary="List Training Runs",
+    description="""Newest first.
 
-    Two queries per page whatever its size (a count and the page's rows), and
-    only the columns a card shows: the headline metrics and the stage bar are
-    read out of the JSON columns by the database.
-    """
-    project = project_for_user(request.user, project_id)
-    runs = presenters.filtered_runs(
-        project, TrainingRun.TRAINING, status=status, model_type=model_type, dataset_id=dataset_id, search=search
-    )
-    return presenters.run_page(runs, page, page_size)
+Two queries per page whatever its size (a count and the page's rows), and
+only the columns a card shows: the headline metrics and the stage bar are
+read out of the JSON columns by the database.""",
+)
 
 
 # Registered before "/training-runs/{run_id}/": the first matching path wins, and "compare" is no run id.
@@ -93,18 +77,13 @@ def get_training_run(request, run_id: int):
 @router.post("/training-runs/{run_id}/cancel/", response={200: RunDetail, **refusals(404, 409, 422)}, by_alias=True)
 def cancel_training_run(request, run_id: int):
     """A queued run is cancelled at once; a running one is stopped by its worker within seconds."""
-    run = services.request_cancel(run_for_user(request.user, run_id))
-    audit.record(request, audit.Action.CANCEL, run, changes={"status": run.status})
-    return presenters.detail_of(run.pk)
+    return routes.cancel(request, run_for_user(request.user, run_id))
 
 
 @router.delete("/training-runs/{run_id}/", response={204: None, **refusals(404, 409, 422)})
 def delete_training_run(request, run_id: int):
     """Finished runs only (409 otherwise); the run's artifacts folder goes too."""
-    run = run_for_user(request.user, run_id)
-    with audit.recording(request, audit.Action.DELETE, run):
-        services.delete_run(run)
-    return Status(204, None)
+    return routes.delete(request, run_for_user(request.user, run_id))
 
 
 @router.post("/training-runs/{run_id}/rerun/", response={201: RunDetail, **refusals(400, 404, 409, 422)}, by_alias=True)
@@ -115,20 +94,7 @@ def rerun_training_run(request, run_id: int, payload: Body[RerunIn | None] = Non
     ``from_stage`` to recompute from; earlier stages are reused when their fingerprints still match. The new
     run's ``config_diff`` lists what changed.
     """
-    return Status(201, presenters.detail_of(rerun(request, run_for_user(request.user, run_id), payload).pk))
-
-
-def rerun(request, run: TrainingRun, payload: RerunIn | None) -> TrainingRun:
-    """The rerun of a run or an experiment, recorded in the audit trail."""
-    changes = payload.fields_sent() if payload else {}
-    new = services.rerun(run, request.user, from_stage=changes.pop("from_stage", None), changes=changes)
-    audit.record(
-        request,
-        audit.Action.RERUN,
-        new,
-        changes={"rerun_of": run.pk, "from_stage": new.from_stage, "changed": [d["field"] for d in new.config_diff]},
-    )
-    return new
+    return Status(201, presenters.detail_of(routes.rerun(request, run_for_user(request.user, run_id), payload).pk))
 
 
 @router.get("/training-runs/{run_id}/vs-experiment/", response={200: VersusExperimentOut, **refusals(404, 422)})
@@ -143,39 +109,23 @@ def results_vs_experiment(request, run_id: int):
 # --------------------------------------------------------------------------- progress and outputs
 
 
-@router.get("/training-runs/{run_id}/metrics/", response={200: MetricsOut, **refusals(404, 422)}, exclude_unset=True)
-def get_metrics(request, run_id: int, histograms: bool = False):
-    """One row per epoch (loss, val_loss, Recall@K, RMSE/MAE, every other scalar, resources).
+routes.add_output_routes(
+    router,
+    prefix="/training-runs",
+    param="run_id",
+    kind=TrainingRun.TRAINING,
+    module="ml_platform_training_api",
+    docs={
+        "metrics": """One row per epoch (loss, val_loss, Recall@K, RMSE/MAE, every other scalar, resources).
 
-    Weight histograms are large: only with ``?histograms=true``.
-    """
-    return outputs.metrics_of(run_for_user(request.user, run_id), histograms)
+Weight histograms are large: only with ``?histograms=true``.""",
+        "logs": """Each stage's ``stage.log`` (the last ``tail`` lines), in pipeline order, and the worker's log.
 
-
-@router.get("/training-runs/{run_id}/logs/", response={200: LogsOut, **refusals(404, 422)}, exclude_unset=True)
-def get_logs(
-    request,
-    run_id: int,
-    stage: LogName | None = None,
-    tail: int = Query(outputs.LOG_TAIL_DEFAULT, ge=1, le=outputs.LOG_TAIL_MAX),
-):
-    """Each stage's ``stage.log`` (the last ``tail`` lines), in pipeline order, and the worker's log.
-
-    ``?stage=Trainer`` answers one stage's log; ``?stage=worker`` only the worker's.
-    """
-    return outputs.logs_of(run_for_user(request.user, run_id), stage, tail)
-
-
-@router.get("/training-runs/{run_id}/statistics/", response={200: StatisticsOut, **refusals(404, 422)})
-def get_statistics(request, run_id: int):
-    """StatisticsGen's summary (per split: every column's counts, missing share, moments or top values)."""
-    return outputs.statistics_of(run_for_user(request.user, run_id))
-
-
-@router.get("/training-runs/{run_id}/schema/", response={200: SchemaOut, **refusals(404, 422)}, by_alias=True)
-def get_schema(request, run_id: int):
-    """SchemaGen's schema (the TFDV ``Schema`` as JSON, and a feature table) and the anomalies it found."""
-    return outputs.schema_of(run_for_user(request.user, run_id))
+``?stage=Trainer`` answers one stage's log; ``?stage=worker`` only the worker's.""",
+        "statistics": "StatisticsGen's summary (per split: every column's counts, missing share, moments or top values).",
+        "schema": "SchemaGen's schema (the TFDV ``Schema`` as JSON, and a feature table) and the anomalies it found.",
+    },
+)
 
 
 # --------------------------------------------------------------------------- editing

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 
 from ml_pipeline.metrics import lower_is_better
-from ml_platform.training.models import TrainingMetricsHistory, TrainingRun
+from ml_platform.training.models import EPOCH_METRICS, TrainingMetricsHistory, TrainingRun
 from ml_platform.training.services import DIFFED, config_leaves
 
 QUALITY_METRIC = re.compile(r"^(loss|val_loss|rmse|mae|mrr|coverage|(recall|ndcg)_at_\d+)$")
-CURVES = ("loss", "val_loss", "recall_at_5", "recall_at_10", "recall_at_50", "recall_at_100", "rmse", "mae")
+CURVES = EPOCH_METRICS
 MAX_COMPARED = 10
 
 

@@ -342,6 +342,10 @@ class TrainingRun(models.Model):
         self.refresh_from_db()
 
 
+# The per-epoch scalars that have a column of their own (every scalar is also in ``metrics``).
+EPOCH_METRICS = ("loss", "val_loss", "recall_at_5", "recall_at_10", "recall_at_50", "recall_at_100", "rmse", "mae")
+
+
 class TrainingMetricsHistory(models.Model):
     """One row per (run, epoch), upserted: a repeated epoch report replaces the row."""
 

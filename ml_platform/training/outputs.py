@@ -17,27 +17,14 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from ml_pipeline.spec import STAGES, StageStatus
 from ml_platform.core.errors import NotFound
-from ml_platform.training.models import TrainingMetricsHistory, TrainingRun
+from ml_platform.training.models import EPOCH_METRICS, TrainingMetricsHistory, TrainingRun
 from ml_platform.training.schemas import WORKER_LOG
 from ml_platform.training.services import run_folder
 
 LOG_TAIL_DEFAULT, LOG_TAIL_MAX = 500, 20_000
 LOG_BLOCK = 64 * 1024  # bytes read at a time from a log's end
 OUTPUT_STATES = tuple(s for s in StageStatus if s.produced_output)
-EPOCH_FIELDS = (
-    "epoch",
-    "loss",
-    "val_loss",
-    "recall_at_5",
-    "recall_at_10",
-    "recall_at_50",
-    "recall_at_100",
-    "rmse",
-    "mae",
-    "metrics",
-    "resources",
-    "recorded_at",
-)
+EPOCH_FIELDS = ("epoch", *EPOCH_METRICS, "metrics", "resources", "recorded_at")
 
 
 def metrics_of(run: TrainingRun, histograms: bool) -> dict:

@@ -16,6 +16,7 @@ from ml_pipeline.spec import StageStatus
 from ml_platform.core import clock
 from ml_platform.training import resources
 from ml_platform.training.models import (
+    EPOCH_METRICS,
     STAGE_DONE,
     InvalidStageTransition,
     TrainingMetricsHistory,
@@ -24,8 +25,6 @@ from ml_platform.training.models import (
 )
 
 logger = logging.getLogger(__name__)
-
-HEADLINE_METRICS = ("loss", "val_loss", "recall_at_5", "recall_at_10", "recall_at_50", "recall_at_100", "rmse", "mae")
 
 
 def _now_iso() -> str:
@@ -44,7 +43,7 @@ def record_epoch(run: TrainingRun, epoch: int, total_epochs: int, metrics: dict,
             training_run=run,
             epoch=epoch,
             defaults={
-                **{name: _finite(scalars.get(name)) for name in HEADLINE_METRICS},
+                **{name: _finite(scalars.get(name)) for name in EPOCH_METRICS},
                 "metrics": scalars,
                 "histograms": metrics.get("histograms", {}),
                 "resources": resource_sample,

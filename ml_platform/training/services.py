@@ -207,7 +207,7 @@ def create_training_run(
         if missing:
             raise ConfigError(missing)
         catalog = catalog_fields(project, **ids)
-    gpu, schedule = validate_parameters(gpu_config, schedule_config)
+    parameters = _parameters(split_config, training_params, gpu_config, evaluator_config, schedule_config)
     run, spec = _new_run(
         project=project,
         kind=TrainingRun.TRAINING,
@@ -215,11 +215,7 @@ def create_training_run(
         description=description,
         source_experiment=experiment,
         **catalog,
-        split_config=split_config or {},
-        training_params=training_params or {},
-        gpu_config=gpu,
-        evaluator_config=evaluator_config or {},
-        schedule_config=schedule,
+        **parameters,
         created_by=user,
     )
     with transaction.atomic():
@@ -243,20 +239,28 @@ def create_experiment(
 ) -> TrainingRun:
     """Queue a quick test: the pipeline without the Pusher, usually on a sample (``split_config.sample_percent``)."""
     catalog = catalog_fields(project, dataset_id, feature_config_id, model_config_id)
-    gpu, schedule = validate_parameters(gpu_config, {})
+    parameters = _parameters(split_config, training_params, gpu_config, evaluator_config, {})
     return _queue_run(
         project=project,
         kind=TrainingRun.EXPERIMENT,
         name=name,
         description=description,
         **catalog,
-        split_config=split_config or {},
-        training_params=training_params or {},
-        gpu_config=gpu,
-        evaluator_config=evaluator_config or {},
-        schedule_config=schedule,
+        **parameters,
         created_by=user,
     )
+
+
+def _parameters(split_config, training_params, gpu_config, evaluator_config, schedule_config) -> dict:
+    """A new run's parameter columns; the GPU and schedule configs are checked here, the rest with the spec."""
+    gpu, schedule = validate_parameters(gpu_config, schedule_config)
+    return {
+        "split_config": split_config or {},
+        "training_params": training_params or {},
+        "gpu_config": gpu,
+        "evaluator_config": evaluator_config or {},
+        "schedule_config": schedule,
+    }
 
 
 def _queue_run(**fields) -> TrainingRun:

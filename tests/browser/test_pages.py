@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from ml_platform.projects.models import Membership, Project
+from tests import helpers
 from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -46,22 +47,12 @@ RANKING = {
 
 @pytest.fixture
 def feature_config(api, project, dataset):
-    response = api.post(
-        f"/api/projects/{project.id}/feature-configs/",
-        {"name": "standard", "dataset_id": dataset["id"], "config": FEATURES},
-    )
-    assert response.status_code == 201, response.content
-    return response.json()
+    return helpers.feature_config_via_api(api, project, "standard", FEATURES, dataset)
 
 
 @pytest.fixture
 def model_config(api, project, feature_config):
-    response = api.post(
-        f"/api/projects/{project.id}/model-configs/",
-        {"name": "ranker", "feature_config_id": feature_config["id"], "config": RANKING},
-    )
-    assert response.status_code == 201, response.content
-    return response.json()
+    return helpers.model_config(api, project, "ranker", RANKING, feature_config)
 
 
 # The chart on the canvas ``selector`` (null until one is drawn): its labels and data. A predicate for

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from tests.helpers import PURCHASE_COLUMNS, feature_config_via_api
+
 pytestmark = pytest.mark.browser
 
 COLUMN = "<img src=x onerror=alert(1)>"
@@ -23,13 +25,7 @@ def hostile_dataset(api, project, data_dir):
     upload = api.upload(f"/api/projects/{project.id}/uploads/", path)
     assert upload.status_code == 201, upload.content
     assert COLUMN in [c["name"] for c in upload.json()["columns"]]
-    mapping = {
-        "buyer_id": "customer",
-        "product_id": "item",
-        "timestamp": "ordered_at",
-        "target": "qty",
-        "buyer_features": [{"column": COLUMN}],
-    }
+    mapping = {**PURCHASE_COLUMNS, "buyer_features": [{"column": COLUMN}]}
     dataset = api.post(
         f"/api/projects/{project.id}/datasets/",
         {"name": "hostile", "source": {"kind": "upload", "upload_id": upload.json()["id"]}, "mapping": mapping},
@@ -51,12 +47,7 @@ def hostile_feature_config(api, project, hostile_dataset):
             "features": [{"kind": "id", "column": "product_id", "embedding_dim": 8, "max_vocab_size": 10}]
         },
     }
-    response = api.post(
-        f"/api/projects/{project.id}/feature-configs/",
-        {"name": "hostile-features", "dataset_id": hostile_dataset["id"], "config": config},
-    )
-    assert response.status_code == 201, response.content
-    return response.json()
+    return feature_config_via_api(api, project, "hostile-features", config, hostile_dataset)
 
 
 @pytest.fixture

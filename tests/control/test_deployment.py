@@ -19,7 +19,6 @@ from urllib.parse import quote
 import pyarrow.parquet as pq
 import pytest
 from django.conf import settings as django_settings
-from django.test import override_settings
 
 from ml_platform.deployment import local
 from ml_platform.deployment.models import Deployment, DeploymentEvent
@@ -28,16 +27,7 @@ from ml_platform.registry.models import RegisteredModel
 from ml_platform.registry.services import push_to_registry
 from ml_platform.training.models import TrainingRun
 from ml_platform.training.worker import Worker
-from tests.helpers import (
-    api_client_for,
-    committed_project,
-    demo_catalog,
-    drive,
-    local_serving,
-    pid_alive,
-    queue_run,
-    serving_settings,
-)
+from tests.helpers import api_client_for, demo_catalog, drive, pid_alive, queue_run, served_project
 
 # Not transactional: the story's rows are committed by its module fixture, and a transactional test's flush
 # would remove them.
@@ -111,11 +101,7 @@ def a_version_that_cannot_load(first: TrainingRun, folder: Path) -> TrainingRun:
 @pytest.fixture(scope="module")
 def story(django_db_setup, django_db_blocker):
     """What each step of the story answered, and what the serving process said after it."""
-    with (
-        committed_project(django_db_blocker, "deploy") as made,
-        override_settings(**serving_settings()),
-        local_serving() as serving,
-    ):
+    with served_project(django_db_blocker, "deploy") as (made, serving):
         mark, oscar = made.user("mark"), made.user("oscar")
         Membership.objects.create(project=made.project, user=mark, role=Membership.MEMBER)
         first, second = trained_and_registered(

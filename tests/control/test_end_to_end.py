@@ -19,14 +19,13 @@ from urllib.parse import quote
 import pyarrow.parquet as pq
 import pytest
 from django.conf import settings as django_settings
-from django.test import override_settings
 
 from ml_pipeline import demo_data
 from ml_pipeline.demo_configs import DEMO_FEATURE_CONFIG, DEMO_MAPPING, DEMO_MODEL_CONFIGS
 from ml_pipeline.spec import STAGES
 from ml_platform.deployment import local
 from ml_platform.training.worker import Worker
-from tests.helpers import api_client_for, committed_project, local_serving, serving_settings, wait_until
+from tests.helpers import api_client_for, served_project, wait_until
 
 # Not transactional: the loop's rows are committed by its module fixture, and a transactional test's flush
 # would remove them.
@@ -65,11 +64,7 @@ def until_finished(api, worker: Worker, url: str, timeout: float = 240) -> tuple
 @pytest.fixture(scope="module")
 def loop(django_db_setup, django_db_blocker):
     """The loop, once: what each step answered (and, for runs, every stage table seen while they ran)."""
-    with (
-        committed_project(django_db_blocker, "e2e") as made,
-        override_settings(**serving_settings()),
-        local_serving() as serving,
-    ):
+    with served_project(django_db_blocker, "e2e") as (made, serving):
         api, project = api_client_for(made.owner), made.project
         path = Path(django_settings.DATASET_ALLOWED_ROOTS[0]) / "end-to-end" / made.unique / "purchases.parquet"
         demo_data.write(demo_data.DemoSpec(rows=6_000, seed=5, products=300), path)

@@ -1,6 +1,6 @@
 """Feature configs and model configs through the API: validation in context, breakdown, parameter counts."""
 
-from tests.helpers import FEATURES, errors_by_field
+from tests.helpers import FEATURES, errors_by_field, feature_config_via_api
 
 
 def test_it_returns_the_tensor_breakdown_with_the_feature_config(feature_config):
@@ -116,10 +116,7 @@ def test_a_model_config_without_a_pairing_has_no_counts_until_asked(api, project
 
 def test_a_ranking_model_cannot_pair_with_features_that_lack_a_target(api, project, dataset):
     no_target = {k: v for k, v in FEATURES.items() if k != "target"}
-    fc = api.post(
-        f"/api/projects/{project.id}/feature-configs/",
-        {"name": "no-target", "dataset_id": dataset["id"], "config": no_target},
-    ).json()
+    fc = feature_config_via_api(api, project, "no-target", no_target, dataset)
     response = api.post(
         f"/api/projects/{project.id}/model-configs/",
         {"name": "r", "feature_config_id": fc["id"], "config": {"model_type": "ranking"}},

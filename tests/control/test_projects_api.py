@@ -12,7 +12,7 @@ from ml_platform.projects.models import Membership, Project
 from ml_platform.registry.models import RegisteredModel
 from ml_platform.registry.services import mlflow_model_name
 from ml_platform.training.models import TrainingRun
-from tests.helpers import FEATURES, api_client_for, errors_by_field
+from tests.helpers import FEATURES, api_client_for, errors_by_field, feature_config_via_api, model_config
 
 
 def test_a_user_lists_only_projects_they_belong_to(project, oscars_project, api, oscar):
@@ -54,18 +54,8 @@ def test_same_named_projects_share_no_pipeline_folder_experiment_or_model_name(
         f"/api/projects/{oscars.id}/datasets/",
         {"name": "purchases", "source": {"kind": "file", "path": str(purchases_csv)}, "mapping": purchases_mapping},
     ).json()
-    features = theirs.post(
-        f"/api/projects/{oscars.id}/feature-configs/",
-        {"name": "standard", "dataset_id": dataset["id"], "config": FEATURES},
-    ).json()
-    model = theirs.post(
-        f"/api/projects/{oscars.id}/model-configs/",
-        {
-            "name": "two-tower",
-            "feature_config_id": features["id"],
-            "config": {"model_type": "retrieval", "retrieval_k": [5, 10]},
-        },
-    ).json()
+    features = feature_config_via_api(theirs, oscars, "standard", FEATURES, dataset)
+    model = model_config(theirs, oscars, "two-tower", {"model_type": "retrieval", "retrieval_k": [5, 10]}, features)
     ours = api.post(f"/api/projects/{project.id}/training-runs/", run_body)
     other = theirs.post(
         f"/api/projects/{oscars.id}/training-runs/",

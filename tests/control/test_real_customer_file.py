@@ -5,20 +5,9 @@ from datetime import datetime
 
 import pytest
 
-from tests.helpers import SHARED_DATASETS
+from tests.helpers import DROP_CANCELLATIONS, RETAIL_CSV, RETAIL_MAPPING
 
-RETAIL_CSV = SHARED_DATASETS / "online_retail_sample.csv"
 pytestmark = pytest.mark.skipif(not RETAIL_CSV.exists(), reason=f"shared dataset folder absent: {RETAIL_CSV}")
-
-MAPPING = {
-    "buyer_id": "CustomerID",
-    "product_id": "StockCode",
-    "timestamp": "InvoiceDate",
-    "target": "Quantity",
-    "buyer_features": [{"column": "Country"}],
-    "product_features": [{"column": "Description"}],
-}
-DROP_CANCELLATIONS = {"conditions": [{"column": "InvoiceNo", "op": "not_starts_with", "value": "C"}]}
 
 
 def expected_counts() -> dict:
@@ -46,7 +35,7 @@ def test_it_imports_the_real_purchase_log_and_previews_the_right_counts(api, pro
         {
             "name": "online retail",
             "source": {"kind": "upload", "upload_id": upload.json()["id"]},
-            "mapping": MAPPING,
+            "mapping": RETAIL_MAPPING,
             "filters": DROP_CANCELLATIONS,
         },
     )
@@ -69,7 +58,7 @@ def test_without_the_filter_the_cancellations_are_counted(api, project):
         {
             "name": "online retail (all)",
             "source": {"kind": "upload", "upload_id": upload.json()["id"]},
-            "mapping": MAPPING,
+            "mapping": RETAIL_MAPPING,
         },
     )
     expected = expected_counts()

@@ -19,12 +19,20 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from ml_pipeline.spec import STAGES
-from ml_platform.datasets import services as dataset_services
-from ml_platform.modeling import services as modeling_services
 from ml_platform.projects import services as project_services
 from ml_platform.training import services, specs
 from ml_platform.training.models import TrainingRun
-from tests.helpers import FEATURES, api_client_for, cancelled, copies, create_run, errors_by_field, runs_url
+from tests.helpers import (
+    FEATURES,
+    api_client_for,
+    cancelled,
+    catalog_of,
+    copies,
+    create_run,
+    errors_by_field,
+    file_dataset,
+    runs_url,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -55,19 +63,9 @@ def test_it_queues_a_run_and_answers_its_detail(api, project, run_body, dataset,
 def test_it_numbers_runs_per_project(api, project, run_body, olivia, purchases_csv, purchases_mapping):
     assert [create_run(api, project, run_body)["run_number"] for _ in range(3)] == [1, 2, 3]
     other = project_services.create_project(olivia, "other-recs")
-    dataset = dataset_services.create_dataset(
-        other,
-        olivia,
-        name="p",
-        description="",
-        source={"kind": "file", "path": str(purchases_csv)},
-        mapping=purchases_mapping,
-        filters={},
+    dataset, features, model = catalog_of(
+        other, olivia, purchases_csv, purchases_mapping, FEATURES, {"model_type": "retrieval"}
     )
-    features = modeling_services.save_feature_config(
-        other, olivia, {"name": "f", "dataset_id": dataset.id, "config": FEATURES}
-    )
-    model = modeling_services.save_model_config(other, olivia, {"name": "m", "config": {"model_type": "retrieval"}})
     first = create_run(
         api,
         other,
@@ -105,15 +103,7 @@ def test_a_time_holdout_split_needs_holdout_days(api, project, run_body):
 def test_the_dataset_must_belong_to_the_project(
     api, project, run_body, oscar, oscars_project, purchases_csv, purchases_mapping
 ):
-    foreign = dataset_services.create_dataset(
-        oscars_project,
-        oscar,
-        name="theirs",
-        description="",
-        source={"kind": "file", "path": str(purchases_csv)},
-        mapping=purchases_mapping,
-        filters={},
-    )
+    foreign = file_dataset(oscars_project, oscar, purchases_csv, purchases_mapping, name="theirs")
     response = api.post(runs_url(project), {**run_body, "dataset_id": foreign.id})
     assert response.status_code == 422
     assert errors_by_field(response) == {"dataset_id": f"no dataset {foreign.id} in this project"}
@@ -217,15 +207,7 @@ def test_it_filters_by_status_model_type_dataset_and_search(
     copies(pending_run["id"], 2, status=TrainingRun.FAILED)
     copies(pending_run["id"], 1, name="Churn model", description="", model_type="ranking")
     copies(pending_run["id"], 1, description="the BIG one")
-    second = dataset_services.create_dataset(
-        project,
-        olivia,
-        name="second",
-        description="",
-        source={"kind": "file", "path": str(purchases_csv)},
-        mapping=purchases_mapping,
-        filters={},
-    )
+    second = file_dataset(project, olivia, purchases_csv, purchases_mapping, name="second")
     copies(pending_run["id"], 1, dataset=second)
 
     def numbers(query):

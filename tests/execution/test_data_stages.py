@@ -34,6 +34,7 @@ from ml_pipeline.stages.compile import Compile
 from ml_pipeline.stages.example_gen import ExampleGen, source_fingerprint
 from ml_pipeline.stages.schema_gen import SchemaGen
 from ml_pipeline.stages.statistics_gen import StatisticsGen
+from tests.helpers import purchases_dataset, with_changes
 
 START = datetime(2025, 1, 1)
 DAYS = 120
@@ -42,6 +43,8 @@ CITIES = [f"city_{i:02d}" for i in range(30)]  # more than the 20 top values the
 CATEGORIES = ["tools", "garden", "kitchen", "toys", "paint", "lighting"]
 PACK_SIZES = [1, 6, 12, 24]
 TRAIN_END = datetime(2025, 3, 1)
+# The examples' columns, in order: the mapped roles, then the buyer's and the product's features.
+MAPPED_COLUMNS = ["buyer_id", "product_id", "timestamp", "target", "segment", "city", "category", "pack_size", "price"]
 EVAL_END = datetime(2025, 4, 1)
 STRICT_TEMPORAL = {"strategy": "strict_temporal", "train_end": TRAIN_END.isoformat(), "eval_end": EVAL_END.isoformat()}
 
@@ -115,21 +118,15 @@ def write(table: pa.Table, path: Path) -> Path:
 def spec_for(path: Path, **changes) -> PipelineSpec:
     spec = {
         "name": "data-stages",
-        "dataset": {
-            "source": {"kind": "file", "path": str(path)},
-            "mapping": {
-                "buyer_id": "customer",
-                "product_id": "item",
-                "timestamp": "ordered_at",
-                "target": "qty",
-                "buyer_features": [{"column": "segment"}, {"column": "city"}],
-                "product_features": [
-                    {"column": "category"},
-                    {"column": "pack_size", "dtype": "int"},
-                    {"column": "price", "dtype": "float"},
-                ],
-            },
-        },
+        "dataset": purchases_dataset(
+            path,
+            buyer_features=[{"column": "segment"}, {"column": "city"}],
+            product_features=[
+                {"column": "category"},
+                {"column": "pack_size", "dtype": "int"},
+                {"column": "price", "dtype": "float"},
+            ],
+        ),
         "features": {
             "buyer_tower": {
                 "features": [
@@ -147,13 +144,7 @@ def spec_for(path: Path, **changes) -> PipelineSpec:
         "model": {"model_type": "retrieval"},
         "stages": ["ExampleGen", "StatisticsGen", "SchemaGen"],
     }
-    for key, value in changes.items():
-        section, _, field = key.partition("__")
-        if field:
-            spec[section] = {**spec.get(section, {}), field: value}
-        else:
-            spec[section] = value
-    return PipelineSpec.model_validate(spec)
+    return PipelineSpec.model_validate(with_changes(spec, **changes))
 
 
 def our_stages() -> dict:
@@ -187,17 +178,7 @@ def test_it_writes_each_split_as_parquet_of_the_mapped_rows_and_counts_them(tmp_
     assert result.status == "completed", result.error
     examples = result.artifacts["ExampleGen"]
     tables = {split: split_table(result, split) for split in ("train", "eval", "test")}
-    assert tables["train"].column_names == [
-        "buyer_id",
-        "product_id",
-        "timestamp",
-        "target",
-        "segment",
-        "city",
-        "category",
-        "pack_size",
-        "price",
-    ]
+    assert tables["train"].column_names == MAPPED_COLUMNS
     counts = {split: t.num_rows for split, t in tables.items()}
     everything = pa.concat_tables(tables.values())
     assert examples.properties == {
@@ -548,17 +529,7 @@ def test_it_infers_types_presence_domains_and_ranges_from_train(tmp_path, source
     assert result.status == "completed", result.error
     schema = load_schema(result)
     features = {f.name: f for f in schema.feature}
-    assert list(features) == [
-        "buyer_id",
-        "product_id",
-        "timestamp",
-        "target",
-        "segment",
-        "city",
-        "category",
-        "pack_size",
-        "price",
-    ]
+    assert list(features) == MAPPED_COLUMNS
     assert {n: schema_pb2.FeatureType.Name(f.type) for n, f in features.items()} == {
         "buyer_id": "BYTES",
         "product_id": "BYTES",

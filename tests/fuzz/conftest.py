@@ -45,17 +45,7 @@ SEEDED_IDS: dict[str, list[int]] = {
     "registered_id": [1],
     "token_id": [1],
 }
-SEEDED_COLUMNS = [
-    "buyer_id",
-    "product_id",
-    "timestamp",
-    "quantity",
-    "price",
-    "buyer_segment",
-    "buyer_city",
-    "product_category",
-    "product_subcategory",
-]  # the uploaded CSV's (ml_pipeline.demo_data)
+SEEDED_COLUMNS = list(demo_data.COLUMNS)  # the uploaded CSV's
 # Settings that would point the throwaway deployment at something real: dropped from its environment.
 UNSET_PREFIXES = (
     "MLP_TEST_",

@@ -22,6 +22,32 @@ from ml_platform.core.supervisor import Program, Supervisor, describe_exit
 logger = logging.getLogger(__name__)
 
 
+WEB_THREADS = 4
+
+
+def gunicorn_command(bind: str, workers: int, threads: int = WEB_THREADS) -> list[str]:
+    """The web server's command line (the benchmark starts the same one)."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "ml_platform.wsgi:application",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--access-logfile",
+        "-",
+        "--log-level",
+        "warning",
+        # A deploy waits for the serving process to load the model.
+        "--timeout",
+        str(int(settings.SERVING_LOAD_TIMEOUT) + 30),
+    ]
+
+
 class Command(BaseCommand):
     help = (
         "Start gunicorn (web) and the task worker, restart either when it dies, "
@@ -37,28 +63,7 @@ class Command(BaseCommand):
         manage = str(settings.BASE_DIR / "manage.py")
         supervisor = Supervisor(
             [
-                Program(
-                    "web",
-                    [
-                        sys.executable,
-                        "-m",
-                        "gunicorn",
-                        "ml_platform.wsgi:application",
-                        "--bind",
-                        f"{host}:{port}",
-                        "--workers",
-                        str(web_workers),
-                        "--threads",
-                        "4",
-                        "--access-logfile",
-                        "-",
-                        "--log-level",
-                        "warning",
-                        # A deploy waits for the serving process to load the model.
-                        "--timeout",
-                        str(int(settings.SERVING_LOAD_TIMEOUT) + 30),
-                    ],
-                ),
+                Program("web", gunicorn_command(f"{host}:{port}", web_workers)),
                 Program("worker", [sys.executable, manage, "run_worker"]),
             ]
         )
