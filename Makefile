@@ -56,6 +56,7 @@ bench: install
 	$(PY) bench/pipeline.py
 	$(PY) bench/api.py
 	$(PY) bench/serving_limits.py
+	$(PY) bench/quality.py
 
 clean:
 	rm -rf $(VENV) node_modules var

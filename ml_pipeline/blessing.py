@@ -3,7 +3,10 @@
 :func:`bless` applies the Evaluator's policy to the candidate's metrics (and, with a baseline model, the
 baseline's): every threshold must pass; with a baseline, the candidate's ``compare_metric`` (default
 ``recall_at_<largest K>``, or ``rmse`` for ranking models) must not regress by more than ``tolerance``;
-without one, ``first_run_policy`` decides. A disabled evaluator blesses. Each rule says what it compared
+without one, ``first_run_policy`` decides. Either way, unless ``naive_baseline_margin`` is None, the
+compare metric must beat the naive baseline scored beside the model (popularity for a retrieval metric,
+the mean rating for RMSE/MAE) by more than that margin (default 0: strictly better), so a model no better
+than "everyone gets the best sellers" is never pushed. A disabled evaluator blesses. Each rule says what it compared
 and whether it passed; its ``text`` is what people read (``"Recall@100 0.41 ≥ 0.35 ✓"``), and the
 ``reasons`` stored beside the rules are those texts.
 
@@ -154,6 +157,22 @@ def _baseline_rule(metric: str, mine: float | None, theirs: float | None, name: 
     return Rule(text, ok, metric, mine, baseline=theirs)
 
 
+def naive_baseline_name(metric: str) -> str:
+    """The naive baseline a metric is held against: ``mean`` for rating errors, else ``popularity``."""
+    return "mean" if lower_is_better(metric) else "popularity"
+
+
+def _naive_rule(metric: str, mine: float | None, theirs: float | None, name: str, margin: float) -> Rule:
+    label = metric_label(metric)
+    if mine is None or theirs is None or math.isnan(mine) or math.isnan(theirs):
+        return Rule(f"{label} vs {name}: not computed, not compared")
+    lower = lower_is_better(metric)
+    ok = mine < theirs - margin if lower else mine > theirs + margin
+    symbol = ("<" if ok else "≥") if lower else (">" if ok else "≤")
+    bar = f"{name} {fmt(theirs, mine)}" + (f" {'-' if lower else '+'} margin {margin:g}" if margin else "")
+    return Rule(f"{label} {fmt(mine, theirs)} {symbol} {bar} {PASS if ok else FAIL}", ok, metric, mine, baseline=theirs)
+
+
 def bless(
     config: EvaluatorConfig,
     model_type: str,
@@ -161,8 +180,10 @@ def bless(
     candidate: dict[str, float],
     baseline: dict[str, float] | None = None,
     baseline_label: str | None = None,
+    naive: dict[str, float] | None = None,
 ) -> Blessing:
-    """The verdict, from the candidate's metrics and (when there is a baseline model) the baseline's.
+    """The verdict, from the candidate's metrics, (when there is a baseline model) the baseline's, and the
+    naive baseline's (popularity or mean, scored on the same holdout; None: no such rule).
 
     Never undecided: every path ends in blessed or not, with its rules.
     """
@@ -172,6 +193,7 @@ def bless(
         "compare_metric": compare_metric,
         "tolerance": config.tolerance,
         "first_run_policy": config.first_run_policy,
+        "naive_baseline_margin": config.naive_baseline_margin,
         "baseline_model_uri": config.baseline_model_uri,
     }
     if not config.enabled:
@@ -181,6 +203,13 @@ def bless(
     thresholds_pass = all(rule.passed for rule in rules)
     if not config.thresholds:
         rules.append(Rule("no thresholds set"))
+    if naive is not None and config.naive_baseline_margin is not None:
+        name = naive_baseline_name(compare_metric)
+        rule = _naive_rule(
+            compare_metric, candidate.get(compare_metric), naive.get(compare_metric), name, config.naive_baseline_margin
+        )
+        rules.append(rule)
+        thresholds_pass = thresholds_pass and rule.passed is not False
 
     if baseline is not None:
         compared = _baseline_rule(

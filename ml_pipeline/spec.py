@@ -99,6 +99,11 @@ class EarlyStopping(StrictModel):
     enabled: bool = True
     patience: int = Field(default=3, ge=1, le=1000)
     min_delta: float = Field(default=0.0, ge=0.0)
+    monitor: str | None = Field(
+        default=None,
+        pattern=r"^(val_loss|val_retrieval_loss|val_rating_loss|recall_at_\d+|rmse|mae)$",
+        description="Metric watched on the eval split; default: recall_at_<largest K>, or rmse for ranking",
+    )
 
 
 class HardwareConfig(StrictModel):
@@ -111,6 +116,11 @@ class HardwareConfig(StrictModel):
 class TrainingParams(StrictModel):
     epochs: int = Field(default=10, ge=1, le=10_000)
     batch_size: int = Field(default=1024, ge=8, le=1_048_576)
+    # Training params take precedence over the model config's optimizer and learning rate, so one model
+    # config can be trained with several settings.
+    optimizer: Literal["adagrad", "adam", "sgd"] | None = Field(
+        default=None, description="Overrides the model config's"
+    )
     learning_rate: float | None = Field(default=None, gt=0.0, le=10.0, description="Overrides the model config's")
     early_stopping: EarlyStopping = EarlyStopping()
     hardware: HardwareConfig = HardwareConfig()
@@ -149,6 +159,12 @@ class EvaluatorConfig(StrictModel):
     tolerance: float = Field(default=0.01, ge=0.0, description="Allowed regression vs the baseline (absolute)")
     compare_metric: str | None = None  # default: recall_at_<largest K>, or rmse for ranking
     first_run_policy: Literal["bless_if_thresholds_pass", "never_bless"] = "bless_if_thresholds_pass"
+    naive_baseline_margin: float | None = Field(
+        default=0.0,
+        ge=0.0,
+        description="The compare metric must beat popularity (retrieval) or the mean (RMSE/MAE) by more than "
+        "this, on every run; None turns the rule off",
+    )
 
 
 class PushConfig(StrictModel):
@@ -176,4 +192,16 @@ class PipelineSpec(StrictModel):
     def _time_splits_need_timestamps(self) -> PipelineSpec:
         if self.split.strategy != "random" and not self.dataset.mapping.timestamp:
             raise ValueError(f"split.strategy: '{self.split.strategy}' needs dataset.mapping.timestamp")
+        return self
+
+    @model_validator(mode="after")
+    def _monitor_is_computed(self) -> PipelineSpec:
+        monitor = self.training.early_stopping.monitor
+        recall_k = int(monitor.rsplit("_", 1)[1]) if monitor and monitor.startswith("recall_at_") else None
+        if recall_k is not None and (not self.model.has_retrieval or recall_k not in self.model.retrieval_k):
+            raise ValueError(f"training.early_stopping.monitor: {monitor} is not computed for this model")
+        if monitor in ("rmse", "mae", "val_rating_loss") and not self.model.has_rating_head:
+            raise ValueError(f"training.early_stopping.monitor: {monitor} needs a ranking or multitask model")
+        if monitor == "val_retrieval_loss" and not self.model.has_retrieval:
+            raise ValueError(f"training.early_stopping.monitor: {monitor} needs a retrieval or multitask model")
         return self

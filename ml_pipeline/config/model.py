@@ -63,6 +63,9 @@ Layer = Annotated[DenseLayer | DropoutLayer | BatchNormLayer, Field(discriminato
 UNION_TAGS.update({"dense", "dropout", "batch_norm"})
 
 
+DEFAULT_RATING_HEAD = (DenseLayer(units=64),)
+
+
 class LossWeights(StrictModel):
     retrieval: float = Field(default=1.0, ge=0.0)
     rating: float = Field(default=1.0, ge=0.0)
@@ -79,9 +82,14 @@ class ModelConfig(StrictModel):
     buyer_tower: list[Layer] = []
     product_tower: list[Layer] = []
     output_dim: int = Field(default=32, ge=1, le=2048)
-    rating_head: list[Layer] = []
-    optimizer: Literal["adagrad", "adam", "sgd"] = "adagrad"
-    learning_rate: float = Field(default=0.1, gt=0.0, le=10.0)
+    # None: DEFAULT_RATING_HEAD for ranking and multitask models (a lone Dense(1) over the embeddings
+    # learns little more than buyer and product biases), none for retrieval; [] asks for that lone Dense(1).
+    rating_head: list[Layer] | None = None
+    # Adam: the in-batch softmax loss is a mean over the batch, so each embedding row's gradient is about
+    # 1/batch of a summed loss's; Adagrad(0.1) barely moves the embeddings with it (retrieval no better than
+    # popularity on MovieLens), while Adam's step does not depend on the loss scale.
+    optimizer: Literal["adagrad", "adam", "sgd"] = "adam"
+    learning_rate: float = Field(default=0.01, gt=0.0, le=10.0)
     clipnorm: float | None = Field(default=1.0, gt=0.0)
     loss_weights: LossWeights | None = None
     retrieval_k: list[int] = [5, 10, 50, 100]
@@ -102,6 +110,8 @@ class ModelConfig(StrictModel):
     def _type_specific_fields(self) -> ModelConfig:
         if not self.model_type.has_rating and self.rating_head:
             raise ValueError("rating_head: only ranking and multitask models have a rating head")
+        if self.rating_head is None:
+            self.rating_head = list(DEFAULT_RATING_HEAD) if self.model_type.has_rating else []
         if self.model_type != ModelType.MULTITASK and self.loss_weights is not None:
             raise ValueError("loss_weights: only multitask models combine losses")
         if self.model_type == ModelType.MULTITASK and self.loss_weights is None:

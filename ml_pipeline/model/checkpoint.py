@@ -101,7 +101,8 @@ class LoopState:
     """What survives between epochs and attempts (it is checkpointed with the weights)."""
 
     epoch: int = 0  # epochs finished
-    best_val_loss: float | None = None
+    monitor: str | None = None  # the metric early stopping watches
+    best_value: float | None = None  # its best value so far
     best_epoch: int | None = None
     wait: int = 0  # epochs since the best one
     stopped_at: int | None = None  # the epoch early stopping ended training at
@@ -109,15 +110,24 @@ class LoopState:
     examples: int = 0
     history: list[dict] = field(default_factory=list)
 
-    def record(self, epoch: int, metrics: dict, min_delta: float, patience: int | None) -> bool:
-        """Add an epoch's metrics; True when its val_loss is the best so far (``patience`` None: never stop)."""
-        self.epoch = epoch
+    def record(
+        self,
+        epoch: int,
+        metrics: dict,
+        min_delta: float,
+        patience: int | None,
+        monitor: str = "val_loss",
+        higher_is_better: bool = False,
+    ) -> bool:
+        """Add an epoch's metrics; True when its ``monitor`` is the best so far (``patience`` None: never stop)."""
+        self.epoch, self.monitor = epoch, monitor
         self.history.append({"epoch": epoch, **metrics})
-        val_loss = metrics.get("val_loss")
-        if val_loss is None:
+        value = metrics.get(monitor)
+        if value is None:
             return False
-        if self.best_val_loss is None or (math.isfinite(val_loss) and val_loss < self.best_val_loss - min_delta):
-            self.best_val_loss, self.best_epoch, self.wait = val_loss, epoch, 0
+        sign = 1.0 if higher_is_better else -1.0
+        if self.best_value is None or (math.isfinite(value) and sign * (value - self.best_value) > min_delta):
+            self.best_value, self.best_epoch, self.wait = value, epoch, 0
             return True
         self.wait += 1
         if patience is not None and self.wait >= patience:

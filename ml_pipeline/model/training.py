@@ -38,13 +38,15 @@ SAMPLING_PROBABILITY = "__sampling_probability"
 TARGET = "__target"
 
 
-def make_optimizer(model: ModelConfig, learning_rate: float) -> keras.optimizers.Optimizer:
+def make_optimizer(model: ModelConfig, learning_rate: float, name: str | None = None) -> keras.optimizers.Optimizer:
+    """``name`` (the training params' choice) over the model config's optimizer."""
     kwargs = {"learning_rate": learning_rate}
     if model.clipnorm:
         kwargs["clipnorm"] = model.clipnorm
-    if model.optimizer == "adagrad":
+    name = name or model.optimizer
+    if name == "adagrad":
         return keras.optimizers.Adagrad(**kwargs)
-    if model.optimizer == "adam":
+    if name == "adam":
         return keras.optimizers.Adam(**kwargs)
     return keras.optimizers.SGD(**kwargs)
 

@@ -78,6 +78,8 @@ def check_spec(spec: PipelineSpec, access: DataAccess | None = None) -> list[Pro
 def compiled(spec: PipelineSpec) -> dict:
     """The spec with defaults resolved, as every later stage will read it."""
     data = spec.model_dump(mode="json", exclude={"data_access"})
+    # training params over the model config (the Trainer's optimizer_settings)
+    data["training"]["optimizer"] = spec.training.optimizer or spec.model.optimizer
     data["training"]["learning_rate"] = spec.training.learning_rate or spec.model.learning_rate
     return data
 

@@ -47,7 +47,7 @@ from ml_pipeline import metrics as metric_fns
 from ml_pipeline import scoring
 from ml_pipeline.artifact_types import Examples, Model, ModelEvaluation
 from ml_pipeline.artifacts import write_json_atomic
-from ml_pipeline.blessing import Blessing, bless, fmt, metric_label
+from ml_pipeline.blessing import Blessing, bless, default_compare_metric, fmt, metric_label, naive_baseline_name
 from ml_pipeline.config.features import FeatureConfig
 from ml_pipeline.config.model import ModelType
 from ml_pipeline.data import sources
@@ -225,7 +225,9 @@ class Evaluator(Stage[EvaluatorParams]):
             con.close()
 
         baseline_metrics = scores["baseline"] if baseline is not None else None
-        blessing = bless(config, model_type, ks, scores["candidate"], baseline_metrics, label)
+        compare = config.compare_metric or default_compare_metric(model_type, ks)
+        naive = scores["mean_baseline"] if naive_baseline_name(compare) == "mean" else scores["popularity"]
+        blessing = bless(config, model_type, ks, scores["candidate"], baseline_metrics, label, naive)
         evaluation = {
             "enabled": True,
             "model_type": str(model_type),

@@ -22,8 +22,9 @@ L2 norm, mean, std, min, max), the gradient norm on a fixed training batch
 and 20-bin weight and gradient histograms (under ``"histograms"``). They go
 to ``ctx.reporter.epoch_completed`` and ``history.json``.
 
-Early stopping watches the validation loss (``min_delta``, ``patience``)
-and restores the best epoch's weights before export.
+Early stopping (``min_delta``, ``patience``) watches the eval split's
+Recall@<largest K> (retrieval, multitask) or RMSE (ranking), or
+``early_stopping.monitor``, and restores the best epoch's weights before export.
 
 Resume: after every epoch the weights, the optimizer state, the epoch, the
 history and the early-stopping state are checkpointed to ``ctx.work``
@@ -260,7 +261,7 @@ class Trainer(Stage[TrainerParams]):
             f"{len(data.catalog_ids):,}",
         )
 
-        learning_rate = training.learning_rate or model_config.learning_rate
+        optimizer_name, learning_rate = optimizer_settings(spec)
         weights = model_config.loss_weights
         with placement.strategy.scope():
             built = build_models(transform, model_config)
@@ -270,7 +271,7 @@ class Trainer(Stage[TrainerParams]):
                 weights.retrieval if weights else 1.0,
                 weights.rating if weights else 1.0,
             )
-            optimizer = make_optimizer(model_config, learning_rate)
+            optimizer = make_optimizer(model_config, learning_rate, optimizer_name)
             optimizer.build(objective.trainable_variables)
         steps = Steps(objective, optimizer, placement.strategy)
 
@@ -321,7 +322,7 @@ class Trainer(Stage[TrainerParams]):
             return LoopState()
         self._assign(objective.all_weights, checkpoint.arrays(state["weights"]))
         self._assign(optimizer.variables, checkpoint.arrays(state["optimizer"]))
-        loop = LoopState(**{k: state[k] for k in LoopState.__dataclass_fields__})
+        loop = LoopState(**{k: state[k] for k in LoopState.__dataclass_fields__ if k in state})
         ctx.log.info(
             "resuming from the checkpoint of epoch %d of %d: continuing at epoch %d",
             loop.epoch,
@@ -347,7 +348,7 @@ class Trainer(Stage[TrainerParams]):
         checkpoint: Checkpoint,
         loop: LoopState,
     ) -> bool:
-        """Run the remaining epochs; True when early stopping watched the validation loss."""
+        """Run the remaining epochs; True when early stopping watched the eval split."""
         import tensorflow as tf
 
         from ml_pipeline.model.training import batches
@@ -371,6 +372,7 @@ class Trainer(Stage[TrainerParams]):
             for name, values in data.train.items()
         }
         quality = _Quality(objective.built, data, spec.model)
+        monitor = watched_metric(spec, quality)
 
         for epoch in range(loop.epoch + 1, training.epochs + 1):
             if loop.stopped_at is not None:
@@ -389,7 +391,14 @@ class Trainer(Stage[TrainerParams]):
             metrics["examples_per_second"] = round(data.train_rows / max(seconds, 1e-9), 1)
             metrics.update(self._weight_report(objective, steps, gradient_batch))
 
-            improved = loop.record(epoch, metrics, early.min_delta, early.patience if watching else None)
+            improved = loop.record(
+                epoch,
+                metrics,
+                early.min_delta,
+                early.patience if watching else None,
+                monitor,
+                higher_is_better=not (monitor.endswith("loss") or metric_fns.lower_is_better(monitor)),
+            )
             current_weights = [np.asarray(v.numpy()) for v in objective.all_weights]
             # checkpoint first: whatever happens after this, the epoch is not lost
             checkpoint.save(
@@ -402,12 +411,12 @@ class Trainer(Stage[TrainerParams]):
             ctx.reporter.epoch_completed(epoch, training.epochs, metrics)
             if loop.stopped_at is not None:
                 ctx.log.info(
-                    "early stop at epoch %d: val_loss did not improve by more than %g for %d epochs "
-                    "(best %.4g at epoch %d)",
+                    "early stop at epoch %d: %s did not improve by more than %g for %d epochs (best %.4g at epoch %d)",
                     epoch,
+                    monitor,
                     early.min_delta,
                     early.patience,
-                    loop.best_val_loss,
+                    loop.best_value,
                     loop.best_epoch,
                 )
         return watching
@@ -447,7 +456,8 @@ class Trainer(Stage[TrainerParams]):
                 "epochs_run": loop.epoch,
                 "early_stopped_epoch": loop.stopped_at,
                 "best_epoch": loop.best_epoch,
-                "best_val_loss": loop.best_val_loss,
+                "early_stopping_monitor": loop.monitor,
+                "best_value": loop.best_value,
                 "restored_best_weights": restored,
                 "exported_epoch": exported_epoch,
                 "resumed_from_epoch": resumed_from,
@@ -456,7 +466,7 @@ class Trainer(Stage[TrainerParams]):
                 "catalog_size": len(data.catalog_ids),
                 "batch_size": spec.training.batch_size,
                 "learning_rate": learning_rate,
-                "optimizer": spec.model.optimizer,
+                "optimizer": optimizer_settings(spec)[0],
                 "train_seconds": round(loop.train_seconds, 3),
                 "examples_per_second": round(loop.examples / loop.train_seconds, 1) if loop.train_seconds else None,
                 "parameters": built_parameter_counts(built),
@@ -524,6 +534,26 @@ class Trainer(Stage[TrainerParams]):
 def _brief(metrics: dict) -> str:
     keys = [k for k in metrics if k in HEADLINE_METRICS or k.startswith("recall_at_")]
     return "  ".join(f"{k}={metrics[k]:.4g}" for k in keys)
+
+
+def optimizer_settings(spec: TrainerParams) -> tuple[str, float]:
+    """The optimizer and learning rate: the training params' where set, else the model config's."""
+    training, model = spec.training, spec.model
+    return training.optimizer or model.optimizer, training.learning_rate or model.learning_rate
+
+
+def watched_metric(spec: TrainerParams, quality: _Quality | None) -> str:
+    """What early stopping watches on the eval split: the configured metric, else Recall@<largest K>
+    (retrieval, multitask) or RMSE (ranking); val_loss where that is not computed. The in-batch
+    validation loss stays flat while recall still rises, so it is only the last resort."""
+    configured = spec.training.early_stopping.monitor
+    if configured:
+        return configured
+    if spec.model.has_retrieval and (quality is None or quality.retrieval):
+        return f"recall_at_{max(spec.model.retrieval_k)}"
+    if spec.model.has_rating_head and (quality is None or quality.rating):
+        return "rmse"
+    return "val_loss"
 
 
 class _Quality:

@@ -33,7 +33,7 @@ def test_the_training_params_are_described_with_their_defaults(schema_with_token
 
 def test_the_optimizer_is_described_with_its_allowed_values(schema_with_token):
     optimizer = schema_with_token.json()["components"]["schemas"]["ModelConfig"]["properties"]["optimizer"]
-    assert optimizer["enum"] == ["adagrad", "adam", "sgd"] and optimizer["default"] == "adagrad"
+    assert optimizer["enum"] == ["adagrad", "adam", "sgd"] and optimizer["default"] == "adam"
 
 
 def schema_name(prop: dict) -> str:

@@ -33,7 +33,8 @@ def test_it_freezes_a_valid_spec_with_defaults_resolved(tmp_path, csv_path):
     result, reporter, runner = run_compile(tmp_path, PipelineSpec.model_validate(compile_spec_dict(csv_path)))
     assert result.status == "completed"
     compiled = json.loads((result.artifacts["Compile"].path / "compiled_spec.json").read_text())
-    assert compiled["training"]["learning_rate"] == 0.1  # taken from the model config
+    assert compiled["training"]["learning_rate"] == 0.01  # taken from the model config
+    assert compiled["training"]["optimizer"] == "adam"
     assert compiled["model"]["loss_weights"] == {"retrieval": 1.0, "rating": 1.0}
     assert [e["stage"] for e in reporter.of_kind("stage_completed")] == ["Compile"]
 

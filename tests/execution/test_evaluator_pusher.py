@@ -42,6 +42,7 @@ from ml_pipeline.spec import EvaluatorConfig, PipelineSpec  # noqa: E402
 from ml_pipeline.stages.base import SkipStage, Stage, StageContext, StageResult  # noqa: E402
 from ml_pipeline.stages.evaluator import Evaluator, choose_holdout  # noqa: E402
 from ml_pipeline.stages.pusher import Pusher  # noqa: E402
+from tests.helpers import purchases_dataset  # noqa: E402
 
 GROUPS, BUYERS, PRODUCTS, DIM = 4, 80, 1200, 5
 KS = [5, 10, 50]
@@ -207,17 +208,11 @@ def world(tmp_path_factory):
 def make_spec(model_type="multitask", evaluator=None, push=None, algorithm="brute_force", stages=None):
     spec = {
         "name": "eval-push-test",
-        "dataset": {
-            "source": {"kind": "file", "path": "/nonexistent/purchases.csv"},
-            "mapping": {
-                "buyer_id": "customer",
-                "product_id": "item",
-                "timestamp": "ordered_at",
-                "target": "qty",
-                "buyer_features": [{"column": "segment"}],
-                "product_features": [{"column": "category"}],
-            },
-        },
+        "dataset": purchases_dataset(
+            "/nonexistent/purchases.csv",
+            buyer_features=[{"column": "segment"}],
+            product_features=[{"column": "category"}],
+        ),
         "features": {
             "buyer_tower": {
                 "features": [
@@ -494,6 +489,47 @@ def test_first_run_is_never_blessed_under_never_bless():
     )
     assert not verdict.blessed
     assert verdict.reasons[-1] == "first run, no baseline model: first_run_policy is never_bless ✗"
+
+
+def test_a_first_run_below_popularity_is_not_blessed_and_says_by_how_much():
+    verdict = bless(config(), "retrieval", [10, 100], {"recall_at_100": 0.0584}, naive={"recall_at_100": 0.364})
+    assert not verdict.blessed
+    assert "Recall@100 0.0584 ≤ popularity 0.364 ✗" in verdict.reasons
+
+
+def test_a_first_run_must_beat_popularity_strictly_or_by_the_configured_margin():
+    level = bless(config(), "multitask", [100], {"recall_at_100": 0.3}, naive={"recall_at_100": 0.3})
+    above = bless(config(), "multitask", [100], {"recall_at_100": 0.38}, naive={"recall_at_100": 0.27})
+    short = bless(
+        config(naive_baseline_margin=0.2), "multitask", [100], {"recall_at_100": 0.38}, naive={"recall_at_100": 0.27}
+    )
+    off = bless(
+        config(naive_baseline_margin=None), "retrieval", [100], {"recall_at_100": 0.1}, naive={"recall_at_100": 0.3}
+    )
+    assert not level.blessed and above.blessed and not short.blessed and off.blessed
+    assert "Recall@100 0.38 > popularity 0.27 ✓" in above.reasons
+    assert "Recall@100 0.38 ≤ popularity 0.27 + margin 0.2 ✗" in short.reasons
+
+
+def test_a_ranking_model_must_beat_the_mean_rating():
+    worse = bless(config(), "ranking", [10], {"rmse": 1.1}, naive={"rmse": 1.06})
+    better = bless(config(), "ranking", [10], {"rmse": 0.87}, naive={"rmse": 1.06})
+    assert not worse.blessed and "RMSE 1.1 ≥ mean 1.06 ✗" in worse.reasons
+    assert better.blessed and "RMSE 0.87 < mean 1.06 ✓" in better.reasons
+
+
+def test_with_a_baseline_model_the_popularity_rule_still_applies():
+    verdict = bless(
+        config(baseline_model_uri="/m"),
+        "retrieval",
+        [100],
+        {"recall_at_100": 0.2},
+        {"recall_at_100": 0.1},
+        "v3",
+        naive={"recall_at_100": 0.3},
+    )
+    assert not verdict.blessed and verdict.policy["decided_by"] == "baseline_comparison"
+    assert [rule.passed for rule in verdict.rules if rule.baseline is not None] == [False, True]
 
 
 def test_the_blessing_records_each_rule_it_applied(tmp_path):

@@ -24,10 +24,10 @@ from ml_pipeline.demo_configs import DEMO_FEATURE_CONFIG, DEMO_MAPPING, DEMO_MOD
 from ml_pipeline.reporting import InMemoryReporter
 from ml_pipeline.runner import PipelineRunner
 from ml_pipeline.spec import STAGES, PipelineSpec
+from tests.helpers import DROP_CANCELLATIONS, RETAIL_CSV, RETAIL_MAPPING
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
-RETAIL_CSV = REPO.parent / "shared" / "datasets" / "online_retail_sample.csv"
 MODEL_BY_TYPE = {"retrieval": "Retrieval two-tower", "ranking": "Ranking", "multitask": "Hybrid"}
 
 
@@ -259,15 +259,8 @@ def test_it_trains_on_the_real_purchase_log(tmp_path):
             "name": "online-retail",
             "dataset": {
                 "source": {"kind": "file", "path": str(RETAIL_CSV)},
-                "mapping": {
-                    "buyer_id": "CustomerID",
-                    "product_id": "StockCode",
-                    "timestamp": "InvoiceDate",
-                    "target": "Quantity",
-                    "buyer_features": [{"column": "Country"}],
-                    "product_features": [{"column": "Description"}],
-                },
-                "filters": {"conditions": [{"column": "InvoiceNo", "op": "not_starts_with", "value": "C"}]},
+                "mapping": RETAIL_MAPPING,
+                "filters": DROP_CANCELLATIONS,
             },
             "split": {"strategy": "random", "hash_key": "row"},
             "features": {
@@ -284,7 +277,7 @@ def test_it_trains_on_the_real_purchase_log(tmp_path):
                     ]
                 },
             },
-            "model": {"model_type": "retrieval", "optimizer": "adam", "learning_rate": 0.01},
+            "model": {"model_type": "retrieval"},
             "training": {"epochs": 3, "batch_size": 256},
         }
     )
@@ -303,10 +296,11 @@ def test_it_trains_on_the_real_purchase_log(tmp_path):
     for k in (10, 100):
         assert popularity[f"coverage_at_{k}"] == pytest.approx(k / evaluation["catalog_size"])
         assert model[f"coverage_at_{k}"] > 2 * popularity[f"coverage_at_{k}"]
-    # On the metric models are compared by, popularity held as a baseline model would not stop the blessing:
-    # no regression beyond the tolerance (today about level: Recall@100 0.0237 vs 0.0235).
+    # The default model, on the metric models are compared by, is level with popularity on this small log
+    # (today Recall@100 about 0.02 for both): blessed only when strictly above it, and the reason says so.
     compare, tolerance = blessing["policy"]["compare_metric"], blessing["policy"]["tolerance"]
     assert compare == "recall_at_100"
     assert model[compare] >= popularity[compare] - tolerance
-    # With no baseline model and no thresholds, the first-run policy decides: blessed.
-    assert blessing["blessed"] is True and blessing["policy"]["decided_by"] == "first_run_policy"
+    assert blessing["policy"]["decided_by"] == "first_run_policy"
+    assert blessing["blessed"] is (model[compare] > popularity[compare])
+    assert any(" popularity " in reason for reason in blessing["reasons"]), blessing["reasons"]

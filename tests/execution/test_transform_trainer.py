@@ -151,7 +151,6 @@ def spec_for(
                 "product_tower": [{"type": "dense", "units": 32}, {"type": "batch_norm"}],
                 "rating_head": [{"type": "dense", "units": 16}],
                 "output_dim": 16,
-                "learning_rate": 0.2,
                 "retrieval_k": [10, 50],
             },
             "training": {"epochs": 6, "batch_size": 128, "early_stopping": {"enabled": False}, **(training or {})},
@@ -508,7 +507,7 @@ def test_ranking_model_beats_the_mean_baseline(workspace):
     assert (result.artifacts["Trainer"].path / "rating_model.keras").is_file()
 
 
-def test_early_stopping_stops_when_val_loss_stalls_and_restores_the_best_epoch(workspace):
+def test_early_stopping_stops_when_eval_recall_stalls_and_restores_the_best_epoch(workspace):
     model = {"model_type": "retrieval", "output_dim": 8, "optimizer": "sgd", "learning_rate": 1e-4, "retrieval_k": [10]}
     training = {
         "epochs": 10,
@@ -525,6 +524,7 @@ def test_early_stopping_stops_when_val_loss_stalls_and_restores_the_best_epoch(w
     assert (artifact.properties["epochs_run"], artifact.properties["best_epoch"]) == (3, 1)
     summary = json.loads((artifact.path / "trainer_summary.json").read_text())
     assert summary["restored_best_weights"] and summary["exported_epoch"] == 1
+    assert summary["early_stopping_monitor"] == "recall_at_10"
     assert summary["devices"] == ["/cpu:0"]
     logs = [e["message"] for e in reporter.of_kind("log")]
     assert any("none visible: training on the CPU (allow_cpu_fallback)" in m for m in logs)
@@ -595,3 +595,32 @@ def test_training_runs_mirrored_over_two_replicas(workspace, tmp_path):
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0 and "OK" in done.stdout, done.stderr[-3000:]
+
+
+def test_early_stopping_keeps_the_epoch_with_the_highest_recall_and_the_lowest_rmse():
+    from ml_pipeline.model.checkpoint import LoopState
+
+    recall, rmse = LoopState(), LoopState()
+    for epoch, (value, error) in enumerate([(0.2, 0.9), (0.3, 0.85), (0.25, 0.87), (0.28, 0.86)], start=1):
+        recall.record(epoch, {"recall_at_100": value, "val_loss": 1.0}, 0.0, 2, "recall_at_100", higher_is_better=True)
+        rmse.record(epoch, {"rmse": error}, 0.0, 2, "rmse")
+    assert (recall.best_epoch, recall.best_value, recall.stopped_at) == (2, 0.3, 4)
+    assert (rmse.best_epoch, rmse.best_value, rmse.stopped_at) == (2, 0.85, 4)
+
+
+def test_the_training_params_optimizer_and_learning_rate_override_the_model_configs(workspace):
+    from ml_pipeline.stages.trainer import TrainerParams, optimizer_settings
+
+    spec = spec_for(workspace / "purchases.parquet", training={"optimizer": "adagrad", "learning_rate": 0.05})
+    params = TrainerParams(model=spec.model, training=spec.training, features=spec.features)
+    assert (spec.model.optimizer, spec.model.learning_rate) == ("adam", 0.01)  # the defaults
+    assert optimizer_settings(params) == ("adagrad", 0.05)
+
+
+def test_early_stopping_cannot_watch_a_metric_the_model_does_not_compute(workspace):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="recall_at_100 is not computed for this model"):
+        spec_for(workspace / "purchases.parquet", training={"early_stopping": {"monitor": "recall_at_100"}})
+    watched = spec_for(workspace / "purchases.parquet", training={"early_stopping": {"monitor": "recall_at_50"}})
+    assert watched.training.early_stopping.monitor == "recall_at_50"
