@@ -99,3 +99,18 @@ class MlflowReporter(Reporter):
                     self.client.log_artifact(self.run_id, str(path), artifact_path=stage)
         self.client.log_dict(self.run_id, artifacts, "lineage.json")
         self.client.set_terminated(self.run_id, status="FINISHED" if status != "failed" else "FAILED")
+
+
+def end_if_running(tracking_uri: str, run_id: str, status: str) -> bool:
+    """Close an MLflow run its pipeline could not close (its process was killed or cancelled); True if it did.
+
+    The pipeline closes its own MLflow run when it finishes; a run the worker ends
+    instead would otherwise stay RUNNING in MLflow for ever.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    if client.get_run(run_id).info.status != "RUNNING":
+        return False
+    client.set_terminated(run_id, status=status)
+    return True

@@ -30,6 +30,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.db.models import Q
 
+from ml_pipeline import tracking
 from ml_platform.core import clock
 from ml_platform.training import failures
 from ml_platform.training.models import InvalidTransition, TrainingRun
@@ -115,6 +116,7 @@ class Worker:
                 recovered += 1
             except InvalidTransition:
                 continue  # another worker got there first
+            close_tracking(run.pk)
         return recovered
 
     def claim_and_start(self) -> TrainingRun | None:
@@ -178,6 +180,7 @@ class Worker:
             self._kill(self.children.pop(run.pk))
             with contextlib.suppress(InvalidTransition):  # it finished just before the cancel landed
                 run.transition(TrainingRun.CANCELLED, error_message="cancelled by a user")
+            close_tracking(run.pk)
             stopped += 1
         return stopped
 
@@ -201,6 +204,7 @@ class Worker:
                     )
             except InvalidTransition:
                 pass
+            close_tracking(run.pk)
         return len(finished)
 
     def _killed(self, run: TrainingRun, child: Child, signum: int) -> None:
@@ -272,6 +276,22 @@ class Worker:
                 time.sleep(0.1 if did else poll_seconds)
         finally:
             self.shutdown()
+
+
+def close_tracking(run_id: int) -> None:
+    """Close the MLflow run of a run the worker ended (cancelled, killed, lost): its pipeline never could.
+
+    Only an ended run is closed (a requeued one keeps logging into the same MLflow run when it resumes),
+    and MLflow being unreachable never stops the worker.
+    """
+    run = TrainingRun.objects.filter(pk=run_id).only("status", "mlflow_run_id").first()
+    if run is None or not run.is_terminal or not run.mlflow_run_id:
+        return
+    status = "KILLED" if run.status == TrainingRun.CANCELLED else "FAILED"
+    try:
+        tracking.end_if_running(settings.MLFLOW_TRACKING_URI, run.mlflow_run_id, status)
+    except Exception:  # noqa: BLE001 (tracking is a record of the run, not a condition of ending it)
+        logger.warning("run %s: could not close its MLflow run %s", run_id, run.mlflow_run_id, exc_info=True)
 
 
 def _kill_group(pgid: int, signum: int) -> None:

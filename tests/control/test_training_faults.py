@@ -96,6 +96,22 @@ def test_child_killed_too_often_fails_naming_the_signal_and_peak_memory(project,
     assert peak and 200 <= int(peak.group(1).replace(",", "")) < 400, run.error_message
 
 
+def test_a_run_the_worker_ends_has_its_mlflow_run_closed(project, olivia, catalog, settings, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.MLFLOW_TRACKING_URI)
+    experiment = client.get_experiment_by_name("faults") or client.create_experiment("faults")
+    tracked = client.create_run(getattr(experiment, "experiment_id", experiment)).info.run_id
+    run = in_the_trainer(queue_run(project, olivia, catalog), attempts=settings.RUN_MAX_ATTEMPTS)
+    TrainingRun.objects.filter(pk=run.pk).update(mlflow_run_id=tracked)
+    worker = Worker()
+    child = worker.children[run.pk] = stand_in_child(run, tmp_path)
+    os.kill(child.process.pid, signal.SIGKILL)
+    wait_until(lambda: not worker.children, step=worker.reap_children)
+
+    assert client.get_run(tracked).info.status == "FAILED"
+
+
 @pytest.fixture
 def unwritable_pipeline_root(tmp_path, settings, monkeypatch) -> Path:
     """PIPELINE_ROOT is a folder the worker may not write in."""
