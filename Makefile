@@ -27,7 +27,6 @@ browsers:
 
 # collectstatic writes the static files under hashed names (a deploy never serves a stale script) with their manifest.
 up: install
-	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo --rows $(DEMO_ROWS)
 	$(PY) manage.py run_platform --port $(PORT)

@@ -14,6 +14,7 @@ import time
 import urllib.request
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from ml_platform.core.demo import DEMO_USERNAME, demo_password
@@ -60,6 +61,9 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
 
     def handle(self, *args, host, port, web_workers, **options):
+        # Pages name static files by their hashed names from collectstatic's manifest: collect on every start,
+        # so a restart after an upgrade never serves pages that name files the manifest does not know.
+        call_command("collectstatic", interactive=False, verbosity=0)
         manage = str(settings.BASE_DIR / "manage.py")
         supervisor = Supervisor(
             [
