@@ -36,7 +36,7 @@ Command line::
 
     python -m ml_pipeline.demo_data --rows 100000 --out /tmp/x.parquet [--format csv] [--seed 0]
 
-(One module over the usual size, on purpose: the world's constants and the one
+(Over the usual module size on purpose: the world's constants and the one
 generator that draws from them are a single model of the data, read together.)
 """
 

@@ -31,7 +31,7 @@ from ml_pipeline.demo_configs import DEMO_FEATURE_CONFIG, DEMO_MAPPING, DEMO_MOD
 from ml_pipeline.reporting import sign
 from ml_platform.accounts.models import ApiToken
 from ml_platform.datasets import services as dataset_services
-from ml_platform.deployment import local
+from ml_platform.deployment import serving_process
 from ml_platform.modeling import services as modeling_services
 from ml_platform.modeling.models import FeatureConfig
 from ml_platform.projects import services as project_services
@@ -452,16 +452,16 @@ def serving_settings() -> dict:
 def local_serving():
     """The local endpoint (as the settings name it) with a fresh serving folder; its URL. The server is
     stopped afterwards, and must be gone."""
-    local.stop_server()
+    serving_process.stop_server()
     shutil.rmtree(Path(settings.DATA_DIR) / "serving", ignore_errors=True)
     try:
         yield f"http://{settings.SERVING_HOST}:{settings.SERVING_PORT}"
     finally:
-        info = local.read_pidfile()
-        local.stop_server()
+        info = serving_process.read_pidfile()
+        serving_process.stop_server()
     if info is not None:
         wait_until(lambda: not pid_alive(info.pid), timeout=5, message="the serving process outlived the test")
-    assert local.read_pidfile() is None
+    assert serving_process.read_pidfile() is None
 
 
 @contextmanager

@@ -2,14 +2,9 @@
 
 The models (:mod:`ml_pipeline.model.build`) take raw feature values, so
 the exported ``.keras`` files carry the transform. Training is a custom
-loop (:mod:`ml_pipeline.model.training`) under a ``tf.distribute``
-strategy chosen from the visible devices:
-
-* ``training.hardware.gpu_count`` 0: the CPU;
-* 1 GPU (or 1 requested): ``OneDeviceStrategy`` on it; more: ``MirroredStrategy``
-  over the first ``gpu_count`` GPUs (the global batch is ``batch_size``);
-* GPUs requested but none visible: a failure naming
-  ``training.hardware.gpu_count``, unless ``allow_cpu_fallback``.
+loop (:mod:`ml_pipeline.model.training`) over the splits as loaded by
+:mod:`ml_pipeline.model.data`, under the ``tf.distribute`` strategy that
+:mod:`ml_pipeline.model.devices` chooses from the GPUs requested and visible.
 
 After every epoch: the train and validation (eval split) losses, Recall@K
 of the query/candidate models for every K of ``model.retrieval_k`` over
@@ -43,12 +38,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from ml_pipeline import metrics as metric_fns
 from ml_pipeline import scoring
@@ -56,13 +48,17 @@ from ml_pipeline.artifact_types import Examples, Model, TransformGraph
 from ml_pipeline.artifacts import fingerprint, write_json_atomic
 from ml_pipeline.config.features import FeatureConfig
 from ml_pipeline.config.model import ModelConfig, parameter_counts
-from ml_pipeline.data import sources
 from ml_pipeline.model.checkpoint import Checkpoint, CheckpointError, LoopState
-from ml_pipeline.model.inputs import target_values, tower_batch, tower_inputs
-from ml_pipeline.spec import HardwareConfig, PipelineSpec, TrainingParams
+from ml_pipeline.model.devices import Placement, choose_strategy
+from ml_pipeline.model.inputs import tower_inputs
+from ml_pipeline.spec import PipelineSpec, TrainingParams
 from ml_pipeline.stages.base import Stage, StageContext, StageFailure, StageParams, StageResult
 
-MAX_RATING_EVAL_ROWS = 100_000
+if TYPE_CHECKING:
+    from ml_pipeline.model.data import TrainingData
+
+__all__ = ["Placement", "Trainer", "TrainerParams", "choose_strategy", "optimizer_settings"]
+
 GRADIENT_BATCH_ROWS = 1024
 HEADLINE_METRICS = ("loss", "val_loss", *metric_fns.RATING_METRICS)  # with recall_at_<K>: what the summary shows
 
@@ -73,149 +69,6 @@ class TrainerParams(StageParams):
     model: ModelConfig
     training: TrainingParams
     features: FeatureConfig
-
-
-# -- devices ------------------------------------------------------------------------------
-@dataclass
-class Placement:
-    strategy: Any  # tf.distribute.Strategy
-    name: str
-    devices: list[str]
-    note: str = ""
-
-
-def choose_strategy(hardware: HardwareConfig, log, visible_gpus: list[str] | None = None) -> Placement:
-    """The tf.distribute strategy for the requested GPUs and what is visible."""
-    import tensorflow as tf
-
-    gpus = visible_gpus if visible_gpus is not None else [d.name for d in tf.config.list_logical_devices("GPU")]
-    wanted = hardware.gpu_count
-    if wanted == 0:
-        if gpus:
-            return Placement(
-                tf.distribute.OneDeviceStrategy("/cpu:0"),
-                "OneDeviceStrategy",
-                ["/cpu:0"],
-                f"{len(gpus)} GPU(s) visible but training.hardware.gpu_count is 0",
-            )
-        return Placement(tf.distribute.get_strategy(), "default (CPU)", ["/cpu:0"])
-    if not gpus:
-        if not hardware.allow_cpu_fallback:
-            raise StageFailure(
-                f"training.hardware.gpu_count: {wanted} GPU(s) requested but TensorFlow sees no GPU on this "
-                "worker; run it on a GPU worker, set gpu_count to 0, or set "
-                "training.hardware.allow_cpu_fallback to train on the CPU"
-            )
-        return Placement(
-            tf.distribute.get_strategy(),
-            "default (CPU)",
-            ["/cpu:0"],
-            f"{wanted} GPU(s) requested, none visible: training on the CPU (allow_cpu_fallback)",
-        )
-    use = gpus[:wanted]
-    note = f"{wanted} GPUs requested, only {len(gpus)} visible" if len(gpus) < wanted else ""
-    if len(use) == 1:
-        return Placement(tf.distribute.OneDeviceStrategy(use[0]), "OneDeviceStrategy", use, note)
-    return Placement(tf.distribute.MirroredStrategy(use), "MirroredStrategy", use, note)
-
-
-# -- data ---------------------------------------------------------------------------------
-@dataclass
-class TrainingData:
-    train: dict[str, np.ndarray]
-    eval: dict[str, np.ndarray]
-    catalog_ids: np.ndarray
-    catalog_inputs: dict[str, np.ndarray]
-    eval_buyers: dict[str, np.ndarray] = field(default_factory=dict)
-    eval_relevant: list[set] = field(default_factory=list)
-    rating_inputs: dict[str, np.ndarray] = field(default_factory=dict)
-    rating_actual: np.ndarray | None = None
-
-    @property
-    def train_rows(self) -> int:
-        return len(next(iter(self.train.values())))
-
-    @property
-    def eval_rows(self) -> int:
-        return len(next(iter(self.eval.values()))) if self.eval else 0
-
-
-def _inputs(table: pa.Table, features: FeatureConfig, what: str) -> dict[str, np.ndarray]:
-    arrays = {}
-    for tower in ("buyer", "product"):
-        for index, feature in enumerate(features.tower(tower).features):
-            if feature.column not in table.column_names:
-                raise StageFailure(
-                    f"features.{tower}_tower.features[{index}].column: '{feature.column}' is not a column of {what}"
-                )
-        arrays.update(tower_batch(table, features, tower))
-    return arrays
-
-
-def load_training_data(spec: TrainerParams, examples: Examples, transform_target: dict | None, log) -> TrainingData:
-    from ml_pipeline.model.training import CANDIDATE_INDEX, SAMPLING_PROBABILITY, TARGET
-    from ml_pipeline.model.transform import apply_target_transforms
-
-    features, model = spec.features, spec.model
-    catalog = examples.read_catalog()
-    for index, feature in enumerate(features.product_tower.features):
-        if feature.column not in catalog.column_names:
-            raise StageFailure(
-                f"features.product_tower.features[{index}].column: '{feature.column}' is not a product column of "
-                "the catalog (map it under dataset.mapping.product_features), so products cannot be embedded"
-            )
-    catalog_ids = catalog.column("product_id").cast(pa.string())
-    train_counts = np.asarray(catalog.column("train_count").to_numpy(zero_copy_only=False), dtype=np.float64)
-    probability = (train_counts / max(train_counts.sum(), 1.0)).astype(np.float32)
-
-    def arrays_for(table: pa.Table, what: str) -> dict[str, np.ndarray]:
-        arrays = _inputs(table, features, what)
-        index = pc.index_in(table.column("product_id").cast(pa.string()), value_set=catalog_ids)
-        index = np.asarray(pc.fill_null(index, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
-        arrays[CANDIDATE_INDEX] = index
-        arrays[SAMPLING_PROBABILITY] = probability[np.maximum(index, 0)]
-        if model.has_rating_head:
-            arrays[TARGET] = apply_target_transforms(target_values(table), transform_target["transforms"])
-        return arrays
-
-    train_table = examples.read_split("train")
-    if train_table.num_rows == 0:
-        raise StageFailure("split: the train split is empty; nothing to train on")
-    eval_table = examples.read_split("eval")
-    data = TrainingData(
-        train=arrays_for(train_table, "the train split"),
-        eval=arrays_for(eval_table, "the eval split") if eval_table.num_rows else {},
-        catalog_ids=np.asarray(catalog_ids.to_pylist(), dtype=object),
-        catalog_inputs=tower_batch(catalog, features, "product"),
-    )
-    if eval_table.num_rows == 0:
-        log.warning("the eval split is empty: no validation loss, no per-epoch quality metrics, no early stopping")
-        return data
-    if model.has_retrieval:
-        data.eval_buyers, data.eval_relevant = _eval_buyers(spec, examples, data.catalog_ids)
-    if model.has_rating_head:
-        rows = eval_table
-        if rows.num_rows > MAX_RATING_EVAL_ROWS:
-            pick = np.sort(
-                np.random.default_rng(spec.training.seed).choice(rows.num_rows, MAX_RATING_EVAL_ROWS, replace=False)
-            )
-            rows = rows.take(pa.array(pick))
-        data.rating_inputs = _inputs(rows, features, "the eval split")
-        data.rating_actual = target_values(rows)
-    return data
-
-
-def _eval_buyers(spec: TrainerParams, examples: Examples, catalog_ids: np.ndarray) -> tuple[dict, list[set]]:
-    """Up to ``eval_max_buyers`` eval buyers (by a seeded hash of their id): their latest eval row's buyer
-    inputs and the catalog rows of the products they bought in eval."""
-    con = sources.connect()
-    try:
-        table = scoring.latest_rows_per_buyer(
-            con, examples.split_glob("eval"), sample=(spec.training.seed, spec.training.eval_max_buyers)
-        )
-    finally:
-        con.close()
-    return tower_batch(table, spec.features, "buyer"), scoring.relevant_rows(table, catalog_ids)
 
 
 # -- the stage ------------------------------------------------------------------------------
@@ -239,6 +92,7 @@ class Trainer(Stage[TrainerParams]):
         import keras
 
         from ml_pipeline.model.build import build_models
+        from ml_pipeline.model.data import load_training_data
         from ml_pipeline.model.training import Objective, Steps, make_optimizer
 
         if placement.note:
@@ -253,7 +107,7 @@ class Trainer(Stage[TrainerParams]):
                 "features.target: a ranking or multitask model needs a target; the Transform "
                 "artifact has no target statistics"
             )
-        data = load_training_data(spec, ctx.input(Examples), transform.target, ctx.log)
+        data = load_training_data(ctx.input(Examples), spec.features, model_config, training, transform.target, ctx.log)
         ctx.log.info(
             "%s train rows, %s eval rows, %s catalog products",
             f"{data.train_rows:,}",

@@ -7,10 +7,10 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 @checks.register(checks.Tags.security)
 def serving_off_loopback_needs_a_token(app_configs, **kwargs):
-    from ml_platform.deployment import local
+    from ml_platform.deployment import serving_process
 
-    host = local.serving_host()
-    if host in LOOPBACK or local.serving_token():
+    host = serving_process.serving_host()
+    if host in LOOPBACK or serving_process.serving_token():
         return []
     return [
         checks.Warning(
@@ -24,10 +24,10 @@ def serving_off_loopback_needs_a_token(app_configs, **kwargs):
 
 @checks.register()
 def serving_limits_are_positive(app_configs, **kwargs):
-    from ml_platform.deployment import local
+    from ml_platform.deployment import serving_process
 
     try:
-        options = local.server_options()
+        options = serving_process.server_options()
     except (TypeError, ValueError) as error:
         return [checks.Error(f"the serving limits are not numbers: {error}", id="deployment.E001")]
     return [

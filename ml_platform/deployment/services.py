@@ -25,8 +25,8 @@ from urllib.parse import quote
 
 from ml_platform.core import clock
 from ml_platform.core.errors import Conflict, DomainError, UpstreamFailed
-from ml_platform.deployment.local import DeploymentBusy, serving_lock
 from ml_platform.deployment.models import Deployment, DeploymentEvent
+from ml_platform.deployment.serving_process import DeploymentBusy, serving_lock
 from ml_platform.deployment.targets import DeploymentFailed, ModelToServe, TargetStatus, get_target
 from ml_platform.registry.models import RegisteredModel
 from ml_platform.registry.services import version_run
@@ -334,7 +334,7 @@ def deployment_state(registered: RegisteredModel, live: bool = True, history: in
         "history": [],
     }
     if deployment and deployment.endpoint_url and target == "local":
-        from ml_platform.deployment.local import base_url
+        from ml_platform.deployment.serving_process import base_url
 
         state["recommend_url"] = f"{base_url()}/recommend?model={quote(name, safe='')}"
     if live and status in (Deployment.DEPLOYED, Deployment.DEPLOYING):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 from ml_pipeline.metrics import lower_is_better
+from ml_platform.training.diffs import DIFFED, config_leaves
 from ml_platform.training.models import EPOCH_METRICS, TrainingMetricsHistory, TrainingRun
-from ml_platform.training.services import DIFFED, config_leaves
 
 QUALITY_METRIC = re.compile(r"^(loss|val_loss|rmse|mae|mrr|coverage|(recall|ndcg)_at_\d+)$")
 CURVES = EPOCH_METRICS

@@ -13,7 +13,6 @@ from pydantic import Field
 
 from ml_pipeline.config.dataset import StrictModel
 from ml_pipeline.errors import ConfigError, Problem, validate_model
-from ml_pipeline.redact import redact
 from ml_pipeline.spec import PipelineSpec
 from ml_pipeline.stages.compile import check_spec
 from ml_platform.core.errors import Conflict
@@ -22,6 +21,7 @@ from ml_platform.datasets.models import Dataset
 from ml_platform.modeling.models import FeatureConfig, ModelConfig
 from ml_platform.registry.models import RegisteredModel
 from ml_platform.training import specs
+from ml_platform.training.diffs import DIFFED, config_diff
 from ml_platform.training.models import InvalidTransition, RunNumberCounter, TrainingRun, empty_stage_table
 
 
@@ -422,17 +422,6 @@ RERUN_CATALOG = {
     "model_config_id": (ModelConfig, "model_config", "model_config_snapshot", lambda found: found.config),
 }
 RERUN_SECTIONS = ("description", "split_config", "training_params", "gpu_config", "evaluator_config")
-# What the config diff compares, under the names the API uses for them.
-DIFFED = {
-    "description": "description",
-    "dataset": "dataset_snapshot",
-    "feature_config": "feature_config_snapshot",
-    "model_config": "model_config_snapshot",
-    "split_config": "split_config",
-    "training_params": "training_params",
-    "gpu_config": "gpu_config",
-    "evaluator_config": "evaluator_config",
-}
 
 
 def rerun(run: TrainingRun, user, *, from_stage: str | None = None, changes: dict | None = None) -> TrainingRun:
@@ -484,30 +473,3 @@ def rerun(run: TrainingRun, user, *, from_stage: str | None = None, changes: dic
         created_by=user,
         schedule_config={**run.schedule_config, "scheduler_job_id": None},
     )
-
-
-def config_leaves(value, path: str) -> dict:
-    """A nested config as {"section.key.inner": value} (lists and empty dicts are leaves)."""
-    if isinstance(value, dict) and value:
-        leaves = {}
-        for key, inner in value.items():
-            leaves.update(config_leaves(inner, f"{path}.{key}"))
-        return leaves
-    return {path: redact(value)}  # diffs and comparisons are shown: no database password in them
-
-
-def config_diff(before: dict, after: dict) -> list[dict]:
-    """Every leaf that differs, by field path (``training_params.epochs``), lists compared whole.
-
-    Written out rather than taken from a diff library: it is a dozen lines,
-    and its paths are the API's own field paths, the ones errors name too.
-    """
-    old, new = {}, {}
-    for section in before:
-        old.update(config_leaves(before[section], section))
-        new.update(config_leaves(after[section], section))
-    return [
-        {"field": path, "before": old.get(path), "after": new.get(path)}
-        for path in sorted(old.keys() | new.keys())
-        if old.get(path) != new.get(path)
-    ]

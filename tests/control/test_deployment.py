@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from django.conf import settings as django_settings
 
-from ml_platform.deployment import local
+from ml_platform.deployment import serving_process
 from ml_platform.deployment.models import Deployment, DeploymentEvent
 from ml_platform.projects.models import Membership
 from ml_platform.registry.models import RegisteredModel
@@ -35,11 +35,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 
 def get(url):
-    return local.http_json("GET", url, timeout=30)
+    return serving_process.http_json("GET", url, timeout=30)
 
 
 def post(url, body):
-    return local.http_json("POST", url, body, timeout=30)
+    return serving_process.http_json("POST", url, body, timeout=30)
 
 
 def anonymous(method, url) -> int:
@@ -52,21 +52,21 @@ def anonymous(method, url) -> int:
 
 
 def test_the_platform_restarts_a_server_that_runs_with_another_token_or_other_limits(serving, settings):
-    first = local.ensure_server()
-    health = local.healthz(first.host, first.port)
+    first = serving_process.ensure_server()
+    health = serving_process.healthz(first.host, first.port)
     assert health["pid"] == first.pid
     assert health["options"] == {"auth": True, "max_body_bytes": 4 * 1024 * 1024, "max_instances": 1000}
-    assert local.ensure_server().pid == first.pid  # as configured: kept
+    assert serving_process.ensure_server().pid == first.pid  # as configured: kept
 
     settings.SERVING_TOKEN = "another-token"
-    second = local.ensure_server()
+    second = serving_process.ensure_server()
     assert second.pid != first.pid and not pid_alive(first.pid)
-    assert local.server_status()["answering"]
+    assert serving_process.server_status()["answering"]
     assert anonymous("GET", f"{serving}/v1/models/anything") == 401
 
     settings.SERVING_MAX_INSTANCES = 10
-    third = local.ensure_server()
-    assert third.pid != second.pid and local.healthz(third.host, third.port)["options"]["max_instances"] == 10
+    third = serving_process.ensure_server()
+    assert third.pid != second.pid and serving_process.healthz(third.host, third.port)["options"]["max_instances"] == 10
 
 
 # --------------------------------------------------------------------------- the story, once
@@ -154,7 +154,7 @@ def story(django_db_setup, django_db_blocker):
         s.replaced = api.post(f"{url}/deploy/", {"version": 2})
         s.endpoint_after_replace = get(endpoint)
         s.recommended_after_replace = get(f"{serving}/recommend?buyer_id={quote(buyer)}&k=3")
-        s.models_after_replace = list(local.read_models_config()["models"])
+        s.models_after_replace = list(serving_process.read_models_config()["models"])
         s.deployed_version_after_replace = RegisteredModel.objects.get(pk=registered.pk).deployed_version
         s.replaced_again = api.post(f"{url}/deploy/", {"version": 2})
 

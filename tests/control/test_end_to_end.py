@@ -23,7 +23,7 @@ from django.conf import settings as django_settings
 from ml_pipeline import demo_data
 from ml_pipeline.demo_configs import DEMO_FEATURE_CONFIG, DEMO_MAPPING, DEMO_MODEL_CONFIGS
 from ml_pipeline.spec import STAGES
-from ml_platform.deployment import local
+from ml_platform.deployment import serving_process
 from ml_platform.training.worker import Worker
 from tests.helpers import api_client_for, served_project, wait_until
 
@@ -136,7 +136,9 @@ def loop(django_db_setup, django_db_blocker):
             s.deployment = ok(api.post(f"{registered_url}deploy/", {"version": 1}))
             examples = Path(next(a["uri"] for a in s.run["artifacts"] if a["stage"] == "ExampleGen")) / "output"
             buyer = pq.read_table(examples / "train", columns=["buyer_id"]).column(0)[0].as_py()
-            s.recommended = local.http_json("GET", f"{serving}/recommend?buyer_id={quote(buyer)}&k=5", timeout=30)
+            s.recommended = serving_process.http_json(
+                "GET", f"{serving}/recommend?buyer_id={quote(buyer)}&k=5", timeout=30
+            )
 
             # -- rerun from the Trainer with more epochs
             rerun = ok(

@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from ml_platform.core.supervisor import Program, Supervisor
-from ml_platform.deployment import local
+from ml_platform.deployment import serving_process
 from ml_platform.training.models import TrainingMetricsHistory, TrainingRun
 from tests.helpers import free_port, queue_run, wait_until
 
@@ -116,14 +116,14 @@ def test_killed_worker_is_restarted_and_web_stays_up(project, olivia, catalog, s
 @pytest.mark.slow
 def test_sigterm_stops_the_platform_and_the_serving_process(start_platform, tmp_path, settings):
     settings.SERVING_DIR, settings.SERVING_PORT = str(tmp_path / "serving"), free_port()
-    serving = local.start_server()  # as a deploy from the web server does
+    serving = serving_process.start_server()  # as a deploy from the web server does
     platform, url = start_platform(SERVING_DIR=settings.SERVING_DIR, SERVING_PORT=str(settings.SERVING_PORT))
     children = psutil.Process(platform.pid).children(recursive=True)
 
     platform.send_signal(signal.SIGTERM)
     assert platform.wait(timeout=60) == 0
-    assert not local.process_alive(serving.pid)
-    assert not Path(local.pid_path()).exists()
+    assert not serving_process.process_alive(serving.pid)
+    assert not Path(serving_process.pid_path()).exists()
     assert not healthy(url)
     assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
 

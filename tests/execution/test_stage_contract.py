@@ -181,3 +181,19 @@ def test_neither_plane_has_an_import_cycle():
     assert "ml_pipeline.serving.server" in graph
     for module in sorted(graph):
         visit(module, [])
+
+
+MODULE_LINES = 500
+SIZE_REASON = "over the usual module size on purpose"
+
+
+def test_no_module_is_over_the_usual_size_without_saying_why():
+    """A module past ~500 lines is split, or says in its docstring why it is read as one."""
+    oversized = []
+    for package in ("ml_pipeline", "ml_platform"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            text = path.read_text()
+            docstring = " ".join((ast.get_docstring(ast.parse(text)) or "").lower().split())
+            if text.count("\n") > MODULE_LINES and SIZE_REASON not in docstring:
+                oversized.append(f"{path.relative_to(REPO)} ({text.count(chr(10))} lines)")
+    assert not oversized, oversized

@@ -116,24 +116,24 @@ class Command(BaseCommand):
 
 def resume_serving() -> None:
     """Serve again what was deployed when the platform was last stopped (the serving process stops with it)."""
-    from ml_platform.deployment import local
+    from ml_platform.deployment import serving_process
     from ml_platform.deployment.targets import DeploymentFailed
 
     try:
-        if not local.read_models_config()["models"]:
+        if not serving_process.read_models_config()["models"]:
             return
-        with local.serving_lock():
-            info = local.ensure_server()
+        with serving_process.serving_lock():
+            info = serving_process.ensure_server()
         logger.info("serving the deployed models on %s (pid %s)", info.url, info.pid)
     except DeploymentFailed as error:
         logger.error("the deployed models are not served: %s", error)
 
 
 def stop_serving() -> None:
-    from ml_platform.deployment import local
+    from ml_platform.deployment import serving_process
 
     try:
-        with local.serving_lock(timeout=30):
-            local.stop_server()
+        with serving_process.serving_lock(timeout=30):
+            serving_process.stop_server()
     except Exception:  # stopping must not be stopped by this; the pid file still names it for next time
         logger.exception("could not stop the serving process")

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ml_platform.deployment import local
+from ml_platform.deployment import serving_process
 from ml_platform.deployment.targets import DeploymentFailed
 
 
@@ -18,14 +18,14 @@ class Command(BaseCommand):
     def handle(self, *args, action, **options):
         try:
             if action in ("stop", "restart"):
-                with local.serving_lock():
-                    stopped = local.stop_server()
+                with serving_process.serving_lock():
+                    stopped = serving_process.stop_server()
                 self.stdout.write("stopped the serving process" if stopped else "the serving process was not running")
             if action in ("start", "restart"):
-                with local.serving_lock():
-                    info = local.ensure_server()
-                self.stdout.write(f"serving on {info.url} (pid {info.pid}); log: {local.log_path()}")
+                with serving_process.serving_lock():
+                    info = serving_process.ensure_server()
+                self.stdout.write(f"serving on {info.url} (pid {info.pid}); log: {serving_process.log_path()}")
         except DeploymentFailed as error:
             raise CommandError(str(error)) from None
         if action == "status":
-            self.stdout.write(json.dumps(local.server_status(), indent=2))
+            self.stdout.write(json.dumps(serving_process.server_status(), indent=2))
