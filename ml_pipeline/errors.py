@@ -32,10 +32,15 @@ class ConfigError(ValueError):
 
 
 class DataError(ValueError):
-    """The data itself is unusable (unreadable file, empty after filters, ...)."""
+    """The data itself is unusable (unreadable file, empty after filters, ...).
 
-    def __init__(self, message: str, field: str = ""):
+    ``detail`` is what the reading library said (paths, SQL and all): for the
+    server's log, never for an answer.
+    """
+
+    def __init__(self, message: str, field: str = "", detail: str = ""):
         self.problems = [Problem(field, message)]
+        self.detail = detail
         super().__init__(str(self.problems[0]))
 
 

@@ -28,12 +28,43 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+CSV_ENCODINGS = ("utf-8", "utf-16", "latin-1")
+
+
+class CsvOptions(StrictModel):
+    """How a CSV file is written, when DuckDB's sniffer cannot tell (null: detect it)."""
+
+    encoding: Literal[CSV_ENCODINGS] = Field(  # type: ignore[valid-type]
+        default="utf-8", description="The file's character encoding (latin-1 also reads Windows-1252 letters)"
+    )
+    delimiter: str | None = Field(
+        default=None, min_length=1, max_length=4, description="The column separator, e.g. ',' ';' '|' or a tab"
+    )
+    quote: str | None = Field(default=None, min_length=1, max_length=1, description="The quote character")
+    header: bool | None = Field(default=None, description="Whether the first line names the columns")
+
+    @field_validator("delimiter", "quote", mode="before")
+    @classmethod
+    def _tab(cls, value):
+        # "\t" as typed in a form field means the tab character; whitespace must not be stripped away.
+        return "\t" if value in ("\\t", "tab") else value
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    @model_validator(mode="after")
+    def _delimiter_is_not_the_quote(self) -> CsvOptions:
+        if self.delimiter is not None and self.quote is not None and self.quote in self.delimiter:
+            raise ValueError("quote: must differ from the delimiter")
+        return self
+
+
 class FileSource(StrictModel):
     """A CSV or Parquet file, or a folder of them, on a path the worker can read."""
 
     kind: Literal["file"] = "file"
     path: str = Field(min_length=1)
     format: Literal["auto", "csv", "parquet"] = "auto"
+    csv: CsvOptions = Field(default_factory=CsvOptions, description="How CSV files are read (ignored for Parquet)")
 
     def resolved_format(self) -> str:
         if self.format != "auto":
@@ -108,6 +139,11 @@ class FeatureColumn(StrictModel):
     dtype: Literal["string", "int", "float", "timestamp"] = "string"
 
 
+# Values of an id column that mean "no id" in the files people export (blank and whitespace-only always do).
+DEFAULT_MISSING_IDS = ("NA", "N/A", "null", "NULL", "nan")
+TIMESTAMP_UNITS = ("auto", "seconds", "milliseconds")
+
+
 class ColumnMapping(StrictModel):
     """Source columns for each role, plus extra buyer and product feature columns."""
 
@@ -117,6 +153,23 @@ class ColumnMapping(StrictModel):
     target: str | None = None
     buyer_features: list[FeatureColumn] = []
     product_features: list[FeatureColumn] = []
+    missing_ids: list[str] = Field(
+        default=list(DEFAULT_MISSING_IDS),
+        max_length=100,
+        description="Buyer and product id values that mean 'no id' (compared after trimming, case-sensitive); "
+        "blank and whitespace-only ids are always missing. Rows without a buyer or product id are dropped "
+        "and counted in the preview.",
+    )
+    timestamp_unit: Literal[TIMESTAMP_UNITS] = Field(  # type: ignore[valid-type]
+        default="auto",
+        description="For a numeric timestamp column: Unix seconds or milliseconds ('auto': by magnitude)",
+    )
+    timestamp_format: str | None = Field(
+        default=None,
+        max_length=100,
+        description="For a text timestamp column: its strptime format, e.g. '%d/%m/%Y %H:%M' "
+        "(null: ISO 8601 and what DuckDB recognises)",
+    )
 
     @model_validator(mode="after")
     def _no_collisions(self) -> ColumnMapping:

@@ -23,6 +23,8 @@ cross          hashed, N buckets           ``embedding_dim``
 
 from __future__ import annotations
 
+import copy
+import difflib
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -34,15 +36,27 @@ MAX_VOCAB = 10_000_000
 MAX_EMBEDDING_DIM = 1024
 
 
+def default_embedding_dim(vocabulary_size: int) -> int:
+    """An embedding width for a vocabulary: about four times its fourth root, a multiple of 8 from 8 to 128
+    (300 values: 16; 4,000: 32; 100,000: 72)."""
+    return max(8, min(128, 8 * round(vocabulary_size**0.25 / 2)))
+
+
 class _VocabularyFeature(StrictModel):
     column: str = Field(min_length=1)
-    embedding_dim: int = Field(ge=1, le=MAX_EMBEDDING_DIM)
+    embedding_dim: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_EMBEDDING_DIM,
+        description="Left out: derived from the vocabulary size (about 4 x its fourth root, 8 to 128), "
+        "the dataset's distinct values where it has been previewed, else max_vocab_size",
+    )
     max_vocab_size: int = Field(default=100_000, ge=1, le=MAX_VOCAB, description="Top-N values kept by frequency")
     min_count: int = Field(default=1, ge=1, description="Values seen fewer times go to OOV buckets")
     oov_buckets: int = Field(default=1, ge=1, le=1000)
 
     def width(self) -> int:
-        return self.embedding_dim
+        return self.embedding_dim or default_embedding_dim(self.max_vocab_size)
 
     def table_rows(self) -> int:
         return self.max_vocab_size + self.oov_buckets
@@ -202,27 +216,49 @@ class FeatureConfig(StrictModel):
     product_tower: Tower
     target: Target | None = None
 
-    @model_validator(mode="after")
-    def _towers_carry_their_ids(self) -> FeatureConfig:
-        buyer_columns = {f.column for f in self.buyer_tower.features}
-        product_columns = {f.column for f in self.product_tower.features}
-        if "buyer_id" not in buyer_columns:
-            raise ValueError("buyer_tower.features: the buyer tower must include the 'buyer_id' column")
-        if "product_id" not in product_columns:
-            raise ValueError("product_tower.features: the product tower must include the 'product_id' column")
-        if "product_id" in buyer_columns:
-            raise ValueError("buyer_tower.features: 'product_id' belongs to the product tower")
-        if "buyer_id" in product_columns:
-            raise ValueError("product_tower.features: 'buyer_id' belongs to the buyer tower")
-        if self.target and self.target.column in buyer_columns | product_columns:
-            raise ValueError("target.column: the target cannot also be an input feature")
-        return self
-
     def tower(self, name: str) -> Tower:
         return self.buyer_tower if name == "buyer" else self.product_tower
 
+    def with_vocabularies(self, sizes: dict[str, int]) -> FeatureConfig:
+        """This config with each id and categorical vocabulary as large as the data's distinct values (at most
+        ``max_vocab_size``): the tables a model trained on that data holds. Widths stay as they were."""
+        towers = {}
+        for tower_name in ("buyer", "product"):
+            tower = self.tower(tower_name)
+            features = []
+            for feature in tower.features:
+                if feature.kind in ("id", "categorical") and feature.column in sizes:
+                    size = max(1, min(feature.max_vocab_size, int(sizes[feature.column])))
+                    feature = feature.model_copy(update={"max_vocab_size": size, "embedding_dim": feature.width()})
+                features.append(feature)
+            towers[f"{tower_name}_tower"] = tower.model_copy(update={"features": features})
+        return self.model_copy(update=towers)
+
+    def role_problems(self) -> list[Problem]:
+        """Each tower carries its own id and not the other's, and the target is no input: every problem."""
+        problems = []
+        for tower_name, own, other in (("buyer", "buyer_id", "product_id"), ("product", "product_id", "buyer_id")):
+            features = self.tower(tower_name).features
+            if own not in {f.column for f in features}:
+                problems.append(
+                    Problem(f"{tower_name}_tower.features", f"the {tower_name} tower must include the '{own}' column")
+                )
+            for index, feature in enumerate(features):
+                if feature.column == other:
+                    other_tower = "product" if tower_name == "buyer" else "buyer"
+                    problems.append(
+                        Problem(
+                            f"{tower_name}_tower.features[{index}].column",
+                            f"'{other}' belongs to the {other_tower} tower",
+                        )
+                    )
+        inputs = {f.column for name in ("buyer", "product") for f in self.tower(name).features}
+        if self.target and self.target.column in inputs:
+            problems.append(Problem("target.column", "the target cannot also be an input feature"))
+        return problems
+
     def check_columns(self, available: dict[str, str]) -> None:
-        """Check every referenced column exists with a usable type.
+        """Check the towers' roles and that every referenced column exists with a usable type; every problem.
 
         ``available`` maps output column name -> declared dtype (string, int,
         float, timestamp), as :meth:`ColumnMapping.output_columns` returns.
@@ -234,13 +270,18 @@ class FeatureConfig(StrictModel):
             "numeric": {"int", "float"},
             "timestamp": {"timestamp"},
         }
-        problems = []
+        problems = self.role_problems()
         for tower_name in ("buyer", "product"):
             for index, feature in enumerate(self.tower(tower_name).features):
                 where = f"{tower_name}_tower.features[{index}].column"
                 dtype = available.get(feature.column)
                 if dtype is None:
-                    problems.append(Problem(where, f"column '{feature.column}' is not in the dataset"))
+                    problems.append(
+                        Problem(
+                            where,
+                            f"column '{feature.column}' is not in the dataset{_closest(feature.column, available)}",
+                        )
+                    )
                 elif dtype not in usable[feature.kind]:
                     problems.append(
                         Problem(
@@ -252,11 +293,52 @@ class FeatureConfig(StrictModel):
         if self.target:
             dtype = available.get(self.target.column)
             if dtype is None:
-                problems.append(Problem("target.column", f"column '{self.target.column}' is not in the dataset"))
+                problems.append(
+                    Problem(
+                        "target.column",
+                        f"column '{self.target.column}' is not in the dataset{_closest(self.target.column, available)}",
+                    )
+                )
             elif dtype not in {"int", "float"}:
                 problems.append(Problem("target.column", f"column '{self.target.column}' is {dtype}, not numeric"))
         if problems:
             raise ConfigError(problems)
+
+
+def _closest(name: str, candidates) -> str:
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.75)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def named_by_role(config: dict, roles: dict[str, str]) -> tuple[dict, dict[str, tuple[str, str]]]:
+    """A feature config's JSON with source column names the mapping gave a role (``user_id`` mapped as
+    ``buyer_id``) replaced by the role, and where each was: {field path: (source column, role)}."""
+    renamed: dict[str, tuple[str, str]] = {}
+    config = copy.deepcopy(config)
+
+    def rename(holder: dict, key: str, path: str) -> None:
+        value = holder.get(key)
+        if isinstance(value, str) and value in roles:
+            holder[key] = roles[value]
+            renamed[path] = (value, roles[value])
+
+    for tower_name in ("buyer_tower", "product_tower"):
+        tower = config.get(tower_name)
+        if not isinstance(tower, dict):
+            continue
+        for index, feature in enumerate(tower.get("features") or []):
+            if isinstance(feature, dict):
+                rename(feature, "column", f"{tower_name}.features[{index}].column")
+        for index, cross in enumerate(tower.get("crosses") or []):
+            columns = cross.get("columns") if isinstance(cross, dict) else None
+            if isinstance(columns, list):
+                for column in columns:
+                    if isinstance(column, str) and column in roles:
+                        renamed[f"{tower_name}.crosses[{index}].columns"] = (column, roles[column])
+                cross["columns"] = [roles.get(c, c) if isinstance(c, str) else c for c in columns]
+    if isinstance(config.get("target"), dict):
+        rename(config["target"], "column", "target.column")
+    return config, renamed
 
 
 def tensor_breakdown(config: FeatureConfig) -> dict:

@@ -4,27 +4,37 @@
 
 * ``source_rows``: the source as it is (CSV/Parquet files, or a SQL query
   streamed in as Arrow record batches);
+* ``mapped_source``: every source row mapped (ids NULL where missing, the
+  timestamp NULL where it does not read), with whether the filter conditions
+  keep it: what the preview counts the dropped rows by;
 * ``rows``: the mapped and filtered rows with canonical role columns
   (``buyer_id``, ``product_id``, ``timestamp``, ``target``) and feature
   columns under their source names.
 
 Both the dataset preview and the pipeline's ExampleGen read ``rows``, so the
-numbers a user sees before training are the numbers training uses.
+numbers a user sees before training are the numbers training uses. The views'
+SQL comes from the query builder shared with BigQuery (:mod:`ml_pipeline.data.query`).
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
 from ml_pipeline.config.dataset import ColumnMapping, DatasetConfig, FileSource, Filters, SqlSource
 from ml_pipeline.data.access import DataAccess, check_database_url, check_file, lock_down
-from ml_pipeline.data.sql import ident, literal, literal_list
+from ml_pipeline.data.files import check_columns_found, check_file_content, csv_scan, readable_error
+from ml_pipeline.data.query import CONDITION_OPS, DUCKDB, RowsQuery
+from ml_pipeline.data.sql import column_kind, literal
+from ml_pipeline.data.timestamps import check_text_timestamps, resolve_unit
 from ml_pipeline.errors import ConfigError, DataError, Problem
 from ml_pipeline.redact import redact_text
 
@@ -66,11 +76,13 @@ def _file_scan(source: FileSource, access: DataAccess | None) -> tuple[str, list
             raise DataError(f"folder '{source.path}' holds no {fmt} files", field="source.path")
     else:
         files = [path]
+    for file in files:
+        check_file_content(file, fmt, source.csv, "source.path")
     target = literal(str(files[0])) if len(files) == 1 else "[" + ", ".join(literal(str(f)) for f in files) + "]"
     if fmt == "csv":
         # Sniff types from a large sample so ids like "17850.0" or late
         # text values in a numeric-looking column are typed correctly.
-        return f"read_csv({target}, auto_detect = true, sample_size = 200000, union_by_name = true)", files
+        return csv_scan(target, source.csv), files
     return f"read_parquet({target}, union_by_name = true)", files
 
 
@@ -119,6 +131,8 @@ def register_source(
         if source.kind == "file":
             scan, files = _file_scan(source, access)
             con.execute(f"CREATE OR REPLACE VIEW source_rows AS SELECT * FROM {scan}")
+            if source.resolved_format() == "csv":
+                check_columns_found(source_columns(con), source.csv, "source.path")
             lock_down(con, read=files, write=list(write))
         elif source.kind == "sql":
             if source.engine == "duckdb":
@@ -146,15 +160,27 @@ def register_source(
             raise DataError("BigQuery sources are read by the Vertex AI runner, not locally", field="source.kind")
     except duckdb.PermissionException as error:
         raise DataError(
-            f"the query may read only its database's tables; file access is off ({_first_line(error)})",
+            "the query may read only its database's tables; file access is off",
             field="source.query",
+            detail=redact_text(str(error)),
         ) from None
     except duckdb.Error as error:
-        raise DataError(f"cannot read the source: {redact_text(_first_line(error))}", field="source") from None
+        raise _unreadable(source, error) from None
     except Exception as error:  # driver errors (adbc, psycopg) have no common base class
         if isinstance(error, DataError):
             raise
-        raise DataError(f"cannot read the source: {redact_text(_first_line(error))}", field="source") from None
+        raise _unreadable(source, error) from None
+
+
+def _unreadable(source, error: Exception) -> DataError:
+    """A file's error in words (see ml_pipeline.data.files); a query's first line, which names the table or
+    column at fault (a user's own SQL: theirs to read), without the caret drawing of the query."""
+    if source.kind == "file":
+        found = readable_error(error, "source.path")
+    else:
+        found = DataError(f"the query failed: {redact_text(_first_line(error))}", field="source.query")
+    found.detail = redact_text(str(error))
+    return found
 
 
 def _first_line(error: Exception) -> str:
@@ -183,12 +209,77 @@ def _type_accepts(declared: str, duck_type: str) -> bool:
     if declared == "float":
         return base in INTEGER_TYPES or base in FLOAT_TYPES or base == "DECIMAL"
     if declared == "timestamp":
-        return base.startswith(TEMPORAL_PREFIXES) or base == "VARCHAR"
+        # Text is parsed (and refused if it does not parse); numbers are Unix seconds or milliseconds.
+        return (
+            base.startswith(TEMPORAL_PREFIXES)
+            or base in ("VARCHAR", "DECIMAL")
+            or column_kind(base)
+            in (
+                "int",
+                "float",
+            )
+        )
     return False
 
 
+def _value_problem(value, duck_type: str) -> str | None:
+    """Why a filter value cannot be compared with a column of ``duck_type`` (None: it can)."""
+    kind = column_kind(duck_type)
+    if duck_type.upper() == "BOOLEAN":
+        if isinstance(value, bool) or str(value).lower() in ("true", "false"):
+            return None
+        return "is not true or false"
+    if kind in ("int", "float"):
+        if isinstance(value, bool):
+            return "is not a number"
+        try:
+            number = float(value if isinstance(value, (int, float)) else str(value))
+        except (ValueError, OverflowError):
+            return "is not a number"
+        return None if math.isfinite(number) else "is not a finite number"
+    if kind == "timestamp":
+        try:
+            if not _DATE_OR_TIME.match(str(value)):
+                raise ValueError
+            datetime.fromisoformat(str(value))
+        except ValueError:
+            return "is not a date or time (write it as 2011-01-31 or 2011-01-31 09:30)"
+    return None
+
+
+_DATE_OR_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?$")
+
+
+def _filter_value_problems(columns: dict[str, str], filters: Filters) -> list[Problem]:
+    problems = []
+    for index, condition in enumerate(filters.conditions):
+        if condition.column not in columns or condition.op not in {*CONDITION_OPS, "in", "not_in"}:
+            continue
+        duck_type = columns[condition.column]
+        values = condition.value if isinstance(condition.value, list) else [condition.value]
+        for value in values:
+            why = _value_problem(value, duck_type)
+            if why:
+                problems.append(
+                    Problem(
+                        f"filters.conditions[{index}].value",
+                        f"{_shown(value)} {why}, and column '{condition.column}' is {duck_type}",
+                    )
+                )
+                break
+    return problems
+
+
+def _shown(value) -> str:
+    """A filter value as the message quotes it: text quoted, anything cut to 40 characters."""
+    text = value if isinstance(value, str) else str(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return repr(text) if isinstance(value, str) else text
+
+
 def check_mapping(columns: dict[str, str], mapping: ColumnMapping, filters: Filters) -> None:
-    """Every mapped and filtered column exists in the source with a usable type."""
+    """Every mapped and filtered column exists in the source with a usable type, and every filter value
+    can be compared with its column; all problems at once."""
     problems = []
     declared = {"buyer_id": "string", "product_id": "string", "timestamp": "timestamp", "target": "float"}
     for group in ("buyer_features", "product_features"):
@@ -210,83 +301,37 @@ def check_mapping(columns: dict[str, str], mapping: ColumnMapping, filters: Filt
                     f"column '{condition.column}' is not in the source{_closest(condition.column, columns)}",
                 )
             )
+    problems += _filter_value_problems(columns, filters)
     if problems:
         raise ConfigError(problems)
 
 
-def _id_expr(column: str, duck_type: str) -> str:
-    """Ids become trimmed strings; integral floats ("17850.0") lose their ".0"."""
-    col = ident(column)
-    base = duck_type.split("(")[0].upper()
-    if base in FLOAT_TYPES or base == "DECIMAL":
-        return f"CASE WHEN {col} = floor({col}) THEN CAST(CAST({col} AS BIGINT) AS VARCHAR) ELSE CAST({col} AS VARCHAR) END"
-    return f"NULLIF(trim(CAST({col} AS VARCHAR)), '')"
+def mapped_source_sql(columns: dict[str, str], mapping: ColumnMapping, filters: Filters, units: dict) -> str:
+    """SQL mapping every source row (none dropped yet), with whether the filter conditions keep it."""
+    return RowsQuery(DUCKDB, columns, mapping, filters, units).mapped_source()
 
 
-def _typed_expr(column: str, dtype: str, duck_type: str) -> str:
-    if dtype == "string":
-        return _id_expr(column, duck_type)
-    cast = {"int": "BIGINT", "float": "DOUBLE", "timestamp": "TIMESTAMP"}[dtype]
-    return f"TRY_CAST({ident(column)} AS {cast})"
+def mapped_rows_sql(mapping: ColumnMapping, filters: Filters) -> str:
+    """SQL selecting the rows kept from ``mapped_source``: ids (and a timestamp) present, filters passed."""
+    return RowsQuery(DUCKDB, {}, mapping, filters).rows()
 
 
-_CONDITION_SQL = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-
-
-def _condition_sql(condition) -> str:
-    col = ident(condition.column)
-    if condition.op in _CONDITION_SQL:
-        return f"{col} {_CONDITION_SQL[condition.op]} {literal(condition.value)}"
-    if condition.op == "in":
-        return f"{col} IN {literal_list(condition.value)}"
-    if condition.op == "not_in":
-        return f"({col} IS NULL OR {col} NOT IN {literal_list(condition.value)})"
-    if condition.op == "starts_with":
-        return f"starts_with(CAST({col} AS VARCHAR), {literal(condition.value)})"
-    if condition.op == "not_starts_with":
-        return f"NOT coalesce(starts_with(CAST({col} AS VARCHAR), {literal(condition.value)}), FALSE)"
-    if condition.op == "is_null":
-        return f"{col} IS NULL"
-    return f"{col} IS NOT NULL"
-
-
-def mapped_rows_sql(columns: dict[str, str], mapping: ColumnMapping, filters: Filters) -> str:
-    """SQL selecting the mapped, filtered rows from ``source_rows``."""
-    select = [
-        f"{_id_expr(mapping.buyer_id, columns[mapping.buyer_id])} AS buyer_id",
-        f"{_id_expr(mapping.product_id, columns[mapping.product_id])} AS product_id",
-    ]
-    if mapping.timestamp:
-        select.append(f'TRY_CAST({ident(mapping.timestamp)} AS TIMESTAMP) AS "timestamp"')
-    if mapping.target:
-        select.append(f"TRY_CAST({ident(mapping.target)} AS DOUBLE) AS target")
-    for feature in [*mapping.buyer_features, *mapping.product_features]:
-        select.append(
-            f"{_typed_expr(feature.column, feature.dtype, columns[feature.column])} AS {ident(feature.column)}"
-        )
-
-    source_where = [_condition_sql(c) for c in filters.conditions] or ["TRUE"]
-    where = ["buyer_id IS NOT NULL", "product_id IS NOT NULL"]
-    if mapping.timestamp:
-        where.append('"timestamp" IS NOT NULL')
-    if filters.date_from:
-        where.append(f'"timestamp" >= {literal(filters.date_from)}')
-    if filters.date_to:
-        where.append(f'"timestamp" < {literal(filters.date_to)} + INTERVAL 1 DAY')
-    if filters.include_buyers:
-        where.append(f"buyer_id IN {literal_list(filters.include_buyers)}")
-    if filters.exclude_buyers:
-        where.append(f"buyer_id NOT IN {literal_list(filters.exclude_buyers)}")
-    mapped = f"SELECT {', '.join(select)} FROM source_rows WHERE {' AND '.join(source_where)}"
-    sql = f"SELECT * FROM ({mapped}) AS mapped WHERE {' AND '.join(where)}"
-    if filters.last_days:
-        # "Last N days" is relative to the newest row, so a historical export
-        # still yields data; the window is computed after the other filters.
-        sql = (
-            f'WITH kept AS ({sql}) SELECT * FROM kept WHERE "timestamp" > '
-            f'(SELECT max("timestamp") FROM kept) - INTERVAL {int(filters.last_days)} DAY'
-        )
-    return sql
+def check_timestamps(con, columns: dict[str, str], mapping: ColumnMapping) -> dict[str, str]:
+    """Every timestamp column reads as timestamps (from a sample of its values); the epoch unit of each
+    numeric one. Raises ConfigError with every problem."""
+    timestamp_columns = {"timestamp": mapping.timestamp} if mapping.timestamp else {}
+    for group in ("buyer_features", "product_features"):
+        for index, feature in enumerate(getattr(mapping, group)):
+            if feature.dtype == "timestamp":
+                timestamp_columns[f"{group}[{index}].column"] = feature.column
+    units, problems = {}, []
+    for field, column in timestamp_columns.items():
+        unit = mapping.timestamp_unit if column == mapping.timestamp else "auto"
+        units[column], found = resolve_unit(con, column, columns[column], unit, f"mapping.{field}")
+        problems += found or check_text_timestamps(con, column, columns[column], mapping, f"mapping.{field}")
+    if problems:
+        raise ConfigError(problems)
+    return units
 
 
 @contextmanager
@@ -300,7 +345,13 @@ def open_rows(
         register_source(con, config.source, access=access, write=write)
         columns = source_columns(con)
         check_mapping(columns, config.mapping, config.filters)
-        con.execute(f"CREATE OR REPLACE VIEW rows AS {mapped_rows_sql(columns, config.mapping, config.filters)}")
+        try:
+            units = check_timestamps(con, columns, config.mapping)
+            mapped = mapped_source_sql(columns, config.mapping, config.filters, units)
+            con.execute(f"CREATE OR REPLACE VIEW mapped_source AS {mapped}")
+            con.execute(f"CREATE OR REPLACE VIEW rows AS {mapped_rows_sql(config.mapping, config.filters)}")
+        except duckdb.Error as error:
+            raise _unreadable(config.source, error) from None
         yield con
     finally:
         con.close()

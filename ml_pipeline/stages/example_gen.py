@@ -12,6 +12,9 @@ machine and every DuckDB version. The split reads the digest's last six
 decimal digits and the sample the six before them, so a row's split does not
 depend on the sample size, and a smaller sample is a subset of a larger one.
 
+A BigQuery source is kept and mapped by BigQuery itself (the shared query builder's statement, exported as
+Parquet: :mod:`ml_pipeline.data.bigquery`); the exported rows are then split here exactly as local rows are.
+
 Output (under ``output/``):
 
 * ``train/``, ``eval/``, ``test/``: Parquet parts (``part-<i>.parquet``) with
@@ -30,15 +33,16 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 import uuid
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ml_pipeline.artifact_types import Examples
 from ml_pipeline.config.dataset import DatasetConfig
 from ml_pipeline.data import sources
-from ml_pipeline.data.access import DataAccess
+from ml_pipeline.data.access import DataAccess, lock_down
 from ml_pipeline.data.sql import ident, literal
 from ml_pipeline.errors import ConfigError, DataError, Problem
 from ml_pipeline.spec import PipelineSpec, SplitConfig
@@ -214,9 +218,7 @@ class ExampleGen(Stage[ExampleGenParams]):
 
     def run(self, ctx: StageContext, params: ExampleGenParams) -> StageResult:
         if params.dataset.source.kind == "bigquery":
-            raise DataError(
-                "BigQuery sources are read by the Vertex AI runner, not locally", field="dataset.source.kind"
-            )
+            return self._run_bigquery(ctx, params)
         stack = ExitStack()
         try:
             con = stack.enter_context(sources.open_rows(params.dataset, access=ctx.data_access, write=[ctx.output]))
@@ -225,6 +227,46 @@ class ExampleGen(Stage[ExampleGenParams]):
             raise _prefixed(error) from None
         with stack:
             return self._run(ctx, params, con)
+
+    def _run_bigquery(self, ctx: StageContext, params: ExampleGenParams) -> StageResult:
+        """BigQuery keeps the rows (the shared query builder's statement) and exports them to Parquet on GCS;
+        they are fetched into a local temp dir, because DuckDB splits them from local files, then split as
+        local rows are."""
+        import fsspec
+
+        from ml_pipeline.data import bigquery
+
+        root = bigquery.export_uri()
+        if root is None:
+            raise DataError("BigQuery sources run on the Vertex AI runner, not locally", field="dataset.source.kind")
+        uri = f"{root.rstrip('/')}/{ctx.run_id}/{uuid.uuid4().hex[:8]}"
+        try:
+            files = bigquery.BigQueryRows.open(params.dataset).export(uri)
+        except (ConfigError, DataError) as error:
+            raise _prefixed(error) from None
+        fs, _, found = fsspec.get_fs_token_paths(files)
+        with tempfile.TemporaryDirectory(prefix="bigquery-export-") as folder:
+            local = [Path(folder) / f"part-{i}.parquet" for i in range(len(found))]
+            for remote, path in zip(found, local):
+                fs.get(remote, str(path))
+            ctx.log.info("exported %s Parquet files from BigQuery to %s", len(local), uri)
+            with closing(sources.connect()) as con:
+                if local:
+                    target = "[" + ", ".join(literal(str(p)) for p in local) + "]"
+                    con.execute(f"CREATE VIEW exported AS SELECT * FROM read_parquet({target})")
+                    con.execute("SET TimeZone = 'UTC'")  # BigQuery's TIMESTAMPs are UTC; ours are naive UTC
+                    naive = [
+                        f"CAST({ident(name)} AS TIMESTAMP) AS {ident(name)}"
+                        for name, kind, *_ in con.execute("DESCRIBE exported").fetchall()
+                        if kind == "TIMESTAMP WITH TIME ZONE"
+                    ]
+                    replace = f" REPLACE ({', '.join(naive)})" if naive else ""
+                    con.execute(f"CREATE VIEW source_rows AS SELECT *{replace} FROM exported")
+                else:  # BigQuery writes no file for no rows
+                    con.execute("CREATE VIEW source_rows AS SELECT NULL AS buyer_id WHERE FALSE")
+                con.execute("CREATE VIEW rows AS SELECT * FROM source_rows")
+                lock_down(con, read=local, write=[ctx.output])
+                return self._run(ctx, params, con)
 
     def _run(self, ctx: StageContext, spec: ExampleGenParams, con) -> StageResult:
         out = ctx.output

@@ -289,8 +289,8 @@ class _Builder:
             "vocabulary_file": f"{VOCAB_DIR}/{file_name}",
             "vocabulary_size": len(kept),
             "oov_buckets": feature.oov_buckets,
-            "embedding_dim": feature.embedding_dim,
-            "width": feature.embedding_dim,
+            "embedding_dim": feature.width(),  # the default (from max_vocab_size) where the config gives none
+            "width": feature.width(),
             "max_vocab_size": feature.max_vocab_size,
             "min_count": feature.min_count,
             f"distinct_{what}s": distinct,

@@ -5,6 +5,7 @@ from datetime import datetime
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
+from pydantic import Field
 
 from ml_platform.accounts.auth import session_auth
 from ml_platform.accounts.models import ApiToken
@@ -15,7 +16,7 @@ router = Router(tags=["tokens"])
 
 
 class TokenIn(Schema):
-    name: str
+    name: str = Field(min_length=1, max_length=100, description="What the token is for ('laptop', 'CI')")
 
 
 class TokenOut(Schema):

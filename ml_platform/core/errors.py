@@ -8,9 +8,18 @@ refusals that only exist over HTTP: a request body that is not JSON, a webhook's
 
 from __future__ import annotations
 
+import logging
+from contextvars import ContextVar
+
+from django.conf import settings
 from ninja import Schema
 
-from ml_pipeline.errors import Problem, error_location, problem_from_error_item
+from ml_pipeline.errors import DataError, Problem, error_location, problem_from_error_item
+
+log = logging.getLogger(__name__)
+
+# The id of the request being answered (ml_platform.core.middleware.RequestIdMiddleware sets it; "" outside one).
+REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="")
 
 
 class DomainError(Exception):
@@ -92,4 +101,27 @@ def problems_from_ninja(errors: list[dict]) -> list[Problem]:
             if source == "body" and len(loc) > 1:
                 loc.pop(0)  # the view's parameter name, e.g. "payload"
         problems.append(problem_from_error_item(tuple(loc), item.get("msg", "invalid")))
+    return problems
+
+
+def _without_server_paths(message: str) -> str:
+    """A message with the server's data folder (uploads, databases) left out of any path in it."""
+    for folder in {str(settings.MEDIA_ROOT), str(settings.DATA_DIR)}:
+        message = message.replace(folder + "/", "").replace(folder, "the data folder")
+    return message
+
+
+def shown_problems(error: DataError) -> list[Problem]:
+    """What a user is shown of unusable data: the message in words, never the server's paths.
+
+    What the reading library said (``detail``: paths, SQL, hints) goes to the server log under the request's
+    id, which the message then names, so an administrator can find it.
+    """
+    problems = [Problem(p.field, _without_server_paths(p.message)) for p in error.problems]
+    if getattr(error, "detail", ""):
+        request_id = REQUEST_ID.get() or "none"
+        log.warning("unreadable data (request %s): %s: %s", request_id, error, error.detail)
+        problems = [
+            Problem(p.field, f"{p.message} (details in the server log, request {request_id})") for p in problems
+        ]
     return problems

@@ -1,9 +1,30 @@
+import uuid
 from http import HTTPStatus
 
 from django.contrib.auth.middleware import LoginRequiredMiddleware as DjangoLoginRequiredMiddleware
 from django.http import JsonResponse
 
-from ml_platform.core.errors import error_body
+from ml_platform.core.errors import REQUEST_ID, error_body
+
+
+class RequestIdMiddleware:
+    """Every request gets an id, answered as ``X-Request-ID`` and named in the log lines written for it.
+
+    An answer that leaves details out (an unreadable file) names the id, so its full text can be found in the log.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.request_id = uuid.uuid4().hex[:12]
+        token = REQUEST_ID.set(request.request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            REQUEST_ID.reset(token)
+        response["X-Request-ID"] = request.request_id
+        return response
 
 
 class LoginRequiredMiddleware(DjangoLoginRequiredMiddleware):

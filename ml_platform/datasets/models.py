@@ -16,6 +16,9 @@ class Upload(models.Model):
     original_name = models.CharField(max_length=255)
     size_bytes = models.BigIntegerField()
     columns = models.JSONField(default=list, help_text="[{name, type}] as DuckDB reads the file")
+    csv_options = models.JSONField(
+        default=dict, blank=True, help_text="How the file was read (ml_pipeline.config.dataset.CsvOptions)"
+    )
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

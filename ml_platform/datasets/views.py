@@ -30,6 +30,7 @@ def dataset_detail(request, dataset_id: int):
             "project": dataset.project,
             "source": presented_source(dataset),
             "history": audit.history(dataset),
+            "delete_url": reverse("dataset-delete", args=[dataset.id]),
         },
     )
 
@@ -59,6 +60,8 @@ def preview_context(dataset: Dataset) -> dict:
     return {
         "dataset": dataset,
         "summary": preview.get("summary") or dataset.preview_error,
+        "failed": not preview and bool(dataset.preview_error) and not services.is_bigquery_note(dataset.preview_error),
+        "scanned": (preview.get("bytes_estimate") or {}).get("summary"),  # a BigQuery source's dry-run estimate
         "kpis": [(label, key, _kpi_text(preview.get(key))) for label, key in KPIS],
         "columns": [f"{c['name']} ({c['type'].lower()})" for c in columns],
         "sample": [[_cell_text(row.get(c["name"])) for c in columns] for row in preview.get("sample", [])],

@@ -70,7 +70,13 @@ class ModelConfigOut(Schema):
     description: str
     model_type: ModelTypeName
     config: AsSent[model_schema.ModelConfig]
-    parameter_counts: dict | None
+    parameter_counts: dict | None = Field(
+        description="With the dataset's real vocabularies (distinct values, capped by max_vocab_size) where the "
+        "feature config's dataset has been previewed, as the trained model will have them"
+    )
+    parameter_counts_at_max_vocab: dict | None = Field(
+        description="With every vocabulary at its max_vocab_size, where that differs (null where it does not)"
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -84,8 +90,9 @@ def _feature_out(fc: FeatureConfig) -> dict:
 
 def _model_out(mc: ModelConfig, paired: FeatureConfig | None = None) -> dict:
     return {
-        **{f: getattr(mc, f) for f in ModelConfigOut.model_fields if f != "parameter_counts"},
+        **{f: getattr(mc, f) for f in ModelConfigOut.model_fields if not f.startswith("parameter_counts")},
         "parameter_counts": services.parameter_counts(mc, paired),
+        "parameter_counts_at_max_vocab": services.parameter_counts_at_max_vocab(mc, paired),
     }
 
 
@@ -99,7 +106,7 @@ def _saved(request, action: str, save, project, changes: dict, instance=None):
 
 def _deleted(request, instance: FeatureConfig | ModelConfig) -> Status:
     with transaction.atomic(), audit.recording(request, audit.Action.DELETE, instance):
-        instance.delete()
+        services.delete_config(instance)  # refused (409) while a run or a schedule uses it
     return Status(204, None)
 
 

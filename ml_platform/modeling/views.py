@@ -1,4 +1,5 @@
 from django.shortcuts import render
+from django.urls import reverse
 
 from ml_platform.audit import services as audit
 from ml_platform.modeling import services
@@ -8,7 +9,17 @@ from ml_platform.projects.access import object_for_user
 
 def _config_page(request, template: str, config: FeatureConfig | ModelConfig, **context):
     """A config's page: its project (for the navigation) and its history beside what the page shows."""
-    return render(request, template, {**context, "project": config.project, "history": audit.history(config)})
+    kind = "feature-config" if isinstance(config, FeatureConfig) else "model-config"
+    return render(
+        request,
+        template,
+        {
+            **context,
+            "project": config.project,
+            "history": audit.history(config),
+            "delete_url": reverse(f"{kind}-delete", args=[config.id]),
+        },
+    )
 
 
 def feature_config_detail(request, config_id: int):
@@ -18,4 +29,11 @@ def feature_config_detail(request, config_id: int):
 
 def model_config_detail(request, config_id: int):
     mc = object_for_user(ModelConfig, request.user, config_id)
-    return _config_page(request, "modeling/model_config.html", mc, mc=mc, counts=services.parameter_counts(mc))
+    return _config_page(
+        request,
+        "modeling/model_config.html",
+        mc,
+        mc=mc,
+        counts=services.parameter_counts(mc),
+        most=services.parameter_counts_at_max_vocab(mc),
+    )

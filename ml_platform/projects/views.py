@@ -34,22 +34,30 @@ def home(request):
 
 
 def project_detail(request, project_id: int):
+    """The project's catalog (``?q=`` narrows every list to names containing it), uploads and history.
+
+    htmx's search asks the same URL and swaps in the lists alone (the #catalog part of the page).
+    """
     project = project_for_user(request.user, project_id)
+    query = request.GET.get("q", "").strip()
+    named = {"name__icontains": query} if query else {}
     model_configs = [
         {"config": mc, "counts": modeling_services.parameter_counts(mc)}
-        for mc in project.model_configs.select_related("feature_config")
+        for mc in project.model_configs.select_related("feature_config").filter(**named)
     ]
     return render(
         request,
         "projects/detail.html",
         {
             "project": project,
-            "datasets": project.datasets.all(),
+            "query": query,
+            "datasets": project.datasets.filter(**named),
             "feature_configs": [
                 {"config": fc, "breakdown": modeling_services.breakdown(fc)}
-                for fc in project.feature_configs.select_related("dataset")
+                for fc in project.feature_configs.select_related("dataset").filter(**named)
             ],
             "model_configs": model_configs,
+            "uploads": project.uploads.filter(**({"original_name__icontains": query} if query else {})),
             "history": audit.history(project),
         },
     )

@@ -147,23 +147,29 @@ def test_it_shows_datasets_feature_configs_and_model_configs_on_the_project_page
 
     datasets = page.locator("#datasets tbody tr")
     expect(datasets).to_have_count(1)
-    expect(datasets.locator("td")).to_have_text(["purchases", "file", dataset["summary"]])
+    expect(datasets.locator("td")).to_have_text(["purchases", "file", dataset["summary"], "Edit · Duplicate"])
     assert dataset["summary"].startswith("6 rows | 3 users | 3 products")
-    expect(datasets.locator("a")).to_have_attribute("href", f"/datasets/{dataset['id']}/")
+    expect(datasets.locator("a").first).to_have_attribute("href", f"/datasets/{dataset['id']}/")
 
     features = page.locator("#feature-configs tbody tr")
     expect(features).to_have_count(1)
     breakdown = feature_config["breakdown"]
     assert (breakdown["buyer"]["total"], breakdown["product"]["total"]) == (16 + 4 + 4 + 8, 16 + 8)
     expect(features.locator("td")).to_have_text(
-        ["standard", "purchases", f"{breakdown['buyer']['total']}D", f"{breakdown['product']['total']}D"]
+        [
+            "standard",
+            "purchases",
+            f"{breakdown['buyer']['total']}D",
+            f"{breakdown['product']['total']}D",
+            "Edit · Duplicate",
+        ]
     )
 
     models = page.locator("#model-configs tbody tr")
     expect(models).to_have_count(1)
     total = model_config["parameter_counts"]["total"]
     assert total > 1000  # so the thousands separator is exercised
-    expect(models.locator("td")).to_have_text(["ranker", "Ranking", "standard", f"{total:,}"])
+    expect(models.locator("td")).to_have_text(["ranker", "Ranking", "standard", f"{total:,}", "Edit · Duplicate"])
 
 
 # --- dataset page -----------------------------------------------------------

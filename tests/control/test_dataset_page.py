@@ -2,6 +2,7 @@
 htmx swaps in after a refresh (POST /datasets/<id>/preview/) or a poll (GET)."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -79,3 +80,16 @@ def test_the_source_mapping_and_filters_are_rendered_as_text(olivia, dataset):
     html = browser_of("olivia").get(f"/datasets/{dataset['id']}/").content.decode()
     mapping = re.search(r'<pre class="json" id="dataset-mapping">(.*?)</pre>', html, re.S)[1]
     assert "&quot;buyer_id&quot;: &quot;customer&quot;" in mapping
+
+
+def test_a_refresh_that_cannot_read_the_source_shows_why_and_when(time_travel, olivia, dataset, purchases_csv):
+    """The stored preview error is the card's summary, and "Previewed …" is the time of the refresh."""
+    time_travel.shift(timedelta(hours=2))
+    purchases_csv.write_bytes(bytes(range(256)) * 8)
+    browser = browser_of("olivia")
+    answer = browser.post(f"/datasets/{dataset['id']}/preview/", headers=HTMX).content.decode()
+    page = browser.get(f"/datasets/{dataset['id']}/").content.decode()
+    for html in (answer, page):
+        card = preview_card(html)
+        assert "this is not a CSV or Parquet file" in card
+        assert "Previewed March 14, 2025, 11:30 a.m." in card  # CURRENT_TIME + 2 h

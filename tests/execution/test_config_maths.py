@@ -3,6 +3,7 @@
 import pytest
 
 from ml_pipeline.config import FeatureConfig, ModelConfig, parameter_counts, tensor_breakdown
+from ml_pipeline.config.features import default_embedding_dim
 from ml_pipeline.errors import ConfigError, validate_model
 
 FEATURES = {
@@ -72,9 +73,9 @@ def test_it_counts_parameters_by_hand():
     assert product["input_dim"] == 31
     assert product["total"] == 16112 + (31 * 16 + 16) + (16 * 8 + 8)
 
-    # Rating head reads both embeddings (2*8): 16*10+10, then the single output unit 10+1.
-    assert counts["rating_head"]["total"] == 170 + 11
-    assert counts["total"] == 38712 + 16760 + 181
+    # Rating head reads both embeddings and their product (3*8): 24*10+10, then the single output unit 10+1.
+    assert counts["rating_head"]["total"] == 250 + 11
+    assert counts["total"] == 38712 + 16760 + 261
 
 
 def test_dense_counts_match_what_keras_reports():
@@ -177,11 +178,6 @@ BUYER_ID = {"kind": "id", "column": "buyer_id", "embedding_dim": 8}
     "config, field, message",
     [
         (
-            with_buyer_features({"kind": "categorical", "column": "city", "embedding_dim": 8}),
-            "buyer_tower.features",
-            "the buyer tower must include the 'buyer_id' column",
-        ),
-        (
             with_buyer_features(BUYER_ID, {**BUYER_ID, "embedding_dim": 4}),
             "buyer_tower.features[1].column",
             "'buyer_id' is used twice in this tower",
@@ -227,7 +223,6 @@ BUYER_ID = {"kind": "id", "column": "buyer_id", "embedding_dim": 8}
             "buyer_tower.features[0].max_vocab_size",
             "Input should be less than or equal to 10000000",
         ),
-        ({**FEATURES, "target": {"column": "price"}}, "target.column", "the target cannot also be an input feature"),
         (
             {**FEATURES, "target": {"column": "target", "transforms": [{"op": "clip", "min": 5, "max": 1}]}},
             "target.transforms[0].max",
@@ -242,6 +237,32 @@ BUYER_ID = {"kind": "id", "column": "buyer_id", "embedding_dim": 8}
 )
 def test_each_feature_rule_names_its_field(config, field, message):
     assert problems(FeatureConfig, config) == {field: message}
+
+
+def test_tower_roles_are_checked_with_the_columns_every_problem_at_once():
+    config = {
+        "buyer_tower": {
+            "features": [{"kind": "categorical", "column": "city"}, {"kind": "id", "column": "product_id"}]
+        },
+        "product_tower": {"features": [{"kind": "numeric", "column": "price"}]},
+        "target": {"column": "price"},
+    }
+    available = {"city": "string", "product_id": "string", "price": "float", "buyer_id": "string"}
+    with pytest.raises(ConfigError) as caught:
+        FeatureConfig.model_validate(config).check_columns(available)
+    assert {p.field: p.message for p in caught.value.problems} == {
+        "buyer_tower.features": "the buyer tower must include the 'buyer_id' column",
+        "buyer_tower.features[1].column": "'product_id' belongs to the product tower",
+        "product_tower.features": "the product tower must include the 'product_id' column",
+        "target.column": "the target cannot also be an input feature",
+    }
+
+
+def test_a_vocabulary_feature_without_embedding_dim_gets_one_from_its_vocabulary_size():
+    widths = {size: default_embedding_dim(size) for size in (10, 300, 4_000, 100_000, 10_000_000)}
+    assert widths == {10: 8, 300: 16, 4_000: 32, 100_000: 72, 10_000_000: 128}
+    feature = FeatureConfig.model_validate(FEATURES).buyer_tower.features[0].model_copy(update={"embedding_dim": None})
+    assert feature.width() == default_embedding_dim(feature.max_vocab_size)
 
 
 def test_a_ranking_model_needs_a_target_in_its_feature_config():

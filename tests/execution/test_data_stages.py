@@ -26,6 +26,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 
 from ml_pipeline.artifact_types import ExampleStatistics
 from ml_pipeline.artifacts import Artifact
+from ml_pipeline.data.preview import preview
 from ml_pipeline.reporting import InMemoryReporter, Reporter
 from ml_pipeline.runner import PipelineRunner
 from ml_pipeline.spec import PipelineSpec
@@ -318,6 +319,20 @@ def test_it_writes_a_catalog_of_every_product_with_its_latest_features_and_train
     p005 = table.filter(pc.equal(table["item"], "p005"))
     latest = p005.take([int(np.argmax(p005["ordered_at"].to_numpy()))]).to_pylist()[0]
     assert by_product["p005"]["category"] == latest["category"]
+
+
+def test_it_drops_rows_without_ids_by_the_rule_the_preview_counts_them_with(tmp_path):
+    missing = [row(customer=value) for value in ("NA", "N/A", "null", "", "   ")] + [row(item="nan")]
+    table = with_rows(purchases(), *missing, row(customer="17850.0"))
+    spec = spec_for(write(table, tmp_path / "messy.parquet"))
+    result = run(spec, tmp_path / "root", only=("ExampleGen",))
+    assert result.status == "completed", result.error
+    written = pa.concat_tables(split_table(result, split) for split in ("train", "eval", "test"))
+    shown = preview(spec.dataset)
+    assert written.num_rows == shown["rows"] == 3001
+    assert [(d["reason"], d["rows"]) for d in shown["dropped"]] == [("no_buyer_id", 5), ("no_product_id", 1)]
+    assert "17850" in written["buyer_id"].to_pylist()
+    assert not {"NA", "N/A", "null", "", "17850.0"} & set(written["buyer_id"].to_pylist())
 
 
 def test_it_fails_naming_dataset_filters_when_no_rows_are_left(tmp_path, source):

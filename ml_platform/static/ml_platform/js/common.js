@@ -13,6 +13,13 @@ export function jsonFrom(id) {
   return JSON.parse(node.textContent);
 }
 
+/** A component's data: its data-json attribute, or the {{ value|json_script }} block its data-from names.
+ * A fragment htmx swaps in carries it in the attribute: htmx drops every script element of a fragment (allowScriptTags
+ * is off), JSON blocks included. */
+export function dataOf(element) {
+  return element.dataset.json ? JSON.parse(element.dataset.json) : jsonFrom(element.dataset.from);
+}
+
 /** A design token's value (tokens.css), e.g. token("--series-0"). */
 export function token(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();

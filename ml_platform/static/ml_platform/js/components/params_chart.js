@@ -1,12 +1,12 @@
 // Parameters per tower and head, split into embedding tables and dense layers, as a stacked bar chart.
 // <canvas data-component="params-chart" data-from="json-id">; the JSON block is the parameter counts.
 import { BarController, BarElement, CategoryScale, Chart, Legend, LinearScale, Tooltip } from "chart.js";
-import { formatInt, jsonFrom, token } from "../common.js";
+import { dataOf, formatInt, token } from "../common.js";
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, Legend, Tooltip);
 
 export default function mount(canvas) {
-  const counts = jsonFrom(canvas.dataset.from);
+  const counts = dataOf(canvas);
   const parts = Object.entries(counts.towers).map(([name, tower]) => ({
     label: `${name} tower`,
     embeddings: tower.embedding_params,
@@ -22,11 +22,24 @@ export default function mount(canvas) {
         { label: "Dense layers", data: parts.map((p) => p.dense), backgroundColor: token("--series-1") },
       ],
     },
+    // The canvas fills its .chart-box (components/form.css sets its height): with Chart.js' default aspect
+    // ratio a short canvas in a wide card was squashed to a sliver, its labels cut off.
     options: {
       indexAxis: "y",
       animation: false,
-      scales: { x: { stacked: true }, y: { stacked: true } },
-      plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${formatInt(c.parsed.x)}` } } },
+      responsive: true,
+      maintainAspectRatio: false,
+      scales: {
+        x: { stacked: true, ticks: { callback: (value) => formatCompact(value), maxRotation: 0, autoSkip: true } },
+        y: { stacked: true, ticks: { autoSkip: false } },
+      },
+      plugins: {
+        legend: { position: "bottom" },
+        tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${formatInt(c.parsed.x)}` } },
+      },
     },
   });
 }
+
+const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
+const formatCompact = (n) => compact.format(n);

@@ -2,10 +2,10 @@
 // legend. <div data-component="tensor-bar" data-from="json-id"> holds a .tensor-bar and a .legend; the JSON
 // block is the tower's part of the breakdown: {total, features: [{name, kind, dim}]}.
 import { select } from "d3-selection";
-import { SERIES_COLOURS, jsonFrom } from "../common.js";
+import { SERIES_COLOURS, dataOf } from "../common.js";
 
 export default function mount(element) {
-  const { features, total } = jsonFrom(element.dataset.from);
+  const { features, total } = dataOf(element);
   let offset = 0;
   const slices = features.map((feature, index) => {
     const slice = { ...feature, start: offset, colour: `series-${index % SERIES_COLOURS}` };
