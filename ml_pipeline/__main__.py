@@ -1,4 +1,5 @@
-"""Command line: ``python -m ml_pipeline run SPEC.json --root DIR`` and ``plan SPEC.json``."""
+"""Command line: ``python -m ml_pipeline run SPEC.json --root DIR``, ``plan SPEC.json``; ``stage`` and
+``launch-trainer`` are what a remote runner's containers run (:mod:`ml_pipeline.kfp.commands`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ml_pipeline.errors import ConfigError, Problem, validate_model
+from ml_pipeline.kfp import commands as remote
 from ml_pipeline.reporting import ConsoleReporter, FanOutReporter, JsonLinesReporter
 from ml_pipeline.runner import PipelineRunner
 from ml_pipeline.spec import STAGES, PipelineSpec, StageStatus
@@ -35,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--from", dest="from_stage", choices=STAGES, help="recompute from this stage on")
     run.add_argument("--events", help="also write every event to this JSON-lines file")
     run.add_argument("--verbose", action="store_true", help="print every log line")
+    remote.add_commands(commands)  # stage, launch-trainer: what a remote runner's containers run
     args = parser.parse_args(argv)
+    if (code := remote.dispatch(args)) is not None:
+        return code
 
     try:
         spec = load_spec(args.spec)

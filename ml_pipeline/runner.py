@@ -17,6 +17,7 @@ same questions without running anything.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 import traceback as tb
 import uuid
@@ -65,6 +66,54 @@ class _ReporterLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.reporter.log(self.stage, record.levelname, record.getMessage())
+
+
+class _Workspace:
+    """Where one attempt of a stage reads and writes.
+
+    On a local root that is the stage's own folder (``output.partial``, ``work``, ``stage.log``), as ever.
+    On any other fsspec root (gs://, memory://) the stages still get local paths, because the libraries
+    they hand them to (DuckDB's COPY and read_parquet, Keras' save, TensorFlow's SavedModel, pyarrow) write
+    and read local files: the attempt runs in a local temp dir with its inputs fetched there and its
+    ``work`` (the Trainer's checkpoints) restored from the root; :meth:`publish` uploads what it wrote into
+    the root's ``output.partial`` before the store commits it, and the log and ``work`` are uploaded when
+    the attempt ends, however it ends. The temp dir is removed then.
+    """
+
+    def __init__(self, store: ArtifactStore, run_id: str, stage: str, inputs: dict[str, Artifact]) -> None:
+        self.store, self.run_id, self.stage, self.inputs = store, run_id, stage, inputs
+        self.stage_dir = store.stage_dir(run_id, stage)
+        self._remote_partial = store.begin_stage(run_id, stage)
+        self._scratch: tempfile.TemporaryDirectory | None = None
+        if store.is_local:
+            self.partial = Path(self._remote_partial)
+            self.work = Path(self.stage_dir) / "work"
+            self.log_path = Path(self.stage_dir) / "stage.log"
+        else:
+            self._scratch = tempfile.TemporaryDirectory(prefix=f"ml-pipeline-{stage}-")
+            local = Path(self._scratch.name)
+            self.partial, self.work, self.log_path = local / "output.partial", local / "work", local / "stage.log"
+            self.partial.mkdir()
+            store.download(f"{self.stage_dir}/work", self.work)
+            self.inputs = {d: store.fetch(a, local / "inputs" / d) for d, a in inputs.items()}
+        self.work.mkdir(exist_ok=True)
+
+    def publish(self) -> None:
+        if self._scratch is not None:
+            self.store.upload(self.partial, self._remote_partial)
+
+    def __enter__(self) -> _Workspace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._scratch is None:
+            return
+        try:
+            self.store.upload(self.work, f"{self.stage_dir}/work")
+            if self.log_path.exists():
+                self.store.put_file(self.log_path, f"{self.stage_dir}/stage.log")
+        finally:
+            self._scratch.cleanup()
 
 
 def default_stages() -> dict[str, Stage]:
@@ -178,19 +227,47 @@ class PipelineRunner:
         self.reporter.run_finished(StageStatus.COMPLETED, {"blessed": result.blessed})
         return result
 
+    def run_one(self, name: str) -> StageStatus:
+        """Run one stage, as a remote runner's task does (each stage its own container): reused when its
+        fingerprint matches an output (this run's, or the cache's), else run on its inputs' outputs, which
+        earlier tasks left in this run or in the cache. The run record then holds this stage's line."""
+        if name not in self.selected_stages():
+            raise ValueError(f"stage: '{name}' is not one of {self.selected_stages()}")
+        prints = self.fingerprints()
+        artifacts: dict[str, Artifact] = {}
+        for dependency in self.stages[name].inputs:
+            artifact, reason = self._reusable(dependency, prints[dependency])
+            if artifact is None:
+                raise StageFailure(f"{name} needs {dependency}'s output, which is missing: {reason}")
+            artifacts[dependency] = artifact
+        record = (self.store.load_run_record(self.run_id) or {}).get("stages") or {
+            stage: {"status": StageStatus.PENDING} for stage in self.selected_stages()
+        }
+        artifact, reason = self._reusable(name, prints[name])
+        if artifact is not None:
+            record[name] = {"status": StageStatus.CACHED, "uri": artifact.uri, "reason": reason}
+            self.reporter.stage_started(name, {"cached": True})
+            self.reporter.stage_completed(name, artifact.summary, artifact.properties, True)
+            self._save(record)
+            return StageStatus.CACHED
+        outcome = self._run_stage(name, prints[name], artifacts, record)
+        self._save(record)
+        return outcome
+
     def _save(self, record) -> None:
         self.store.save_run_record(self.run_id, {"spec": redact(self.spec.model_dump(mode="json")), "stages": record})
 
     def _run_stage(self, name: str, stage_fp: str, artifacts: dict[str, Artifact], record: dict) -> StageStatus:
         stage = self.stages[name]
-        partial = self.store.begin_stage(self.run_id, name)
-        stage_dir = partial.parent
-        work = stage_dir / "work"
-        work.mkdir(exist_ok=True)
+        with _Workspace(self.store, self.run_id, name, {d: artifacts[d] for d in stage.inputs}) as space:
+            return self._attempt(name, stage, stage_fp, space, artifacts, record)
+
+    def _attempt(self, name, stage, stage_fp, space: _Workspace, artifacts, record) -> StageStatus:
+        partial = space.partial
         log = logging.getLogger(f"ml_pipeline.stage.{name}.{self.run_id}")
         log.setLevel(logging.INFO)
         log.propagate = False
-        file_handler = logging.FileHandler(stage_dir / "stage.log")
+        file_handler = logging.FileHandler(space.log_path)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         reporter_handler = _ReporterLogHandler(self.reporter, name)
         log.addHandler(file_handler)
@@ -203,8 +280,8 @@ class PipelineRunner:
             self.run_id,
             partial,
             self.store.output_dir(self.run_id, name),
-            work,
-            {d: kind.of(artifacts[d]) for d, kind in stage.inputs.items()},
+            space.work,
+            {d: kind.of(space.inputs[d]) for d, kind in stage.inputs.items()},
             self.reporter,
             log,
             self.spec.data_access,
@@ -233,12 +310,13 @@ class PipelineRunner:
             log.removeHandler(file_handler)
             log.removeHandler(reporter_handler)
             file_handler.close()
+        space.publish()
         ended = time.time()
         artifact = self.store.commit_stage(
             Artifact(
                 stage=name,
                 type=stage.output.TYPE_NAME,
-                uri=str(stage_dir),
+                uri=str(space.stage_dir),
                 fingerprint=stage_fp,
                 run_id=self.run_id,
                 input_fingerprints={d: artifacts[d].fingerprint for d in stage.inputs},

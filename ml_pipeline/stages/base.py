@@ -61,8 +61,10 @@ class StageContext:
     """Where a stage run reads and writes, and whom it tells."""
 
     run_id: str
+    # Local folders, whatever the artifact root (a non-local root is staged through a local temp dir: see
+    # ml_pipeline.runner._Workspace), except final_output, which is a URL on a non-local root.
     output: Path  # where the stage writes its files (``output.partial`` until the stage has succeeded)
-    final_output: Path  # where those files are once it has: the place to record, never to write
+    final_output: Path | str  # where those files are once it has: the place to record, never to write
     work: Path  # scratch kept across attempts of this stage in this run (checkpoints)
     inputs: dict[str, ArtifactType]  # producing stage -> its artifact, read as the type this stage declares
     reporter: Reporter

@@ -24,9 +24,23 @@ def _prefixed(error: ConfigError | DataError, prefix: str) -> list[Problem]:
     return [Problem(f"{prefix}.{p.field}" if p.field else prefix, p.message) for p in error.problems]
 
 
+def _check_bigquery(spec: PipelineSpec) -> list[Problem]:
+    """Where the rows can be exported (the remote runner's containers), the source is dry-run for its columns
+    and the mapping checked against them; elsewhere it is refused."""
+    from ml_pipeline.data import bigquery
+
+    if bigquery.export_uri() is None:
+        return [Problem("dataset.source.kind", "BigQuery sources run on the Vertex AI runner, not locally")]
+    try:
+        bigquery.BigQueryRows.open(spec.dataset).query()
+    except (ConfigError, DataError) as error:
+        return _prefixed(error, "dataset")
+    return []
+
+
 def _check_source(spec: PipelineSpec, access: DataAccess | None) -> list[Problem]:
     if spec.dataset.source.kind == "bigquery":
-        return [Problem("dataset.source.kind", "BigQuery sources run on the Vertex AI runner, not locally")]
+        return _check_bigquery(spec)
     con = sources.connect()
     try:
         sources.register_source(con, spec.dataset.source, schema_only=True, access=access)

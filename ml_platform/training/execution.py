@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from ml_pipeline.metrics import final_metrics
 from ml_pipeline.reporting import FanOutReporter, JsonLinesReporter
 from ml_pipeline.runner import PipelineRunner, RunResult
 from ml_pipeline.spec import PipelineSpec, StageStatus
@@ -95,7 +96,10 @@ def _execute(run_id: int) -> str:
     # The data policy is today's, not the one of the day the run was queued.
     spec = PipelineSpec.model_validate(run.spec).model_copy(update={"data_access": data_access_for(run.project)})
     runner = PipelineRunner(spec, settings.PIPELINE_ROOT, run_id=run.pipeline_run_id)
-    events = runner.store.run_dir(run.pipeline_run_id) / "events.jsonl"
+    if runner.store.is_local:
+        events = runner.store.run_dir(run.pipeline_run_id) / "events.jsonl"
+    else:  # an fsspec root (gs://…) cannot be appended to line by line: the event log stays in the data folder
+        events = Path(settings.DATA_DIR) / "run-events" / f"{run.pipeline_run_id}.jsonl"
     tracking = MlflowReporter(
         settings.MLFLOW_TRACKING_URI,
         experiment=run.project.unique_name,
@@ -117,7 +121,9 @@ def _execute(run_id: int) -> str:
     trainer = result.artifacts.get("Trainer")
     outcome = {
         "artifacts": lineage(result),
-        "final_metrics": {**(trainer.properties if trainer else {}), **(evaluation.properties if evaluation else {})},
+        "final_metrics": final_metrics(
+            trainer.properties if trainer else {}, evaluation.properties if evaluation else {}
+        ),
         "blessed": result.blessed,
         "blessing_reasons": evaluation.properties.get("reasons", []) if evaluation else [],
     }

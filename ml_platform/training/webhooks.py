@@ -32,6 +32,7 @@ from pydantic import Field
 
 from ml_pipeline.errors import ConfigError, Problem
 from ml_pipeline.events import (
+    ComputeAttempt,
     EpochCompleted,
     RunFinished,
     StageCompleted,
@@ -134,6 +135,9 @@ def apply(run: TrainingRun, event) -> None:
     if isinstance(event, EpochCompleted):
         check_epochs(run, event)
     take(run)
+    if isinstance(event, ComputeAttempt):
+        record_attempt(run, event)
+        return
     reporter = DatabaseReporter(run, sample_resources=False, strict=True)
     if isinstance(event, StageStarted):
         reporter.stage_started(event.stage, event.info.model_dump())
@@ -146,6 +150,15 @@ def apply(run: TrainingRun, event) -> None:
         run.transition(TrainingRun.FAILED, error_stage=event.stage, error_message=event.message)
     elif isinstance(event, EpochCompleted):
         reporter.epoch_completed(event.epoch, event.total_epochs, event.metrics.model_dump(exclude_none=True))
+
+
+def record_attempt(run: TrainingRun, event: ComputeAttempt) -> None:
+    """Keep each try at the stage's compute (a GPU shape, and why it was passed over) on its stage line."""
+    stages = dict(run.stages or {})
+    line = dict(stages.get(event.stage) or {"status": StageStatus.PENDING})
+    line["attempts"] = [*line.get("attempts", []), event.model_dump(exclude={"event", "stage"}, exclude_none=True)]
+    stages[event.stage] = line
+    TrainingRun.objects.filter(pk=run.pk).update(stages=stages)
 
 
 def deliver(delivery: Delivery, event) -> str:
