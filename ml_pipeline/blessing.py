@@ -232,3 +232,18 @@ def bless(
     verdict = "blessed" if thresholds_pass else "not blessed"
     note = Rule(f"first run, no baseline model: {verdict} by first_run_policy bless_if_thresholds_pass")
     return Blessing(thresholds_pass, [*rules, note], policy)
+
+
+def advice(blessed: bool | None, reasons: list[str]) -> str | None:
+    """An experiment's verdict as advice (an experiment is never pushed): ``"would be blessed"``, or
+    ``"would not be blessed: below popularity (Recall@100 0.0584 ≤ popularity 0.364 ✗)"``; None: not evaluated."""
+    if blessed is None:
+        return None
+    if blessed:
+        return "would be blessed"
+    failed = [text for text in reasons if text.endswith(FAIL)]
+    naive = [text for text in failed if any(f" {name} " in text for name in ("popularity", "mean"))]
+    if naive:
+        name = "popularity" if " popularity " in naive[0] else "the mean rating"
+        return f"would not be blessed: below {name} ({'; '.join(failed)})"
+    return "would not be blessed" + (f": {'; '.join(failed)}" if failed else "")

@@ -20,6 +20,7 @@ read that from here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -70,3 +71,36 @@ def popularity_top_ids(product_ids: np.ndarray, counts: np.ndarray, k: int, n_bu
 def rating_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
     errors = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
     return {"rmse": float(np.sqrt(np.mean(errors**2))), "mae": float(np.mean(np.abs(errors)))}
+
+
+# -- which split a reported metric was measured on ----------------------------------------
+SPLITS = ("train", "eval", "test")
+EVAL_PREFIX = "eval_"  # the Trainer's eval-split quality metrics, as the run's final metrics keep them
+QUALITY = re.compile(r"^(rmse|mae|mrr|coverage|(recall|ndcg|coverage)_at_\d+)$")
+EVALUATOR_PREFIXES = ("popularity_", "mean_baseline_", "bias_baseline_", "cooccurrence_", "baseline_")
+
+
+def final_metrics(trainer: dict, evaluator: dict) -> dict:
+    """A run's final metrics: the Trainer's and the Evaluator's properties in one dict, the Evaluator's
+    quality metrics (its held-out split, normally test) under their names and the Trainer's (the eval split,
+    at the exported epoch) also under ``eval_<name>``, so neither hides the other."""
+    labelled = {f"{EVAL_PREFIX}{name}": value for name, value in trainer.items() if QUALITY.match(name)}
+    return {**trainer, **labelled, **evaluator}
+
+
+def metric_split(name: str, evaluated_on: str | None) -> str | None:
+    """The split a final or per-epoch metric was measured on (None: not a metric of a split).
+
+    ``loss`` is the train split's; ``val_*`` and ``eval_*`` the eval split's; a quality metric or a
+    baseline's is the Evaluator's held-out split (``evaluated_on``) once it has run, else the Trainer's eval.
+    """
+    if name == "loss" or name.endswith("_loss") and not name.startswith("val_"):
+        return "train"
+    if name.startswith(("val_", EVAL_PREFIX)):
+        return "eval"
+    for prefix in EVALUATOR_PREFIXES:
+        if name.startswith(prefix) and QUALITY.match(name[len(prefix) :]):
+            return evaluated_on or "test"
+    if QUALITY.match(name) or name == "popularity_top10_share":
+        return evaluated_on or "eval"
+    return None

@@ -22,6 +22,7 @@ from ml_pipeline.data.sql import literal
 
 MAX_SCORES_PER_BATCH = 16_000_000  # buyers x catalog scores held at once (64 MB of float32)
 BUYERS_PER_METRICS_CHUNK = 50_000  # top-K lists held at once before they are folded into the averages
+SAME_AS_POPULARITY = "popularity_top10_share"  # buyers whose top 10 is the popularity top 10, as a share
 RELEVANT = "__relevant"  # the column of latest_rows_per_buyer holding each buyer's distinct products
 
 
@@ -102,11 +103,14 @@ class RetrievalAccumulator:
     top K) is kept as a set of catalog rows per K across chunks.
     """
 
-    def __init__(self, ks: list[int], catalog_size: int):
+    def __init__(self, ks: list[int], catalog_size: int, reference_top: np.ndarray | None = None):
         self.ks, self.catalog_size = list(ks), catalog_size
         self.buyers = 0
         self.sums: dict[str, float] = {}
         self.recommended = {k: np.zeros(catalog_size, dtype=bool) for k in self.ks}
+        # the popularity top-N rows: buyers whose own top N is that same set are counted (collapse)
+        self.reference = None if reference_top is None else np.sort(np.asarray(reference_top))
+        self.same_as_reference = 0
 
     def add(self, top: np.ndarray, relevant: list[set]) -> None:
         if not relevant:
@@ -121,6 +125,9 @@ class RetrievalAccumulator:
         for k in self.ks:
             rows = top[:, :k].reshape(-1)
             self.recommended[k][rows[rows >= 0]] = True
+        if self.reference is not None:
+            mine = np.sort(top[:, : len(self.reference)], axis=1)
+            self.same_as_reference += int((mine == self.reference).all(axis=1).sum())
         self.buyers += len(relevant)
 
     def result(self) -> dict[str, float]:
@@ -130,6 +137,8 @@ class RetrievalAccumulator:
         for k in self.ks:
             out[f"coverage_at_{k}"] = float(self.recommended[k].sum() / max(self.catalog_size, 1))
         out["coverage"] = out[f"coverage_at_{max(self.ks)}"]
+        if self.reference is not None:
+            out[SAME_AS_POPULARITY] = self.same_as_reference / self.buyers
         return dict(sorted(out.items()))
 
 
@@ -140,10 +149,12 @@ def retrieval_scores(
     relevant: list[set],
     ks: list[int],
     max_scores: int = MAX_SCORES_PER_BATCH,
+    reference_top: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Full-catalog retrieval metrics of one model: its queries (``embed_queries`` of the buyers' inputs)
-    against ``catalog_embeddings``, for buyers whose relevant sets are catalog rows."""
-    accumulator = RetrievalAccumulator(ks, len(catalog_embeddings))
+    against ``catalog_embeddings``, for buyers whose relevant sets are catalog rows. With ``reference_top``
+    (the popularity top-N rows), also the share of buyers whose top N is that set (``SAME_AS_POPULARITY``)."""
+    accumulator = RetrievalAccumulator(ks, len(catalog_embeddings), reference_top)
     n = len(relevant)
     for start in range(0, n, BUYERS_PER_METRICS_CHUNK):
         stop = min(n, start + BUYERS_PER_METRICS_CHUNK)
@@ -153,14 +164,29 @@ def retrieval_scores(
     return accumulator.result()
 
 
+def popularity_top_rows(catalog_ids: np.ndarray, train_counts: np.ndarray, k: int) -> np.ndarray:
+    """The catalog rows of the ``k`` most-bought training products, best first."""
+    k = int(min(k, len(catalog_ids)))
+    [top_ids] = metric_fns.popularity_top_ids(catalog_ids, train_counts, k, 1)
+    row_of = {pid: row for row, pid in enumerate(catalog_ids)}
+    return np.array([row_of[pid] for pid in top_ids], dtype=np.int64)
+
+
+def top_rows_scores(chunks, relevant: list[set], ks: list[int], catalog_size: int) -> dict[str, float]:
+    """Retrieval metrics of ranked catalog rows given chunk by chunk, in the order of ``relevant``."""
+    accumulator = RetrievalAccumulator(ks, catalog_size)
+    start = 0
+    for top in chunks:
+        accumulator.add(top, relevant[start : start + len(top)])
+        start += len(top)
+    return accumulator.result()
+
+
 def popularity_scores(
     catalog_ids: np.ndarray, train_counts: np.ndarray, relevant: list[set], ks: list[int]
 ) -> dict[str, float]:
     """The popularity baseline: every buyer gets the most-bought training products."""
-    k = int(min(max(ks), len(catalog_ids)))
-    [top_ids] = metric_fns.popularity_top_ids(catalog_ids, train_counts, k, 1)
-    row_of = {pid: row for row, pid in enumerate(catalog_ids)}
-    top_rows = np.array([row_of[pid] for pid in top_ids], dtype=np.int64)
+    top_rows = popularity_top_rows(catalog_ids, train_counts, max(ks))
     accumulator = RetrievalAccumulator(ks, len(catalog_ids))
     for start in range(0, len(relevant), BUYERS_PER_METRICS_CHUNK):
         chunk = relevant[start : start + BUYERS_PER_METRICS_CHUNK]

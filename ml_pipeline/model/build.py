@@ -18,9 +18,14 @@ cross                          per column: value / bucket index / ``CalendarKey`
 =============================  ===============================================================
 
 The slices are concatenated in :func:`ml_pipeline.config.features.tensor_breakdown`'s order, then the
-tower's hidden layers and a linear ``Dense(output_dim)`` follow. The rating model concatenates the
-buyer and product embeddings, runs the rating head (hidden layers + ``Dense(1)``) and undoes the
-target transforms (:class:`~ml_pipeline.model.layers.InverseTargetTransform`).
+tower's hidden layers and a linear ``Dense(output_dim)`` follow. With ``model.product_bias`` (retrieval
+models by default) the product tower appends a bias and the buyer tower a constant 1 (``AppendOne``), so
+the dot product is ``buyer · product + bias(product)``. With a ``product_id`` id feature the bias is the log
+of the product's share of the training rows (fixed, :func:`set_product_prior`) times one learned weight
+that starts at 1; without one, a learned ``Dense(1)`` of the tower's features. A buyer the towers know little about gets the best sellers, not noise.
+The rating head does not read the bias slots. The rating model concatenates the
+buyer and product embeddings and their elementwise product (``PairInteraction``), runs the rating head
+(hidden layers + ``Dense(1)``) and undoes the target transforms (:class:`~ml_pipeline.model.layers.InverseTargetTransform`).
 """
 
 from __future__ import annotations
@@ -34,18 +39,23 @@ import keras
 from ml_pipeline.config.model import ModelConfig
 from ml_pipeline.model.inputs import RAW_DTYPES
 from ml_pipeline.model.layers import (
+    AppendOne,
     CalendarKey,
     CrossKey,
     CyclicalTime,
     InverseTargetTransform,
     MaskedMean,
     NumericInput,
+    PairInteraction,
     TextTokens,
     TimestampBuckets,
 )
 from ml_pipeline.model.transform import TransformArtifact
 
 TOWER_MODEL_NAMES = {"buyer": "query_model", "product": "candidate_model"}
+PRODUCT_ID = "product_id"
+PRODUCT_BIAS = "product_bias"
+PRIOR_WEIGHT = "prior_weight"
 
 
 @dataclass
@@ -67,6 +77,7 @@ class _TowerBuilder:
         self.entries = {entry["column"]: entry for entry in self.spec["features"]}
         self.inputs = {entry["input_name"]: _input(entry) for entry in self.spec["features"]}
         self.bucket_index: dict[str, Any] = {}  # column -> its bucket index tensor (reused by crosses)
+        self.id_index: dict[str, tuple[Any, int]] = {}  # id column -> (its lookup index tensor, table rows)
 
     def raw(self, entry: dict):
         return self.inputs[entry["input_name"]]
@@ -84,7 +95,10 @@ class _TowerBuilder:
             embedding = keras.layers.Embedding(
                 lookup.vocabulary_size(), entry["embedding_dim"], name=f"{name}_embedding"
             )
-            return embedding(lookup(raw))
+            index = lookup(raw)
+            if kind == "id":
+                self.id_index[entry["column"]] = (index, lookup.vocabulary_size())
+            return embedding(index)
         if kind == "text":
             tokens = TextTokens(entry["max_tokens"], name=f"{name}_tokens")(raw)
             lookup = keras.layers.StringLookup(
@@ -141,12 +155,28 @@ class _TowerBuilder:
         hashed = keras.layers.Hashing(num_bins=cross["hash_buckets"], name=f"{prefix}_hash")(key)
         return keras.layers.Embedding(cross["hash_buckets"], cross["embedding_dim"], name=f"{prefix}_embedding")(hashed)
 
-    def build(self, layers: list, output_dim: int, name: str) -> keras.Model:
+    def build(self, layers: list, output_dim: int, name: str, bias: bool = False) -> keras.Model:
         slices = [self.feature(entry) for entry in self.spec["features"]]
         slices += [self.cross(index, cross) for index, cross in enumerate(self.spec["crosses"])]
         x = slices[0] if len(slices) == 1 else keras.layers.Concatenate(name="tower_input")(slices)
-        x = stack(layers, x, prefix="hidden")
-        x = keras.layers.Dense(output_dim, name="embedding")(x)
+        hidden = stack(layers, x, prefix="hidden")
+        # With the product bias the buyer's projection starts at zero: the untrained model scores by the
+        # prior alone (popularity), and training moves it away where the eval split says it should.
+        initializer = "zeros" if bias and self.tower == "buyer" else "glorot_uniform"
+        x = keras.layers.Dense(output_dim, kernel_initializer=initializer, name="embedding")(hidden)
+        if bias and self.tower == "buyer":
+            x = AppendOne(name="bias_slot")(x)
+        elif bias:
+            if PRODUCT_ID in self.id_index:  # one per product: its log share, set by the Trainer and fixed
+                index, rows = self.id_index[PRODUCT_ID]
+                prior = keras.layers.Embedding(rows, 1, embeddings_initializer="zeros", name=PRODUCT_BIAS)(index)
+                # how much of the prior the score takes is learned (starting at all of it)
+                product_bias = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones", name=PRIOR_WEIGHT)(
+                    prior
+                )
+            else:  # products known by their features only: a linear function of them
+                product_bias = keras.layers.Dense(1, name=PRODUCT_BIAS)(hidden)
+            x = keras.layers.Concatenate(name="embedding_and_bias")([x, product_bias])
         return keras.Model(self.inputs, x, name=name)
 
 
@@ -168,7 +198,7 @@ def stack(layers: list, x, prefix: str):
 
 def build_tower(transform: TransformArtifact, model: ModelConfig, tower: str) -> keras.Model:
     return _TowerBuilder(transform, tower).build(
-        getattr(model, f"{tower}_tower"), model.output_dim, TOWER_MODEL_NAMES[tower]
+        getattr(model, f"{tower}_tower"), model.output_dim, TOWER_MODEL_NAMES[tower], bool(model.product_bias)
     )
 
 
@@ -182,8 +212,9 @@ def build_models(transform: TransformArtifact, model: ModelConfig) -> BuiltModel
     target = transform.target
     if target is None:
         raise ValueError("a ranking or multitask model needs target statistics in the Transform artifact")
-    head_input = keras.Input(shape=(2 * model.output_dim,), name="embeddings")
-    x = stack(model.rating_head, head_input, prefix="hidden")
+    head_input = keras.Input(shape=(2 * model.embedding_width,), name="embeddings")
+    pair = PairInteraction(bias_slot=bool(model.product_bias), name="pair_interaction")(head_input)
+    x = stack(model.rating_head, pair, prefix="hidden")
     # Starting at the transformed target's mean makes the first epochs learn structure, not the offset.
     output = keras.layers.Dense(
         1, name="rating", bias_initializer=keras.initializers.Constant(target["transformed_mean"])
@@ -198,6 +229,31 @@ def build_models(transform: TransformArtifact, model: ModelConfig) -> BuiltModel
     built.rating_head = head
     built.rating = keras.Model(inputs, rating, name="rating_model")
     return built
+
+
+def set_product_prior(candidate: keras.Model, transform: TransformArtifact, counts: dict[str, float]) -> bool:
+    """Set each product's bias to the log of its share of the training rows (a product never bought in
+    train: half a row), so a buyer the towers know nothing about is served the best sellers rather than noise.
+    ``counts``: train rows per product id. False when the tower has no per-product bias."""
+    import numpy as np
+
+    try:
+        layer = candidate.get_layer(PRODUCT_BIAS)
+    except ValueError:
+        return False
+    if not isinstance(layer, keras.layers.Embedding):
+        return False
+    entry = next(e for e in transform.tower("product")["features"] if e["column"] == PRODUCT_ID)
+    total = max(sum(counts.values()), 1.0)
+    floor = 0.5 / total  # an unseen product: half a row
+    shares = [max(counts.get(token, 0.0), 0.5) / total for token in transform.vocabulary(entry)]
+    values = np.log(np.asarray([floor] * entry["oov_buckets"] + shares, dtype=np.float64))
+    values -= values.mean()  # only differences count; centred, the bias stays near the embeddings' scale
+    layer.embeddings.assign(values.reshape(-1, 1).astype(np.float32))
+    # Fixed: only its weight (PRIOR_WEIGHT) is learned. At weight 1 the sampling correction of training
+    # (logit - log share) cancels it exactly, so the towers start from what they would learn without it.
+    layer.trainable = False
+    return True
 
 
 def _fresh_inputs(*models: keras.Model) -> dict[str, keras.KerasTensor]:

@@ -254,6 +254,41 @@ class InverseTargetTransform(keras.layers.Layer):
         return {**super().get_config(), "transforms": self.transforms}
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PairInteraction(keras.layers.Layer):
+    """``concat(buyer, product)`` ``[batch, 2D]`` -> ``[batch, 3D]``: the two embeddings and their elementwise
+    product (without their last, bias, dimension when ``bias_slot``). A head over the concatenation alone learns little more than biases (an MLP approximates a dot
+    product poorly); with the product, even a lone ``Dense(1)`` is a weighted matrix factorisation."""
+
+    def __init__(self, bias_slot: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.bias_slot = bool(bias_slot)  # each embedding ends in the product bias' slot: left out
+
+    def call(self, pair):
+        buyer, product = tf.split(pair, 2, axis=-1)
+        if self.bias_slot:
+            buyer, product = buyer[..., :-1], product[..., :-1]
+        return tf.concat([buyer, product, buyer * product], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], (input_shape[-1] // 2 - int(self.bias_slot)) * 3)
+
+    def get_config(self):
+        return {**super().get_config(), "bias_slot": self.bias_slot}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AppendOne(keras.layers.Layer):
+    """``[batch, D]`` -> ``[batch, D + 1]``: a constant 1 appended, the query's side of the product bias
+    (its dot product with the candidate's last dimension adds that product's bias to the score)."""
+
+    def call(self, x):
+        return tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 1)
+
+
 CUSTOM_OBJECTS = {
     cls.__name__: cls
     for cls in (
@@ -265,5 +300,7 @@ CUSTOM_OBJECTS = {
         MaskedMean,
         CrossKey,
         InverseTargetTransform,
+        PairInteraction,
+        AppendOne,
     )
 }

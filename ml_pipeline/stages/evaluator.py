@@ -22,7 +22,15 @@ buyer gets the most-bought training products, ``train_count``), the mean
 baseline (the training target's mean for every row) and, when
 ``evaluator.baseline_model_uri`` names one, a baseline model: a Trainer
 output folder (``query_model.keras`` ...) or a pushed serving model
-(``saved_model.pb`` with ``query_embedding`` ... signatures).
+(``saved_model.pb`` with ``query_embedding`` ... signatures). Reported only,
+never used for blessing (:mod:`ml_pipeline.baselines`): the buyer + product
+bias baseline (``bias_baseline``, rating models) and the item-to-item
+co-occurrence baseline (``cooccurrence_baseline``, retrieval models; skipped,
+with the reason in ``cooccurrence_skipped``, past its size limits).
+
+Collapse: ``collapse.popularity_top10_share`` is the share of held-out buyers
+whose top 10 is exactly the popularity top 10 (as a set); over half, the
+evaluation's ``warnings`` say so (with the model's coverage).
 
 Blessing (``blessing.json``, :mod:`ml_pipeline.blessing`): every threshold
 must pass; with a baseline model, the candidate's ``compare_metric``
@@ -41,10 +49,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
+from ml_pipeline import baselines, scoring
 from ml_pipeline import metrics as metric_fns
-from ml_pipeline import scoring
 from ml_pipeline.artifact_types import Examples, Model, ModelEvaluation
 from ml_pipeline.artifacts import write_json_atomic
 from ml_pipeline.blessing import Blessing, bless, default_compare_metric, fmt, metric_label, naive_baseline_name
@@ -60,6 +69,8 @@ from ml_pipeline.stages.base import Stage, StageContext, StageFailure, StagePara
 
 HOLDOUT_SPLITS = ("test", "eval")
 RATING_ROWS_PER_BATCH = 65_536
+COLLAPSE_K = 10  # the list length compared with popularity's
+COLLAPSE_WARNING_SHARE = 0.5  # "most buyers get the popularity list": the Evaluator warns
 
 
 class EvaluatorParams(StageParams):
@@ -211,10 +222,15 @@ class Evaluator(Stage[EvaluatorParams]):
                 "popularity": {},
                 "mean_baseline": {},
                 "baseline": {},
+                "bias_baseline": {},
+                "cooccurrence": {},
             }
+            notes: dict[str, Any] = {}
             catalog = examples.read_catalog() if model_type.has_retrieval else None
             if catalog is not None:
-                buyers = self._retrieval(ctx, params, con, holdout, catalog, candidate, baseline, scores)
+                buyers = self._retrieval(
+                    ctx, params, con, examples, holdout, catalog, candidate, baseline, scores, notes
+                )
             else:
                 buyers = con.execute(
                     f"SELECT count(DISTINCT buyer_id) FROM read_parquet({literal(holdout.glob)})"
@@ -239,6 +255,12 @@ class Evaluator(Stage[EvaluatorParams]):
             "candidate": scores["candidate"],
             "popularity": scores["popularity"],
             "mean_baseline": scores["mean_baseline"],
+            # reported beside the model so users see whether it earns its cost; never used for blessing
+            "bias_baseline": scores["bias_baseline"] or None,
+            "cooccurrence_baseline": scores["cooccurrence"] or None,
+            "cooccurrence_skipped": notes.get("cooccurrence_skipped"),
+            "collapse": notes.get("collapse"),
+            "warnings": notes.get("warnings", []),
             "baseline_model": None
             if baseline is None
             else {"label": label, "uri": config.baseline_model_uri, "kind": baseline_kind, "metrics": baseline_metrics},
@@ -246,6 +268,8 @@ class Evaluator(Stage[EvaluatorParams]):
         self._write(ctx, evaluation, blessing)
         for reason in blessing.reasons:
             ctx.log.info("%s", reason)
+        for warning in evaluation["warnings"]:
+            ctx.log.warning("%s", warning)
 
         properties: dict[str, Any] = {
             "blessed": blessing.blessed,
@@ -257,10 +281,14 @@ class Evaluator(Stage[EvaluatorParams]):
             **scores["candidate"],
             **_prefixed("popularity_", scores["popularity"]),
             **_prefixed("mean_baseline_", scores["mean_baseline"]),
+            **_prefixed("bias_baseline_", scores["bias_baseline"]),
+            **_prefixed("cooccurrence_", scores["cooccurrence"]),
+            **(notes.get("collapse") or {}),
+            "warnings": evaluation["warnings"],
         }
         if baseline is not None:
             properties.update(_prefixed("baseline_", baseline_metrics), baseline_label=label)
-        return StageResult(self._summary(blessing, model_type, ks, scores, label), properties)
+        return StageResult(self._summary(blessing, model_type, ks, scores, label, holdout.split), properties)
 
     # -- parts -------------------------------------------------------------------
     def _retrieval(
@@ -268,11 +296,13 @@ class Evaluator(Stage[EvaluatorParams]):
         ctx,
         params: EvaluatorParams,
         con,
+        examples: Examples,
         holdout: Holdout,
         catalog: pa.Table,
         candidate: ModelFunctions,
         baseline: ModelFunctions | None,
         scores: dict,
+        notes: dict,
     ) -> int:
         ks = list(params.retrieval_k)
         catalog_ids = np.asarray(catalog.column("product_id").cast(pa.string()).to_pylist(), dtype=object)
@@ -284,17 +314,61 @@ class Evaluator(Stage[EvaluatorParams]):
         catalog_inputs = tower_batch(catalog, params.features, "product")
         ctx.log.info("retrieval over %s products for %s held-out buyers", f"{len(catalog_ids):,}", f"{len(relevant):,}")
 
-        def model_scores(functions: ModelFunctions) -> dict[str, float]:
+        train_counts = np.asarray(catalog.column("train_count").to_numpy(zero_copy_only=False), dtype=np.int64)
+        popular_top = scoring.popularity_top_rows(catalog_ids, train_counts, COLLAPSE_K)
+
+        def model_scores(functions: ModelFunctions, reference=None) -> dict[str, float]:
             return scoring.retrieval_scores(
-                functions.embed_queries, functions.embed_candidates(catalog_inputs), buyer_inputs, relevant, ks
+                functions.embed_queries,
+                functions.embed_candidates(catalog_inputs),
+                buyer_inputs,
+                relevant,
+                ks,
+                reference_top=reference,
             )
 
-        scores["candidate"].update(self._guarded("the trained model", model_scores, candidate))
-        train_counts = np.asarray(catalog.column("train_count").to_numpy(zero_copy_only=False), dtype=np.int64)
+        candidate_scores = self._guarded("the trained model", model_scores, candidate, popular_top)
+        same = candidate_scores.pop(scoring.SAME_AS_POPULARITY, None)
+        scores["candidate"].update(candidate_scores)
         scores["popularity"].update(scoring.popularity_scores(catalog_ids, train_counts, relevant, ks))
         if baseline is not None:
             scores["baseline"].update(self._guarded("the baseline model", model_scores, baseline))
+        if same is not None:
+            notes["collapse"] = {scoring.SAME_AS_POPULARITY: same}
+            if same > COLLAPSE_WARNING_SHARE:
+                notes.setdefault("warnings", []).append(
+                    f"{same:.0%} of held-out buyers get exactly the popularity top {COLLAPSE_K}: the model "
+                    f"has collapsed towards popularity (coverage@{max(ks)} "
+                    f"{candidate_scores.get(f'coverage_at_{max(ks)}', 0.0):.2%} of the catalog)"
+                )
+        self._cooccurrence(ctx, con, examples, buyers_table, catalog_ids, train_counts, relevant, ks, scores, notes)
         return len(relevant)
+
+    def _cooccurrence(self, ctx, con, examples, buyers_table, catalog_ids, train_counts, relevant, ks, scores, notes):
+        """The item-to-item co-occurrence baseline on the same buyers (reported, not used for blessing)."""
+        train = literal(examples.split_glob("train"))
+        [(train_rows,)] = con.execute(f"SELECT count(*) FROM read_parquet({train})").fetchall()
+        skipped = baselines.cf_skip_reason(train_rows, len(catalog_ids))
+        if skipped:
+            notes["cooccurrence_skipped"] = skipped
+            ctx.log.info("no co-occurrence baseline: %s", skipped)
+            return
+        pairs = con.execute(
+            "SELECT CAST(buyer_id AS VARCHAR) AS buyer_id, CAST(product_id AS VARCHAR) AS product_id "
+            f"FROM read_parquet({train}) WHERE buyer_id IS NOT NULL AND product_id IS NOT NULL"
+        ).df()
+        row_of = pd.Series(np.arange(len(catalog_ids)), index=pd.Index(catalog_ids))
+        rows = pairs["product_id"].map(row_of).fillna(-1).to_numpy(dtype=np.int64)
+        held_out = np.asarray(buyers_table.column("buyer_id").cast(pa.string()).to_pylist(), dtype=object)
+        chunks = baselines.cooccurrence_top_k(
+            pairs["buyer_id"].to_numpy(dtype=object),
+            rows,
+            len(catalog_ids),
+            held_out,
+            train_counts,
+            max(ks),
+        )
+        scores["cooccurrence"].update(scoring.top_rows_scores(chunks, relevant, ks, len(catalog_ids)))
 
     def _rating(
         self,
@@ -320,6 +394,9 @@ class Evaluator(Stage[EvaluatorParams]):
         scores["mean_baseline"].update(
             metric_fns.rating_metrics(np.full_like(actual, train_mean), actual), train_mean=train_mean
         )
+        scores["bias_baseline"].update(
+            metric_fns.rating_metrics(self._bias_predictions(con, train, holdout.glob), actual)
+        )
         if baseline is not None:
             if baseline.has_rating:
                 base_predicted, _ = self._guarded(
@@ -328,6 +405,19 @@ class Evaluator(Stage[EvaluatorParams]):
                 scores["baseline"].update(metric_fns.rating_metrics(base_predicted, actual))
             else:
                 ctx.log.warning("baseline model %s has no rating head: no RMSE/MAE to compare", label)
+
+    @staticmethod
+    def _bias_predictions(con, train: str, held_out_glob: str) -> np.ndarray:
+        """The buyer + product bias baseline's predictions for every held-out row, in the order
+        :func:`rating_scores` reads them (the Parquet parts in sorted order, rows as stored)."""
+        import pyarrow.dataset as ds
+
+        fitted = con.execute(
+            "SELECT CAST(buyer_id AS VARCHAR) AS buyer_id, CAST(product_id AS VARCHAR) AS product_id, "
+            f"CAST(target AS DOUBLE) AS target FROM read_parquet({train})"
+        ).df()
+        held = ds.dataset(sorted(glob_files(held_out_glob)), format="parquet")
+        return baselines.bias_predictions(fitted, held.to_table(columns=["buyer_id", "product_id"]).to_pandas())
 
     @staticmethod
     def _guarded(what: str, function, *args):
@@ -342,22 +432,28 @@ class Evaluator(Stage[EvaluatorParams]):
         blessing.save(ctx.output)
 
     @staticmethod
-    def _summary(blessing: Blessing, model_type: ModelType, ks: list[int], scores: dict, label: str | None) -> str:
+    def _summary(
+        blessing: Blessing, model_type: ModelType, ks: list[int], scores: dict, label: str | None, holdout: str
+    ) -> str:
         parts = []
         candidate, baseline = scores["candidate"], scores["baseline"]
         if model_type.has_retrieval:
             metric = f"recall_at_{max(ks)}"
             text = f"{metric_label(metric)} {fmt(candidate[metric])} vs popularity {fmt(scores['popularity'][metric])}"
+            if metric in scores["cooccurrence"]:
+                text += f", co-occurrence {fmt(scores['cooccurrence'][metric])}"
             if metric in baseline:
                 text += f", baseline {label} {fmt(baseline[metric])}"
             parts.append(text)
         if model_type.has_rating:
             text = f"RMSE {fmt(candidate['rmse'])} vs mean {fmt(scores['mean_baseline']['rmse'])}"
+            if "rmse" in scores["bias_baseline"]:
+                text += f", biases {fmt(scores['bias_baseline']['rmse'])}"
             if "rmse" in baseline:
                 text += f", baseline {label} {fmt(baseline['rmse'])}"
             parts.append(text)
         verdict = "BLESSED" if blessing.blessed else "NOT BLESSED"
-        summary = f"{verdict} — {'; '.join(parts)}"
+        summary = f"{verdict} — {'; '.join(parts)} ({holdout} split)"
         failed = blessing.failed()
         if not blessing.blessed and failed:
             summary += f" ({failed[0].text})"

@@ -8,6 +8,8 @@ routes that differ from a training run's only in kind are ``training.routes``'s.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from ninja import Body, Router, Schema, Status
 from pydantic import Field
 
@@ -22,6 +24,7 @@ from ml_platform.training.access import run_for_user
 from ml_platform.training.models import TrainingRun
 from ml_platform.training.schemas import (
     ModelTypeName,
+    RemoteRunnerName,
     RerunIn,
     RunDetail,
     RunInput,
@@ -42,6 +45,7 @@ class ExperimentIn(RunInput):
     training_params: TrainingParams = TrainingParams()
     gpu_config: GpuConfig = GpuConfig()
     evaluator_config: EvaluatorConfig = EvaluatorConfig()
+    runner: RemoteRunnerName | None = Field(None, description="Where it runs; default: the project's runner")
 
 
 class PromoteIn(RunInput):
@@ -62,6 +66,7 @@ class PromoteIn(RunInput):
 
 class KpiOut(Schema):
     metric: str
+    split: Literal["eval"] = Field(description="Experiments are ranked on the eval split, never on test")
     best: float | None
     lower_is_better: bool
 
@@ -79,8 +84,10 @@ class TopConfigurationOut(Schema):
     epochs_run: int | None
     sample_percent: float | None
     metric: str
+    split: Literal["eval"] = Field(description="The split value was measured on (the Trainer's validation)")
     value: float
     loss: float | None
+    advice: str | None = Field(description="The Evaluator's verdict as advice ('would not be blessed: ...')")
 
 
 class ModelTypeBestOut(Schema):

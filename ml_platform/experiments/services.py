@@ -5,7 +5,9 @@ An experiment is a :class:`~ml_platform.training.models.TrainingRun` of kind
 Pusher), so creating, cancelling and deleting one are the training services;
 what is particular to experiments is how they are ranked.
 
-The ranking is computed by the database (metrics are read out of the JSON
+The ranking is on the eval split (the Trainer's ``eval_<metric>``: what early
+stopping watched; the Evaluator's test figures are reported, never chosen on),
+computed by the database (metrics are read out of the JSON
 ``final_metrics`` column and compared as numbers), so it costs a few queries
 however many experiments a project has (bench/api.py measures it).
 """
@@ -16,7 +18,8 @@ from django.db.models import Count, F, FloatField, Max, Min
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
 
-from ml_pipeline.metrics import lower_is_better
+from ml_pipeline.blessing import advice
+from ml_pipeline.metrics import EVAL_PREFIX, lower_is_better
 from ml_platform.training.models import TrainingRun
 
 TOP_CONFIGURATIONS = 10
@@ -32,8 +35,9 @@ MAIN_METRICS = {"retrieval": RECALLS_LARGEST_FIRST, "ranking": ["rmse"], "multit
 
 
 def metric(name: str):
-    """A final metric as a number, in SQL (NULL when the experiment has none)."""
-    return Cast(KT(f"final_metrics__{name}"), FloatField())
+    """A final metric of the eval split (the Trainer's, at the exported epoch) as a number, in SQL (NULL when
+    the experiment has none). Experiments are chosen on eval: the test split is reported, never chosen on."""
+    return Cast(KT(f"final_metrics__{EVAL_PREFIX}{name}"), FloatField())
 
 
 def best_experiments(project, dataset_id: int | None = None) -> list[dict]:
@@ -59,7 +63,8 @@ def best_experiments(project, dataset_id: int | None = None) -> list[dict]:
                 "count": counts.get(model_type, 0),
                 "completed": best.pop("completed"),
                 "kpis": [
-                    {"metric": name, "best": best[name], "lower_is_better": lower_is_better(name)} for name in kpis
+                    {"metric": name, "split": "eval", "best": best[name], "lower_is_better": lower_is_better(name)}
+                    for name in kpis
                 ],
                 "main_metric": MAIN_METRICS[model_type][0],
                 "top": top_configurations(completed, model_type),
@@ -82,6 +87,8 @@ def top_configurations(completed, model_type: str) -> list[dict]:
             "run_number",
             "name",
             "main",
+            "blessed",
+            "blessing_reasons",
             "feature_config__name",
             "model_config__name",
             metrics=F("final_metrics"),
@@ -112,8 +119,12 @@ def top_configurations(completed, model_type: str) -> list[dict]:
                 "epochs": row["epochs"],
                 "epochs_run": metrics.get("epochs_run"),
                 "sample_percent": row["sample_percent"],
-                "metric": next(name for name in candidates if isinstance(metrics.get(name), (int, float))),
+                "metric": next(
+                    name for name in candidates if isinstance(metrics.get(f"{EVAL_PREFIX}{name}"), (int, float))
+                ),
+                "split": "eval",
                 "value": row["main"],
+                "advice": advice(row["blessed"], row["blessing_reasons"] or []),
                 "loss": metrics.get("loss"),
             }
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from ml_pipeline.metrics import final_metrics
 from ml_pipeline.spec import STAGES
 from ml_platform.training.models import TrainingMetricsHistory, TrainingRun
 from tests.helpers import api_client_for, cancelled, copies, create_run, errors_by_field, runs_url
@@ -40,8 +41,11 @@ def create_experiment(api, project, body, **changes) -> dict:
     return response.json()
 
 
-def finish(run_id: int, status=TrainingRun.COMPLETED, **fields) -> TrainingRun:
-    """Record an outcome as the worker would."""
+def finish(run_id: int, status=TrainingRun.COMPLETED, evaluator: dict | None = None, **fields) -> TrainingRun:
+    """Record an outcome as the worker would: ``final_metrics`` as the Trainer reported them (the eval
+    split), ``evaluator`` as the Evaluator did (the test split)."""
+    if "final_metrics" in fields:
+        fields["final_metrics"] = final_metrics(fields["final_metrics"], evaluator or {})
     TrainingRun.objects.filter(pk=run_id).update(status=status, **fields)
     return TrainingRun.objects.get(pk=run_id)
 
@@ -194,6 +198,43 @@ def test_an_experiment_without_recall_at_100_is_ranked_by_its_largest_k(api, pro
     assert retrieval["completed"] == 3
     other_dataset = api.get(experiments_url(project) + f"best/?dataset_id={experiment_body['dataset_id'] + 1000}")
     assert [(r["count"], r["top"]) for r in other_dataset.json()] == [(0, [])] * 3
+
+
+def test_experiments_are_ranked_on_the_eval_split_and_carry_their_verdict_as_advice(api, project, experiment_body):
+    lucky = create_experiment(api, project, experiment_body)
+    below = "Recall@100 0.21 ≤ popularity 0.25 ✗"
+    finish(
+        lucky["id"],
+        final_metrics={"recall_at_100": 0.30},
+        evaluator={"recall_at_100": 0.21, "holdout": "test"},  # its test figure is reported, not chosen on
+        blessed=False,
+        blessing_reasons=["no thresholds set", below],
+    )
+    steady = create_experiment(api, project, experiment_body)
+    finish(
+        steady["id"],
+        final_metrics={"recall_at_100": 0.35},
+        evaluator={"recall_at_100": 0.33, "holdout": "test"},
+        blessed=True,
+        blessing_reasons=["Recall@100 0.33 > popularity 0.25 ✓"],
+    )
+    [retrieval] = [r for r in api.get(experiments_url(project) + "best/").json() if r["model_type"] == "retrieval"]
+    assert [(row["experiment_id"], row["value"], row["split"]) for row in retrieval["top"]] == [
+        (steady["id"], 0.35, "eval"),
+        (lucky["id"], 0.30, "eval"),
+    ]
+    assert {k["metric"]: (k["best"], k["split"]) for k in retrieval["kpis"]}["recall_at_100"] == (0.35, "eval")
+    assert [row["advice"] for row in retrieval["top"]] == [
+        "would be blessed",
+        f"would not be blessed: below popularity ({below})",
+    ]
+    detail = api.get(f"/api/experiments/{lucky['id']}/").json()
+    assert detail["advice"] == f"would not be blessed: below popularity ({below})"
+    assert (detail["final_metrics"]["recall_at_100"], detail["metric_splits"]["recall_at_100"]) == (0.21, "test")
+    assert (detail["final_metrics"]["eval_recall_at_100"], detail["metric_splits"]["eval_recall_at_100"]) == (
+        0.30,
+        "eval",
+    )
 
 
 # --------------------------------------------------------------------------- promotion

@@ -27,15 +27,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 keras = pytest.importorskip("keras")
 
+from ml_pipeline import baselines  # noqa: E402
 from ml_pipeline.artifact_types import Examples, Model  # noqa: E402
 from ml_pipeline.artifacts import Artifact  # noqa: E402
-from ml_pipeline.blessing import Blessing, Rule, bless  # noqa: E402
+from ml_pipeline.blessing import Blessing, Rule, advice, bless  # noqa: E402
 from ml_pipeline.reporting import Reporter  # noqa: E402
 from ml_pipeline.runner import PipelineRunner  # noqa: E402
 from ml_pipeline.spec import EvaluatorConfig, PipelineSpec  # noqa: E402
@@ -411,6 +413,75 @@ def test_chunked_metrics_equal_one_pass_and_a_catalog_smaller_than_k_is_padded()
         assert whole.result()[name] == pytest.approx(value), name
 
 
+def test_the_bias_and_cooccurrence_baselines_are_reported_beside_the_model_and_not_blessed_on(world, tmp_path):
+    result, out = evaluate(world, tmp_path)
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    train = pq.read_table(world["examples"] / "train").to_pandas()
+    test = pq.read_table(world["examples"] / "test").to_pandas()
+    expected = baselines.bias_predictions(train, test)
+    rmse = math.sqrt(float(np.mean((expected - test["target"].to_numpy()) ** 2)))
+    assert evaluation["bias_baseline"]["rmse"] == pytest.approx(rmse, rel=1e-5)
+    assert set(evaluation["cooccurrence_baseline"]) == set(evaluation["popularity"])
+    # buyers mostly buy within their group: what their group bought beats everyone's best sellers
+    assert evaluation["cooccurrence_baseline"]["recall_at_10"] > evaluation["popularity"]["recall_at_10"]
+    assert result.properties["bias_baseline_rmse"] == evaluation["bias_baseline"]["rmse"]
+    assert "co-occurrence" in result.summary and "biases" in result.summary
+    blessing = json.loads((out / "blessing.json").read_text())
+    assert not any("co-occurrence" in r or "biases" in r for r in blessing["reasons"])
+    # the planted model gives each group its own list: no collapse, no warning
+    assert evaluation["collapse"]["popularity_top10_share"] < 0.5 and evaluation["warnings"] == []
+
+
+def test_a_model_that_gives_everyone_the_best_sellers_is_flagged(world, tmp_path):
+    products, counts = np.asarray(world["products"]), np.asarray(world["train_count"])
+    rank = np.argsort(np.lexsort((products.astype(str), -counts)))  # the popularity baseline's order
+    query_table = np.zeros((len(world["buyers"]) + 1, DIM), np.float32)
+    query_table[:, 0] = 1.0  # every buyer the same query
+    candidate_table = np.zeros((len(products) + 1, DIM), np.float32)
+    candidate_table[1:, 0] = len(products) - rank  # scored by popularity
+    collapsed = save_models(
+        tmp_path / "collapsed" / "output", world["buyers"], products, query_table, candidate_table, rating=True
+    )
+    result, out = evaluate({**world, "models": {"collapsed": collapsed}}, tmp_path / "evaluated", model="collapsed")
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["collapse"]["popularity_top10_share"] == 1.0
+    assert evaluation["candidate"]["coverage_at_10"] == pytest.approx(10 / len(products))
+    [warning] = evaluation["warnings"]
+    assert warning.startswith("100% of held-out buyers get exactly the popularity top 10")
+    assert result.properties["warnings"] == [warning]
+
+
+def test_the_bias_baseline_recovers_additive_ratings():
+    train = pd.DataFrame(
+        {"buyer_id": ["a", "a", "b", "b"], "product_id": ["x", "y", "x", "y"], "target": [4.0, 2.0, 5.0, 3.0]}
+    )
+    held_out = pd.DataFrame({"buyer_id": ["a", "b", "new"], "product_id": ["y", "x", "x"]})
+    predicted = baselines.bias_predictions(train, held_out, regularisation=0.0, sweeps=50)
+    # mean 3.5, buyer a -0.5, b +0.5, product x +1, y -1; an unknown buyer gets no bias
+    assert predicted == pytest.approx([2.0, 5.0, 4.5])
+
+
+def test_the_cooccurrence_baseline_recommends_what_co_buyers_bought_and_popularity_to_strangers():
+    train_buyers = np.array(["a", "a", "b", "b", "c", "e"])
+    train_rows = np.array([0, 1, 0, 1, 0, 2])  # a and b bought products 0 and 1; c bought 0; e bought 2
+    counts = np.array([3, 2, 1, 0])
+    [top] = list(baselines.cooccurrence_top_k(train_buyers, train_rows, 4, np.array(["c", "stranger"]), counts, 3))
+    # c: product 1 is bought with 0; 0 is not its own neighbour, then popularity breaks the tie with 2
+    assert top.tolist() == [[1, 0, 2], [0, 1, 2]]
+    assert baselines.cf_skip_reason(10, 10) is None
+    assert "over the co-occurrence baseline's limit" in baselines.cf_skip_reason(baselines.CF_MAX_TRAIN_ROWS + 1, 10)
+
+
+def test_the_share_of_buyers_given_exactly_the_popularity_list_is_counted():
+    from ml_pipeline.scoring import SAME_AS_POPULARITY, RetrievalAccumulator
+
+    accumulator = RetrievalAccumulator([2], 5, reference_top=np.array([3, 1]))
+    accumulator.add(np.array([[1, 3], [3, 1], [3, 4], [0, 2]]), [{1}, {3}, {4}, {2}])  # order does not matter
+    result = accumulator.result()
+    assert result[SAME_AS_POPULARITY] == 0.5
+    assert result["coverage_at_2"] == 1.0
+
+
 # -- blessing rules ---------------------------------------------------------------------------
 def config(**values) -> EvaluatorConfig:
     return EvaluatorConfig.model_validate(values)
@@ -495,6 +566,18 @@ def test_a_first_run_below_popularity_is_not_blessed_and_says_by_how_much():
     verdict = bless(config(), "retrieval", [10, 100], {"recall_at_100": 0.0584}, naive={"recall_at_100": 0.364})
     assert not verdict.blessed
     assert "Recall@100 0.0584 ≤ popularity 0.364 ✗" in verdict.reasons
+
+
+def test_an_experiments_verdict_is_advice_naming_the_baseline_it_is_below():
+    below = bless(config(), "retrieval", [100], {"recall_at_100": 0.0584}, naive={"recall_at_100": 0.364})
+    assert advice(below.blessed, below.reasons) == (
+        "would not be blessed: below popularity (Recall@100 0.0584 ≤ popularity 0.364 ✗)"
+    )
+    worse = bless(config(), "ranking", [100], {"rmse": 1.2}, naive={"rmse": 1.0})
+    assert advice(worse.blessed, worse.reasons).startswith("would not be blessed: below the mean rating (RMSE 1.2")
+    above = bless(config(), "retrieval", [100], {"recall_at_100": 0.4}, naive={"recall_at_100": 0.364})
+    assert advice(above.blessed, above.reasons) == "would be blessed"
+    assert advice(None, []) is None
 
 
 def test_a_first_run_must_beat_popularity_strictly_or_by_the_configured_margin():
