@@ -60,6 +60,12 @@ One run prints, side by side:
    how long an epoch takes when tearing down its tf.data iterator waits for
    the autotune thread's next wake-up (see ``autotune_boundary``).
 
+2b. **Streaming vs in-memory Trainer input**: after the plain script, the
+   Trainer runs once more in its own child on the same cached ExampleGen and
+   Transform outputs with ``trainer.STREAM_SPLITS = False`` (the splits loaded
+   whole into NumPy, the path before streaming): its examples/s beside the
+   pipeline run's streaming Trainer, and each one's exact peak RSS.
+
 3. **Recall@100 (and @10)** of the trained model against the popularity
    baseline, from the Evaluator's properties (eval split, full catalog).
 
@@ -113,6 +119,7 @@ MODEL = "Retrieval two-tower"
 STAGE_SECONDS_PER_MILLION_ROWS = 30.0  # all stages but the Trainer
 PEAK_MEMORY_BYTES = 4 * 1024**3
 THROUGHPUT_RATIO = 0.9  # Trainer examples/s over the plain script's
+STREAMING_RATIO = 0.95  # the streaming Trainer's examples/s over the in-memory one's
 RECALL_RATIO = 1.25  # Recall@100 over the popularity baseline's
 SAMPLE_SECONDS = 0.05
 MB = 1024**2
@@ -263,6 +270,47 @@ def pipeline_child(spec_json: dict, root: str, events_path: str) -> dict:
             {k: h.get(k) for k in ("epoch", "epoch_seconds", "examples_per_second", "loss")} for h in history
         ]
     return out
+
+
+def in_memory_child(spec_json: dict, root: str, events_path: str) -> dict:
+    """The Trainer again on the pipeline run's cached ExampleGen and Transform, with the splits loaded whole
+    into memory (``trainer.STREAM_SPLITS = False``): the baseline of the streaming input."""
+    reporter = _StagePeaks(events_path)
+    from ml_pipeline.runner import PipelineRunner
+    from ml_pipeline.spec import PipelineSpec
+    from ml_pipeline.stages import trainer
+
+    trainer.STREAM_SPLITS = False
+    spec = PipelineSpec.model_validate({**spec_json, "stages": ["ExampleGen", "Transform", "Trainer"]})
+    result = PipelineRunner(spec, root, run_id="bench-in-memory", reporter=reporter).run(from_stage="Trainer")
+    out: dict = {"status": result.status, "error": result.error}
+    if "Trainer" in result.artifacts:
+        summary = json.loads((result.artifacts["Trainer"].path / "trainer_summary.json").read_text())
+        out["examples_per_second"] = summary.get("examples_per_second")
+    return out
+
+
+def trainer_peak(events: list[dict]) -> int | None:
+    """The Trainer's exact peak RSS from a child's events (``None`` where the kernel did not allow it)."""
+    return next((e.get("peak") for e in events if e.get("event") == "bench_rss" and e.get("phase") == "Trainer"), None)
+
+
+def input_comparison(run: dict, events: list[dict], in_memory: dict | None, memory_events: list[dict]) -> list:
+    """Lines comparing the streaming Trainer (the pipeline run) with the same Trainer on in-memory splits."""
+    lines = ["", "2b. Trainer input: streamed from Parquet (the default) vs whole splits in memory"]
+    streamed = run.get("trainer_summary", {}).get("examples_per_second")
+    loaded = (in_memory or {}).get("examples_per_second")
+    if not streamed or not loaded:
+        why = (in_memory or {}).get("crash") or (in_memory or {}).get("error") or "no Trainer output"
+        return [*lines, f"   not measured: {str(why).strip().splitlines()[-1]}"], None
+    ratio = streamed / loaded
+    lines += [
+        f"   {'':<12} {'examples/s':>11} {'Trainer peak RSS':>17}",
+        f"   {'streaming':<12} {streamed:>11,.0f} {_mb(trainer_peak(events)):>17}",
+        f"   {'in memory':<12} {loaded:>11,.0f} {_mb(trainer_peak(memory_events)):>17}",
+        f"   {'ratio':<12} {ratio:>10.3f}x",
+    ]
+    return lines, ratio
 
 
 def plain_child(spec_json: dict, examples: str, transform: str) -> dict:
@@ -547,7 +595,7 @@ def trainer_breakdown(events: list[dict]) -> dict | None:
     training = sum(e["metrics"].get("epoch_seconds", 0.0) for e in epochs)
     return {
         "import TensorFlow, choose devices": placed - start,
-        "load train/eval/catalog into numpy": loaded - placed,
+        "open the splits, load the catalog and eval samples": loaded - placed,
         "training loops (train_seconds)": training,
         "build models; per epoch: val loss, Recall@K, weight stats, checkpoint": epochs[-1]["time"] - loaded - training,
         "export (and restore best weights)": end - epochs[-1]["time"],
@@ -570,7 +618,9 @@ def _mb(value) -> str:
     return f"{value / MB:,.0f} MB" if value else "n/a"
 
 
-def report(args, generated: dict, run: dict, plain: dict | None, events: list[dict]) -> tuple[str, bool]:
+def report(
+    args, generated: dict, run: dict, plain: dict | None, events: list[dict], comparison=([], None)
+) -> tuple[str, bool]:
     cpus = usable_cpus()
     props = run.get("properties", {})
     summary = run.get("trainer_summary", {})
@@ -705,6 +755,7 @@ def report(args, generated: dict, run: dict, plain: dict | None, events: list[di
         why = (plain or {}).get("crash") or run.get("crash") or "no Trainer output"
         lines.append("   not measured: " + why.strip().splitlines()[-1])
 
+    lines += comparison[0]
     lines += ["", "3. Quality (Evaluator, eval split, full catalog)"]
     evaluation = props.get("Evaluator", {})
     recall_ratio = None
@@ -736,6 +787,11 @@ def report(args, generated: dict, run: dict, plain: dict | None, events: list[di
             f"Trainer >= {THROUGHPUT_RATIO:g}x plain Keras",
             ratio is not None and ratio >= THROUGHPUT_RATIO,
             f"{ratio:.3f}x" if ratio is not None else "n/a",
+        ),
+        (
+            f"streaming >= {STREAMING_RATIO:g}x in-memory Trainer",
+            comparison[1] is not None and comparison[1] >= STREAMING_RATIO,
+            f"{comparison[1]:.3f}x" if comparison[1] is not None else "n/a",
         ),
         (
             f"Recall@100 >= {RECALL_RATIO:g}x popularity",
@@ -800,7 +856,16 @@ def main(argv: list[str] | None = None) -> int:
             plain = run_child(
                 plain_child, (spec, paths["ExampleGen"], paths["Transform"]), folder, "plain", args.cpus, sample=True
             )
-        text, passed = report(args, generated, run, plain, read_events(events_path))
+        comparison = ([], None)
+        if "trainer_summary" in run:
+            say("training again with the splits in memory (child log: in_memory.log) …")
+            memory_events = folder / "in_memory_events.jsonl"
+            memory_events.unlink(missing_ok=True)
+            in_memory = run_child(
+                in_memory_child, (spec, str(root), str(memory_events)), folder, "in_memory", args.cpus
+            )
+            comparison = input_comparison(run, read_events(events_path), in_memory, read_events(memory_events))
+        text, passed = report(args, generated, run, plain, read_events(events_path), comparison)
     return publish(text, passed, args.results)
 
 

@@ -1,7 +1,10 @@
 """The Trainer's data: the splits as model inputs, the catalog, and the eval buyers the per-epoch metrics score.
 
-Whole splits are loaded into NumPy arrays here; the catalog and vocabularies grow
-with products, the splits with interactions.
+The splits grow with interactions, so by default they are streamed from their
+Parquet parts in bounded chunks (:class:`~ml_pipeline.model.stream.ParquetSplit`);
+``streaming=False`` loads them whole into NumPy arrays (the earlier path, kept for
+the benchmark's comparison). The catalog and vocabularies grow with products and
+stay in memory, as do the bounded samples the per-epoch metrics score.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from ml_pipeline.config.features import FeatureConfig
 from ml_pipeline.config.model import ModelConfig
 from ml_pipeline.data import sources
 from ml_pipeline.errors import DataError
-from ml_pipeline.model.inputs import target_values, tower_batch
+from ml_pipeline.model.inputs import target_values, tower_batch, tower_inputs
+from ml_pipeline.model.stream import ArraySplit, ParquetSplit
 from ml_pipeline.model.training import CANDIDATE_INDEX, SAMPLING_PROBABILITY, TARGET
 from ml_pipeline.model.transform import apply_target_transforms
 from ml_pipeline.spec import TrainingParams
@@ -28,10 +32,11 @@ MAX_RATING_EVAL_ROWS = 100_000
 
 @dataclass
 class TrainingData:
-    train: dict[str, np.ndarray]
-    eval: dict[str, np.ndarray]
+    train: ArraySplit | ParquetSplit
+    eval: ArraySplit | ParquetSplit | None
     catalog_ids: np.ndarray
     catalog_inputs: dict[str, np.ndarray]
+    catalog_counts: np.ndarray | None = None  # train rows per catalog product
     eval_buyers: dict[str, np.ndarray] = field(default_factory=dict)
     eval_relevant: list[set] = field(default_factory=list)
     rating_inputs: dict[str, np.ndarray] = field(default_factory=dict)
@@ -39,11 +44,11 @@ class TrainingData:
 
     @property
     def train_rows(self) -> int:
-        return len(next(iter(self.train.values())))
+        return self.train.rows
 
     @property
     def eval_rows(self) -> int:
-        return len(next(iter(self.eval.values()))) if self.eval else 0
+        return self.eval.rows if self.eval is not None else 0
 
 
 def _inputs(table: pa.Table, features: FeatureConfig, what: str) -> dict[str, np.ndarray]:
@@ -65,8 +70,10 @@ def load_training_data(
     training: TrainingParams,
     transform_target: dict | None,
     log,
+    streaming: bool = True,
 ) -> TrainingData:
-    """The train and eval splits as model inputs, the catalog, and what the per-epoch quality metrics score."""
+    """The train and eval splits as model inputs (streamed, or whole in memory), the catalog, and what the
+    per-epoch quality metrics score."""
     catalog = examples.read_catalog()
     for index, feature in enumerate(features.product_tower.features):
         if feature.column not in catalog.column_names:
@@ -89,28 +96,44 @@ def load_training_data(
             arrays[TARGET] = apply_target_transforms(target_values(table), transform_target["transforms"])
         return arrays
 
-    train_table = examples.read_split("train")
-    if train_table.num_rows == 0:
+    columns = ["product_id", *(c for t in ("buyer", "product") for c, _ in tower_inputs(features, t).values())]
+    if model.has_rating_head:
+        columns.append("target")
+
+    def split(name: str) -> ArraySplit | ParquetSplit:
+        what = f"the {name} split"
+        if streaming:
+            return ParquetSplit(examples.path / name, columns, lambda table: arrays_for(table, what))
+        return ArraySplit(arrays_for(examples.read_split(name), what))
+
+    train = split("train")
+    if train.rows == 0:
         raise DataError("the train split is empty; nothing to train on", "split")
-    eval_table = examples.read_split("eval")
+    eval_split = split("eval")
     data = TrainingData(
-        train=arrays_for(train_table, "the train split"),
-        eval=arrays_for(eval_table, "the eval split") if eval_table.num_rows else {},
+        train=train,
+        eval=eval_split if eval_split.rows else None,
         catalog_ids=np.asarray(catalog_ids.to_pylist(), dtype=object),
         catalog_inputs=tower_batch(catalog, features, "product"),
+        catalog_counts=train_counts,
     )
-    if eval_table.num_rows == 0:
+    if data.eval is None:
         log.warning("the eval split is empty: no validation loss, no per-epoch quality metrics, no early stopping")
         return data
     if model.has_retrieval:
         data.eval_buyers, data.eval_relevant = _eval_buyers(examples, features, training, data.catalog_ids)
     if model.has_rating_head:
-        rows = eval_table
-        if rows.num_rows > MAX_RATING_EVAL_ROWS:
+        # a seeded sample of at most MAX_RATING_EVAL_ROWS eval rows, the same rows on either path
+        pick = np.arange(eval_split.rows)
+        if eval_split.rows > MAX_RATING_EVAL_ROWS:
             pick = np.sort(
-                np.random.default_rng(training.seed).choice(rows.num_rows, MAX_RATING_EVAL_ROWS, replace=False)
+                np.random.default_rng(training.seed).choice(eval_split.rows, MAX_RATING_EVAL_ROWS, replace=False)
             )
-            rows = rows.take(pa.array(pick))
+        if streaming:
+            rows = eval_split.take(pick)
+        else:
+            rows = examples.read_split("eval")
+            rows = rows.take(pa.array(pick)) if len(pick) < rows.num_rows else rows
         data.rating_inputs = _inputs(rows, features, "the eval split")
         data.rating_actual = target_values(rows)
     return data

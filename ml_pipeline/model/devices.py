@@ -30,6 +30,7 @@ def choose_strategy(hardware: HardwareConfig, log, visible_gpus: list[str] | Non
 
     gpus = visible_gpus if visible_gpus is not None else [d.name for d in tf.config.list_logical_devices("GPU")]
     wanted = hardware.gpu_count
+    log.info("GPUs requested: %d; visible to TensorFlow: %d %s", wanted, len(gpus), gpus)
     if wanted == 0:
         if gpus:
             return Placement(

@@ -27,7 +27,9 @@ signature                inputs                                          outputs
 * retrieval and multitask models, ``scann``: a ScaNN searcher built with
   ScaNN's TensorFlow ops (``scann.scann_ops``) and serialised *inside* the
   SavedModel as variables (``ScannState``); the searcher is recreated from
-  them in the graph. The ops work with TF 2.20, but they are a custom op
+  them in the graph. Its parameters are the model config's ``scann``
+  (``"auto"``: chosen from the catalog's size and checked for recall@K on it,
+  :mod:`ml_pipeline.serving.scann`). The ops work with TF 2.20, but they are a custom op
   library: whoever loads such a model must register them first
   (``from scann import scann_ops``) — :func:`ml_pipeline.serving.model.load_serving_model`
   does — and a
@@ -50,7 +52,6 @@ needs without TensorFlow.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,13 +62,6 @@ from ml_pipeline.config.model import ModelType
 from ml_pipeline.model.functions import DEFAULT_BATCH_SIZE, ModelFunctions, as_tensor, model_input_specs
 from ml_pipeline.serving.model import CATALOG_IDS, SERVING_CONFIG, SERVING_FORMAT
 
-# How ScaNN is configured for a catalog of n products and a top-K of k: below
-# BRUTE_FORCE_BELOW products it scores exactly; from TREE_FROM products it
-# partitions (about sqrt(n) leaves, 10% of them searched); in between it scores
-# with anisotropic hashing and re-scores the best candidates exactly.
-SCANN_BRUTE_FORCE_BELOW = 1_000
-SCANN_TREE_FROM = 20_000
-
 
 def _tf():
     import tensorflow as tf  # imported lazily: importing this module stays cheap
@@ -75,57 +69,19 @@ def _tf():
     return tf
 
 
-# -- ScaNN -------------------------------------------------------------------------
-def scann_settings(n: int, k: int) -> dict[str, Any]:
-    """The ScaNN configuration used for a catalog of ``n`` products and a top-``k`` (recorded in the config)."""
-    if n < SCANN_BRUTE_FORCE_BELOW:
-        return {"n": n, "k": k, "mode": "brute_force"}
-    settings: dict[str, Any] = {
-        "n": n,
-        "k": k,
-        "mode": "ah",
-        "dims_per_block": 2,
-        "anisotropic_quantization_threshold": 0.2,
-        "reorder": int(min(n, max(10 * k, 250))),
-    }
-    if n >= SCANN_TREE_FROM:
-        leaves = int(round(math.sqrt(n)))
-        settings.update(
-            mode="tree_ah",
-            num_leaves=leaves,
-            num_leaves_to_search=max(1, math.ceil(leaves / 10)),
-            training_sample_size=int(min(n, 250_000)),
-        )
-    return settings
-
-
-def build_scann_state(embeddings: np.ndarray, k: int):
-    """A ScaNN searcher (TF ops) over ``embeddings`` by dot product, serialised as a ``tf.Module`` of variables."""
-    from scann import scann_ops
-
-    db = np.ascontiguousarray(embeddings, dtype=np.float32)
-    settings = scann_settings(len(db), k)
-    builder = scann_ops.builder(db, k, "dot_product")
-    if settings["mode"] == "brute_force":
-        builder = builder.score_brute_force()
-    else:
-        if settings["mode"] == "tree_ah":
-            builder = builder.tree(
-                num_leaves=settings["num_leaves"],
-                num_leaves_to_search=settings["num_leaves_to_search"],
-                training_sample_size=settings["training_sample_size"],
-            )
-        builder = builder.score_ah(
-            settings["dims_per_block"],
-            anisotropic_quantization_threshold=settings["anisotropic_quantization_threshold"],
-        )
-        builder = builder.reorder(settings["reorder"])
-    return builder.build().serialize_to_module(), settings
-
-
 # -- export ------------------------------------------------------------------------
 def _serving_module(  # noqa: C901 (one tf.Module: its signatures are defined together)
-    query, candidate, rating, catalog_ids, catalog_embeddings, catalog_inputs, k, algorithm, by_rating: bool
+    query,
+    candidate,
+    rating,
+    catalog_ids,
+    catalog_embeddings,
+    catalog_inputs,
+    k,
+    algorithm,
+    by_rating: bool,
+    scann_params="auto",
+    query_embeddings=None,
 ):
     tf = _tf()
 
@@ -155,7 +111,13 @@ def _serving_module(  # noqa: C901 (one tf.Module: its signatures are defined to
                     if name in self.rating_specs
                 }
             elif algorithm == "scann":
-                self.scann_state, self.scann_settings = build_scann_state(catalog_embeddings, self.k)
+                from ml_pipeline.serving import scann
+
+                self.scann_state, self.scann_settings = scann.build(
+                    catalog_embeddings, self.k, scann_params, query_embeddings
+                )
+                self.scann_leaves = self.scann_settings.get("num_leaves_to_search")
+                self.scann_reorder = self.scann_settings.get("reorder")
             else:
                 self.catalog_embeddings = tf.Variable(
                     np.asarray(catalog_embeddings, dtype=np.float32), trainable=False, name="catalog_embeddings"
@@ -178,7 +140,12 @@ def _serving_module(  # noqa: C901 (one tf.Module: its signatures are defined to
                 from scann import scann_ops
 
                 searcher = scann_ops.searcher_from_module(self.scann_state)
-                indices, scores = searcher.search_batched(query_embeddings, final_num_neighbors=self.k)
+                indices, scores = searcher.search_batched(
+                    query_embeddings,
+                    final_num_neighbors=self.k,
+                    pre_reorder_num_neighbors=self.scann_reorder,
+                    leaves_to_search=self.scann_leaves,
+                )
             else:
                 all_scores = tf.matmul(query_embeddings, self.catalog_embeddings, transpose_b=True)
                 scores, indices = tf.math.top_k(all_scores, k=self.k)
@@ -228,12 +195,16 @@ def export_serving_model(
     algorithm: str = "brute_force",
     model_type: str = "retrieval",
     batch_size: int = DEFAULT_BATCH_SIZE,
+    scann_params="auto",
+    query_inputs: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Write the serving SavedModel for ``trained`` (query, candidate, rating|None Keras models) to ``path``.
 
     ``catalog_inputs`` are the product tower's raw inputs for every catalog
     product (``tower_batch(catalog, features, "product")``), in the order of
-    ``catalog_ids``. Returns the serving config written to the assets.
+    ``catalog_ids``. ``query_inputs`` (the buyer tower's raw inputs for a
+    sample of rows) are the queries ScaNN's recall is checked with (else the
+    products' own embeddings). Returns the serving config written to the assets.
     """
     tf = _tf()
     path = Path(path)
@@ -252,6 +223,9 @@ def export_serving_model(
     if not by_rating:
         embeddings = functions.embed_candidates(catalog_inputs, batch_size)
     effective_algorithm = "brute_force" if by_rating else algorithm
+    query_embeddings = None
+    if effective_algorithm == "scann" and query_inputs:
+        query_embeddings = functions.embed_queries(query_inputs, batch_size)
     module, concrete = _serving_module(
         trained.query,
         trained.candidate,
@@ -262,6 +236,8 @@ def export_serving_model(
         k,
         effective_algorithm,
         by_rating,
+        scann_params,
+        query_embeddings,
     )
     tf.saved_model.save(module, str(path), signatures=concrete)
 

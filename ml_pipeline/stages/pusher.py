@@ -27,9 +27,12 @@ import pyarrow as pa
 from ml_pipeline.artifact_types import Examples, Model, ModelEvaluation, PushedModel
 from ml_pipeline.config.features import FeatureConfig
 from ml_pipeline.config.model import ModelType
+from ml_pipeline.config.scann import ScannChoice
 from ml_pipeline.model.inputs import tower_batch
 from ml_pipeline.spec import PipelineSpec, PushConfig
 from ml_pipeline.stages.base import SkipStage, Stage, StageContext, StageFailure, StageParams, StageResult
+
+BUYER_SAMPLE_ROWS = 2_000
 
 
 class PusherParams(StageParams):
@@ -37,6 +40,7 @@ class PusherParams(StageParams):
 
     push: PushConfig
     retrieval_algorithm: str
+    scann: ScannChoice = "auto"
     retrieval_k: list[int]
     model_type: ModelType
     features: FeatureConfig
@@ -102,10 +106,23 @@ class Pusher(Stage[PusherParams]):
         return PusherParams(
             push=spec.push,
             retrieval_algorithm=spec.model.retrieval_algorithm,
+            scann=spec.model.scann,
             retrieval_k=spec.model.retrieval_k,
             model_type=spec.model.model_type,
             features=spec.features,
         )
+
+    @staticmethod
+    def _buyer_sample(examples: Examples, spec: PusherParams, rows: int = BUYER_SAMPLE_ROWS):
+        """The buyer tower's inputs for the first rows of the eval split (else train): the queries ScaNN's
+        recall is checked with. Read a record batch at a time, so a 10M-row split costs no more than a small one."""
+        import pyarrow.dataset as ds
+
+        split = next((s for s in ("eval", "train") if examples.has_split(s)), None)
+        if split is None:
+            return None
+        table = ds.dataset(str(examples.path / split), format="parquet").head(rows)
+        return tower_batch(table, spec.features, "buyer") if table.num_rows else None
 
     def run(self, ctx: StageContext, spec: PusherParams) -> StageResult:
         from ml_pipeline.serving.export import export_serving_model
@@ -128,21 +145,34 @@ class Pusher(Stage[PusherParams]):
         )
         try:
             config = export_serving_model(
-                trained, catalog_ids, catalog_inputs, serving_path, k, spec.retrieval_algorithm, spec.model_type
+                trained,
+                catalog_ids,
+                catalog_inputs,
+                serving_path,
+                k,
+                spec.retrieval_algorithm,
+                spec.model_type,
+                scann_params=spec.scann,
+                query_inputs=self._buyer_sample(ctx.input(Examples), spec)
+                if spec.retrieval_algorithm == "scann"
+                else None,
             )
         except (KeyError, ValueError) as error:
             raise StageFailure(f"the serving model cannot be exported: {error}") from None
 
-        final_path = PushedModel(ctx.final_output).serving_model_path
+        # A string join, not a Path: on a non-local artifact root the final output is a URL (gs://…).
+        final_path = f"{str(ctx.final_output).rstrip('/')}/serving_model"
         pushed_to = str(final_path)
         if spec.push.destination:
             ctx.log.info("copying the serving model to %s", spec.push.destination)
             pushed_to = push_folder(serving_path, spec.push.destination)
         signatures = sorted(config["signatures"])
         where = pushed_to if spec.push.destination else "the run's output"
+        scann = config.get("scann") or {}
+        checked = f", recall@{config['k']} {scann['recall']:.3f} on a sample" if scann.get("recall") is not None else ""
         summary = (
             f"pushed to {where}: top-{config['k']} over {config['catalog_size']:,} products "
-            f"({config['retrieval']}), signatures {', '.join(signatures)}"
+            f"({config['retrieval']}{checked}), signatures {', '.join(signatures)}"
         )
         return StageResult(
             summary,
@@ -153,5 +183,6 @@ class Pusher(Stage[PusherParams]):
                 "retrieval": config["retrieval"],
                 "k": config["k"],
                 "catalog_size": config["catalog_size"],
+                "scann": config.get("scann"),  # the parameters chosen and the recall@K checked, with ScaNN
             },
         )

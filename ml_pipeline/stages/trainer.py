@@ -2,8 +2,9 @@
 
 The models (:mod:`ml_pipeline.model.build`) take raw feature values, so
 the exported ``.keras`` files carry the transform. Training is a custom
-loop (:mod:`ml_pipeline.model.training`) over the splits as loaded by
-:mod:`ml_pipeline.model.data`, under the ``tf.distribute`` strategy that
+loop (:mod:`ml_pipeline.model.training`) over the splits as
+:mod:`ml_pipeline.model.data` streams them from their Parquet parts in
+bounded chunks (memory independent of the number of rows), under the ``tf.distribute`` strategy that
 :mod:`ml_pipeline.model.devices` chooses from the GPUs requested and visible.
 
 After every epoch: the train and validation (eval split) losses, Recall@K
@@ -20,11 +21,17 @@ to ``ctx.reporter.epoch_completed`` and ``history.json``.
 Early stopping (``min_delta``, ``patience``) watches the eval split's
 Recall@<largest K> (retrieval, multitask) or RMSE (ranking), or
 ``early_stopping.monitor``, and restores the best epoch's weights before export.
+The untrained model (epoch 0) is a candidate too: a retrieval model with the product
+prior ranks by popularity before training, a rating head starts at the mean; when no
+epoch beats it on eval, it is what is exported (and the Evaluator's naive-baseline
+rule then refuses to bless it).
 
 Resume: after every epoch the weights, the optimizer state, the epoch, the
 history and the early-stopping state are checkpointed to ``ctx.work``
 (before the epoch is reported). A later attempt of the same run (after a
-crash or a kill) continues from the next epoch; a checkpoint written for a
+crash or a kill) continues from the next epoch (resume is at epoch
+granularity: an epoch's shuffle is a function of the seed and the epoch, so
+the resumed epochs read the rows in the order an uninterrupted run would); a checkpoint written for a
 different config or different inputs is ignored. A successful run removes
 its checkpoint.
 
@@ -60,6 +67,9 @@ if TYPE_CHECKING:
 __all__ = ["Placement", "Trainer", "TrainerParams", "choose_strategy", "optimizer_settings"]
 
 GRADIENT_BATCH_ROWS = 1024
+STREAM_SPLITS = (
+    True  # the splits streamed from Parquet in bounded chunks; False loads them whole (the benchmark's baseline)
+)
 HEADLINE_METRICS = ("loss", "val_loss", *metric_fns.RATING_METRICS)  # with recall_at_<K>: what the summary shows
 
 
@@ -91,7 +101,7 @@ class Trainer(Stage[TrainerParams]):
         placement = choose_strategy(spec.training.hardware, ctx.log)  # fails early on a missing GPU
         import keras
 
-        from ml_pipeline.model.build import build_models
+        from ml_pipeline.model.build import build_models, set_product_prior
         from ml_pipeline.model.data import load_training_data
         from ml_pipeline.model.training import Objective, Steps, make_optimizer
 
@@ -107,7 +117,9 @@ class Trainer(Stage[TrainerParams]):
                 "features.target: a ranking or multitask model needs a target; the Transform "
                 "artifact has no target statistics"
             )
-        data = load_training_data(ctx.input(Examples), spec.features, model_config, training, transform.target, ctx.log)
+        data = load_training_data(
+            ctx.input(Examples), spec.features, model_config, training, transform.target, ctx.log, STREAM_SPLITS
+        )
         ctx.log.info(
             "%s train rows, %s eval rows, %s catalog products",
             f"{data.train_rows:,}",
@@ -119,6 +131,8 @@ class Trainer(Stage[TrainerParams]):
         weights = model_config.loss_weights
         with placement.strategy.scope():
             built = build_models(transform, model_config)
+            if model_config.product_bias:
+                set_product_prior(built.candidate, transform, dict(zip(data.catalog_ids, data.catalog_counts)))
             objective = Objective(
                 built,
                 model_config.model_type,
@@ -137,10 +151,20 @@ class Trainer(Stage[TrainerParams]):
         checkpoint = Checkpoint(ctx.work, key)
         loop = self._restore(ctx, spec, checkpoint, objective, optimizer)
         resumed_from = loop.epoch or None
-        watching = self._train(ctx, spec, data, objective, optimizer, steps, checkpoint, loop)
+        watching, untrained = self._train(ctx, spec, data, objective, optimizer, steps, checkpoint, loop)
 
         restored = False
-        if watching and loop.best_epoch is not None and loop.best_epoch != loop.epoch:
+        if watching and untrained is not None and not _beats(loop, untrained[0]):
+            # no epoch beat the untrained model on eval: export it (for retrieval with a product prior it
+            # ranks by popularity, for ranking it starts at the mean), rather than an epoch that is worse
+            self._assign(objective.all_weights, untrained[1])
+            restored, loop.best_epoch = True, 0
+            ctx.log.info(
+                "no epoch beat the untrained model's %s %.4g on the eval split: exporting the untrained model",
+                loop.monitor,
+                untrained[0],
+            )
+        elif watching and loop.best_epoch is not None and loop.best_epoch != loop.epoch:
             try:
                 best = checkpoint.arrays(checkpoint.best_weights_file())
             except CheckpointError as error:
@@ -149,7 +173,7 @@ class Trainer(Stage[TrainerParams]):
             restored = True
             ctx.log.info("restored the weights of the best epoch (%d)", loop.best_epoch)
         exported_epoch = loop.best_epoch if restored else loop.epoch
-        final = next((h for h in loop.history if h["epoch"] == exported_epoch), {})
+        final = next((h for h in loop.history if h["epoch"] == exported_epoch), untrained[2] if untrained else {})
         final = {k: v for k, v in final.items() if isinstance(v, (int, float)) and k != "epoch"}
 
         self._export(
@@ -201,32 +225,33 @@ class Trainer(Stage[TrainerParams]):
         steps,
         checkpoint: Checkpoint,
         loop: LoopState,
-    ) -> bool:
-        """Run the remaining epochs; True when early stopping watched the eval split."""
+    ) -> tuple[bool, tuple | None]:
+        """Run the remaining epochs: whether early stopping watched the eval split, and the untrained
+        model's (watched value, weights, eval metrics) on a fresh start."""
         import tensorflow as tf
-
-        from ml_pipeline.model.training import batches
 
         training = spec.training
         early = training.early_stopping
         current = {"epoch": loop.epoch + 1}
         train_ds = steps.distribute(
-            batches(
-                data.train,
+            data.train.batches(
                 training.batch_size,
                 seed=training.seed,
                 epoch=lambda: current["epoch"],
                 drop_remainder=data.train_rows >= 2 * training.batch_size,
             )
         )
-        eval_ds = steps.distribute(batches(data.eval, training.batch_size)) if data.eval else None
+        eval_ds = steps.distribute(data.eval.batches(training.batch_size)) if data.eval is not None else None
         watching = early.enabled and eval_ds is not None
         gradient_batch = {
-            name: tf.constant(values[:GRADIENT_BATCH_ROWS], dtype=tf.string if values.dtype == object else None)
-            for name, values in data.train.items()
+            name: tf.constant(values, dtype=tf.string if values.dtype == object else None)
+            for name, values in data.train.head(GRADIENT_BATCH_ROWS).items()
         }
         quality = _Quality(objective.built, data, spec.model)
         monitor = watched_metric(spec, quality)
+        untrained = None  # (its watched value, weights, eval metrics): epoch 0, a candidate too
+        if watching and loop.epoch == 0 and monitor in (initial := quality.metrics()):
+            untrained = (initial[monitor], [np.asarray(v.numpy()) for v in objective.all_weights], initial)
 
         for epoch in range(loop.epoch + 1, training.epochs + 1):
             if loop.stopped_at is not None:
@@ -273,7 +298,7 @@ class Trainer(Stage[TrainerParams]):
                     loop.best_value,
                     loop.best_epoch,
                 )
-        return watching
+        return watching, untrained
 
     def _export(
         self,
@@ -382,7 +407,15 @@ class Trainer(Stage[TrainerParams]):
             parts.append(f"RMSE {final['rmse']:.3g}")
         if not parts and "val_loss" in final:
             parts.append(f"val_loss {final['val_loss']:.4g}")
-        return ", ".join([text, *parts])
+        return ", ".join([text, *parts]) + (" (eval split)" if parts else "")
+
+
+def _beats(loop: LoopState, untrained: float) -> bool:
+    """Whether the best epoch is strictly better than the untrained model on the watched metric."""
+    if loop.best_value is None or loop.monitor is None:
+        return True
+    higher = not (loop.monitor.endswith("loss") or metric_fns.lower_is_better(loop.monitor))
+    return loop.best_value > untrained if higher else loop.best_value < untrained
 
 
 def _brief(metrics: dict) -> str:

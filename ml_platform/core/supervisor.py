@@ -9,7 +9,9 @@ up for ``stable_after`` seconds the delay starts from the beginning again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import subprocess
 import time
@@ -95,8 +97,12 @@ class Supervisor:
                 self._start(program)
 
     def stop_all(self, timeout: float = 20.0) -> None:
-        """SIGTERM to every process (each finishes or requeues its work); SIGKILL to any up after ``timeout``."""
+        """SIGTERM to every process (each finishes or requeues its work); SIGKILL to any up after ``timeout``;
+        then what they started in this session (gunicorn's workers, a deploy's child) once they are gone too:
+        nothing the platform started outlives it, but what was started in a session of its own on purpose
+        (a pipeline to resume, the serving process, which :func:`run_platform` stops itself)."""
         running = [p.process for p in self.programs.values() if p.process and p.process.poll() is None]
+        family = _same_session_descendants(running)
         for process in running:
             process.terminate()
         deadline = self.clock() + timeout
@@ -109,3 +115,34 @@ class Supervisor:
                 process.wait()
         for program in self.programs.values():
             program.restart_at = None
+        _reap(family, timeout=5.0)
+
+
+def _same_session_descendants(processes: list) -> list:
+    """The live descendants of ``processes`` (real ones) that share this process's session."""
+    import psutil
+
+    session, found = os.getsid(0), []
+    for process in processes:
+        if not isinstance(process, subprocess.Popen):
+            continue  # a test's stand-in: its pid is nobody's
+        try:
+            descendants = psutil.Process(process.pid).children(recursive=True)
+        except psutil.Error:
+            continue
+        for child in descendants:
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getsid(child.pid) == session:
+                    found.append(child)
+    return found
+
+
+def _reap(family: list, timeout: float) -> None:
+    import psutil
+
+    _, alive = psutil.wait_procs(family, timeout=timeout)
+    for child in alive:
+        logger.warning("pid %s outlived its parent; killing it", child.pid)
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    psutil.wait_procs(alive, timeout=timeout)

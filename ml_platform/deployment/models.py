@@ -20,6 +20,16 @@ class DeploymentStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class DeploymentState(models.TextChoices):
+    """Where the last deploy, rollback or undeploy request is: the pages and the API show it."""
+
+    NONE = "none", "Not deployed"
+    LOADING = "loading", "Loading"  # a deploy or rollback is being carried out by the worker
+    STOPPING = "stopping", "Stopping"  # an undeploy is being carried out by the worker
+    SERVING = "serving", "Serving"
+    FAILED = "failed", "Failed"  # the last request failed (``message`` says why; a serving version goes on)
+
+
 class DeploymentAction(models.TextChoices):
     DEPLOY = "deploy", "Deploy"
     UNDEPLOY = "undeploy", "Undeploy"
@@ -56,6 +66,18 @@ class Deployment(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     message = models.TextField(blank=True, help_text="What the last action reported (the error when it failed)")
+    # The request in flight (one at a time per model), carried out by the worker (deployment/jobs.py): the web
+    # server only records it, so no web worker waits for a model to load.
+    state = models.CharField(max_length=20, choices=DeploymentState.choices, default=DeploymentState.NONE)
+    pending_action = models.CharField(max_length=20, choices=DeploymentAction.choices, blank=True)
+    pending_version = models.PositiveIntegerField(null=True, blank=True)
+    pending_target = models.CharField(max_length=20, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    requested_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True, help_text="The worker carrying the request out")
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="Refreshed while it is carried out")
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -11,9 +11,11 @@ rollback serves v2 and then v1; a further rollback is refused (nothing was
 deployed before v1). Versions that can no longer be served (their run was
 deleted) are skipped.
 
-The actions are synchronous: they return once the version answers at the
-endpoint (or fail, leaving the previous version serving), and they run one
-at a time (a lock shared by every process on the host).
+The actions here are synchronous: they return once the version answers at
+the endpoint (or fail, leaving the previous version serving), and they run
+one at a time (a lock shared by every process on the host). The API and the
+pages do not call them: they record a request that the worker carries out
+(:mod:`ml_platform.deployment.jobs`), so no web worker waits for a model to load.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
+from ml_pipeline.errors import Problem
 from ml_platform.core import clock
-from ml_platform.core.errors import Conflict, DomainError, UpstreamFailed
-from ml_platform.deployment.models import Deployment, DeploymentEvent
+from ml_platform.core.errors import Conflict, DomainError, Invalid, NotFound, UpstreamFailed
+from ml_platform.deployment.models import Deployment, DeploymentEvent, DeploymentState
 from ml_platform.deployment.serving_process import DeploymentBusy, serving_lock
 from ml_platform.deployment.targets import DeploymentFailed, ModelToServe, TargetStatus, get_target
 from ml_platform.registry.models import RegisteredModel
@@ -151,39 +154,51 @@ def deploy(registered: RegisteredModel, version: int, user, target: str = "local
     NotFound: no such version; Conflict: already deployed, or not servable; Invalid: an unknown or
     unavailable target; UpstreamFailed: the target could not bring it up.
     """
-    target_impl = get_target(target)
-    run, model = model_to_serve(registered, version)
+    check_deploy(registered, version, target)
     with _exclusive():
-        deployment = current(registered)
-        if (
-            deployment is not None
-            and deployment.status == Deployment.DEPLOYED
-            and deployment.version == version
-            and deployment.target == target
-        ):
-            live = target_impl.status(model.serving_name)
-            if live.state == TargetStatus.AVAILABLE and live.version == version:
-                raise Conflict(
-                    f"Version {version} of {registered.name} is already deployed at {deployment.endpoint_url}"
-                )
+        run, model = check_deploy(registered, version, target)
         return _switch(registered, run, model, user, DeploymentEvent.DEPLOY, target)
 
 
-def rollback(registered: RegisteredModel, user) -> Deployment:
-    """Deploy the version that was deployed before the current one (from the history)."""
+def check_deploy(registered: RegisteredModel, version: int, target: str) -> tuple[TrainingRun, ModelToServe]:
+    """What deploying ``version`` would serve; refused (see :func:`deploy`) before anything is done."""
+    target_impl = get_target(target)
+    run, model = model_to_serve(registered, version)
+    deployment = current(registered)
+    if (
+        deployment is not None
+        and deployment.status == Deployment.DEPLOYED
+        and deployment.version == version
+        and deployment.target == target
+    ):
+        live = target_impl.status(model.serving_name)
+        if live.state == TargetStatus.AVAILABLE and live.version == version:
+            raise Conflict(f"Version {version} of {registered.name} is already deployed at {deployment.endpoint_url}")
+    return run, model
+
+
+def check_rollback(registered: RegisteredModel) -> int:
+    """The version a rollback goes to; Conflict when nothing is deployed or nothing was deployed before."""
+    deployment = current(registered)
+    if deployment is None or deployment.status != Deployment.DEPLOYED:
+        raise Conflict(f"{registered.name} is not deployed: there is nothing to roll back; deploy a version instead")
+    version = rollback_version(registered, deployment)
+    if version is None:
+        raise Conflict(
+            f"No earlier version of {registered.name} to roll back to: version "
+            f"{deployment.version} is the first one deployed (or the earlier ones "
+            f"can no longer be served)"
+        )
+    return version
+
+
+def rollback(registered: RegisteredModel, user, version: int | None = None) -> Deployment:
+    """Deploy the version that was deployed before the current one (from the history; ``version`` when the
+    request chose it already)."""
     with _exclusive():
         deployment = current(registered)
-        if deployment is None or deployment.status != Deployment.DEPLOYED:
-            raise Conflict(
-                f"{registered.name} is not deployed: there is nothing to roll back; deploy a version instead"
-            )
-        version = rollback_version(registered, deployment)
-        if version is None:
-            raise Conflict(
-                f"No earlier version of {registered.name} to roll back to: version "
-                f"{deployment.version} is the first one deployed (or the earlier ones "
-                f"can no longer be served)"
-            )
+        if version is None or deployment is None or deployment.status != Deployment.DEPLOYED:
+            version = check_rollback(registered)
         run, model = model_to_serve(registered, version)
         return _switch(registered, run, model, user, DeploymentEvent.ROLLBACK, deployment.target)
 
@@ -207,6 +222,7 @@ def undeploy(registered: RegisteredModel, user) -> Deployment:
         _save(
             deployment,
             status=Deployment.NONE,
+            state=DeploymentState.NONE,
             version=None,
             training_run=None,
             endpoint_url="",
@@ -263,6 +279,7 @@ def _switch(registered, run, model: ModelToServe, user, action: str, target: str
             _save(
                 deployment,
                 status=Deployment.DEPLOYED,
+                state=DeploymentState.FAILED,
                 version=restore["version"],
                 training_run=restore["training_run"],
                 message=f"{message} (version {previous} is still deployed)",
@@ -271,6 +288,7 @@ def _switch(registered, run, model: ModelToServe, user, action: str, target: str
             _save(
                 deployment,
                 status=Deployment.FAILED,
+                state=DeploymentState.FAILED,
                 version=model.version,
                 training_run=run,
                 endpoint_url="",
@@ -289,6 +307,7 @@ def _switch(registered, run, model: ModelToServe, user, action: str, target: str
     _save(
         deployment,
         status=Deployment.DEPLOYED,
+        state=DeploymentState.SERVING,
         version=model.version,
         training_run=run,
         target=target,
@@ -329,7 +348,11 @@ def deployment_state(registered: RegisteredModel, live: bool = True, history: in
         "deployed_at": deployment.deployed_at if deployment else None,
         "deployed_by": deployment.deployed_by.get_username() if deployment and deployment.deployed_by else None,
         "message": deployment.message if deployment else "",
-        "rollback_version": rollback_version(registered, deployment),
+        "state": deployment.state if deployment else DeploymentState.NONE,
+        "pending": _pending(deployment),
+        "rollback_version": rollback_version(registered, deployment)
+        if not (deployment and deployment.pending_action)
+        else None,
         "live": None,
         "history": [],
     }
@@ -362,3 +385,41 @@ def deployment_state(registered: RegisteredModel, live: bool = True, history: in
         for e in events
     ]
     return state
+
+
+def _pending(deployment: Deployment | None) -> dict | None:
+    """The request the worker is carrying out (or has yet to claim), or None."""
+    if deployment is None or not deployment.pending_action:
+        return None
+    return {
+        "action": deployment.pending_action,
+        "version": deployment.pending_version,
+        "target": deployment.pending_target or deployment.target,
+        "requested_at": deployment.requested_at,
+        "requested_by": deployment.requested_by.get_username() if deployment.requested_by else None,
+        "claimed": bool(deployment.claimed_by),
+    }
+
+
+# -- asking the deployed model --------------------------------------------------------------
+def recommend(registered: RegisteredModel, buyer_id: str, k: int = 10) -> dict:
+    """The deployed version's top ``k`` products for a buyer, asked of the local endpoint (with its token) as
+    ``GET /recommend`` answers them. Conflict when nothing is deployed locally; the endpoint's own refusal
+    (an unknown buyer, a bad k) is a NotFound or Invalid with its words; UpstreamFailed when it does not answer."""
+    from ml_platform.deployment.serving_process import base_url, http_json
+
+    deployment = current(registered)
+    if deployment is None or deployment.status != Deployment.DEPLOYED:
+        raise Conflict(f"{registered.name} is not deployed: deploy a version to ask it")
+    if deployment.target != "local":
+        raise Conflict(f"{registered.name} is deployed to {deployment.target}; only the local endpoint is asked here")
+    query = urlencode({"model": serving_name(registered), "buyer_id": buyer_id, "k": k})
+    answer = http_json("GET", f"{base_url()}/recommend?{query}", timeout=30.0)
+    if answer is None:
+        raise UpstreamFailed("The serving endpoint does not answer")
+    code, body = answer
+    if code == 404:
+        raise NotFound(body.get("error") or f"unknown buyer '{buyer_id}'")
+    if code >= 400:
+        raise Invalid(Problem(body.get("field") or "buyer_id", body.get("error") or f"refused ({code})"))
+    return body

@@ -13,8 +13,10 @@ Everything lives under ``SERVING_DIR`` (default ``<DATA_DIR>/serving``)::
     models/<name>/v<N>/READY          written last: the folder is complete
 
 The server (``python -m ml_pipeline.serving.server``) runs in a session of
-its own, so it outlives the web process that started it and keeps serving
-across platform restarts; the pid file finds it again. ``manage.py serving
+its own, so it outlives the process that started it (the worker's child that
+carries a deploy out); the pid file finds it again. ``manage.py
+run_platform`` stops it when the platform stops, and its next start brings
+back what ``models.json`` names. ``manage.py serving
 start|stop|restart|status`` manages it by hand (after a reboot, ``start``
 brings back everything ``models.json`` names).
 

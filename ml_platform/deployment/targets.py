@@ -2,10 +2,9 @@
 
 The deployment services (``services.py``) own the state and the history; a
 :class:`DeploymentTarget` only brings a model up, takes it down and says how
-it is. The local serving endpoint (``local.py``) is implemented; the Vertex
-AI endpoint and Cloud Run targets named in the UI are implemented against
-this same interface later, and until then they are reported as unavailable
-(:func:`get_target`).
+it is. The local serving endpoint (``local.py``) and the cloud targets
+(``cloud.py``: a Vertex AI endpoint, Cloud Run with TF Serving) implement it;
+the cloud ones are available once the cloud settings are there (:func:`get_target`).
 """
 
 from __future__ import annotations
@@ -83,23 +82,32 @@ class DeploymentTarget(abc.ABC):
 
 
 def available_targets() -> dict[str, type[DeploymentTarget]]:
+    """The local endpoint always; the cloud targets once the cloud settings are there (``cloud.CLOUD_SETTINGS``)."""
+    from ml_platform.deployment.cloud import CloudRunTarget, VertexEndpointTarget, missing_settings
     from ml_platform.deployment.local import LocalServingTarget
 
-    return {LocalServingTarget.name: LocalServingTarget}
+    targets: dict[str, type[DeploymentTarget]] = {LocalServingTarget.name: LocalServingTarget}
+    if not missing_settings():
+        targets.update({VertexEndpointTarget.name: VertexEndpointTarget, CloudRunTarget.name: CloudRunTarget})
+    return targets
 
 
-NOT_YET = {
-    "vertex_ai": "Deploying to a Vertex AI endpoint is not available in this installation yet",
-    "cloud_run": "Deploying to Cloud Run is not available in this installation yet",
+NOT_CONFIGURED = {
+    "vertex_ai": "Deploying to a Vertex AI endpoint is not configured in this installation",
+    "cloud_run": "Deploying to Cloud Run is not configured in this installation",
 }
 
 
 def get_target(name: str) -> DeploymentTarget:
     """The target called ``name``; Invalid naming the ``target`` field when it is unknown or not available."""
     from ml_platform.core.errors import Invalid
+    from ml_platform.deployment.cloud import missing_settings
 
     targets = available_targets()
     if name in targets:
         return targets[name]()
-    reason = NOT_YET.get(name, f"unknown deployment target '{name}'")
+    if name in NOT_CONFIGURED:
+        reason = f"{NOT_CONFIGURED[name]} (set {', '.join(missing_settings())})"
+    else:
+        reason = f"unknown deployment target '{name}'"
     raise Invalid(Problem("target", f"{reason}; available: {', '.join(sorted(targets))}"))

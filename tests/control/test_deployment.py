@@ -27,7 +27,15 @@ from ml_platform.registry.models import RegisteredModel
 from ml_platform.registry.services import push_to_registry
 from ml_platform.training.models import TrainingRun
 from ml_platform.training.worker import Worker
-from tests.helpers import api_client_for, demo_catalog, drive, pid_alive, queue_run, served_project
+from tests.helpers import (
+    api_client_for,
+    carry_out_deployments,
+    demo_catalog,
+    drive,
+    pid_alive,
+    queue_run,
+    served_project,
+)
 
 # Not transactional: the story's rows are committed by its module fixture, and a transactional test's flush
 # would remove them.
@@ -120,8 +128,13 @@ def story(django_db_setup, django_db_blocker):
         )
         s.vertex = api.post(f"{url}/deploy/", {"version": 1, "target": "vertex_ai"})
 
-        # -- deploy version 1: the platform starts the server and waits until the model answers
-        s.deployed = api.post(f"{url}/deploy/", {"version": 1})
+        # -- deploy version 1: the request answers at once; the worker starts the server and waits for the model
+        s.requested = api.post(f"{url}/deploy/", {"version": 1})
+        s.config_when_requested = serving_process.read_models_config()["models"]
+        s.seen_while_loading = api.get(f"{url}/deployment/").json()
+        s.deploying_again_while_loading = api.post(f"{url}/deploy/", {"version": 2})
+        s.carried_out = carry_out_deployments()
+        s.deployed = api.get(f"{url}/deployment/")
         state = s.deployed.json()
         s.name, endpoint = state["serving_name"], state["endpoint_url"]
         s.endpoint_after_deploy = get(endpoint)
@@ -151,7 +164,9 @@ def story(django_db_setup, django_db_blocker):
         s.unknown_buyer = get(f"{serving}/recommend?buyer_id=nobody-at-all&k=5")
 
         # -- deploy version 2: it replaces version 1 (one deployed version per registered model)
-        s.replaced = api.post(f"{url}/deploy/", {"version": 2})
+        s.replaced_request = api.post(f"{url}/deploy/", {"version": 2})
+        carry_out_deployments()
+        s.replaced = api.get(f"{url}/deployment/")
         s.endpoint_after_replace = get(endpoint)
         s.recommended_after_replace = get(f"{serving}/recommend?buyer_id={quote(buyer)}&k=3")
         s.models_after_replace = list(serving_process.read_models_config()["models"])
@@ -159,13 +174,16 @@ def story(django_db_setup, django_db_blocker):
         s.replaced_again = api.post(f"{url}/deploy/", {"version": 2})
 
         # -- rollback: back to version 1, which the server answers with
-        s.rolled_back = api.post(f"{url}/rollback/")
+        s.rollback_request = api.post(f"{url}/rollback/")
+        carry_out_deployments()
+        s.rolled_back = api.get(f"{url}/deployment/")
         s.recommended_after_rollback = get(f"{serving}/recommend?buyer_id={quote(buyer)}&k=5")
         s.rolled_back_again = api.post(f"{url}/rollback/")
 
         # -- a version the server cannot load
         a_version_that_cannot_load(first, Path(django_settings.DATA_DIR) / "deploy-story" / made.unique)
         s.broken = api.post(f"{url}/deploy/", {"version": 3})
+        carry_out_deployments()
         s.state_after_broken = api.get(f"{url}/deployment/").json()
         s.recommended_after_broken = get(f"{serving}/recommend?buyer_id={quote(buyer)}&k=5")
 
@@ -176,7 +194,9 @@ def story(django_db_setup, django_db_blocker):
         s.outsider = api_client_for(oscar)
 
         # -- undeploy: the endpoint no longer knows the model
-        s.undeployed = api.post(f"{url}/undeploy/")
+        s.undeploy_request = api.post(f"{url}/undeploy/")
+        carry_out_deployments()
+        s.undeployed = api.get(f"{url}/deployment/")
         s.endpoint_after_undeploy = get(endpoint)
         s.recommended_after_undeploy = get(f"{serving}/recommend?model={s.name}&buyer_id={quote(buyer)}")
         s.undeployed_again, s.rolled_back_when_undeployed = api.post(f"{url}/undeploy/"), api.post(f"{url}/rollback/")
@@ -195,7 +215,23 @@ def test_vertex_ai_is_refused_on_the_target_field_until_it_is_available(story):
     assert error["field"] == "target" and "Vertex AI" in error["message"]
 
 
-def test_deploying_version_1_answers_once_the_server_serves_it(story):
+def test_a_deploy_request_answers_before_the_model_is_loaded(story):
+    assert story.requested.status_code == 200, story.requested.content
+    answer = story.requested.json()
+    assert (answer["state"], answer["pending"]["action"], answer["pending"]["version"]) == ("loading", "deploy", 1)
+    assert answer["version"] is None and answer["live"] is None
+    assert story.config_when_requested == {}  # nothing was asked of the serving process yet
+    assert story.seen_while_loading["state"] == "loading"
+
+
+def test_another_request_while_one_is_loading_is_a_conflict(story):
+    refused = story.deploying_again_while_loading
+    assert refused.status_code == 409 and "in progress" in refused.json()["error"]
+
+
+def test_deploying_version_1_serves_it_once_the_worker_loaded_it(story):
+    assert story.carried_out == 1
+    assert (story.deployed.json()["state"], story.deployed.json()["pending"]) == ("serving", None)
     assert story.deployed.status_code == 200, story.deployed.content
     state = story.deployed.json()
     assert story.name == f"p{story.project.id}-{story.project.name}.recs"
@@ -279,10 +315,11 @@ def test_there_is_no_rollback_past_the_first_version(story):
     assert refused.status_code == 409 and "No earlier version" in refused.json()["error"]
 
 
-def test_a_version_the_server_cannot_load_answers_502_and_version_1_keeps_serving(story):
-    assert story.broken.status_code == 502 and "could not load version 3" in story.broken.json()["error"]
+def test_a_version_the_server_cannot_load_fails_with_the_reason_and_version_1_keeps_serving(story):
+    assert story.broken.status_code == 200 and story.broken.json()["state"] == "loading"
     state = story.state_after_broken
-    assert (state["status"], state["version"]) == ("deployed", 1)
+    assert (state["state"], state["status"], state["version"]) == ("failed", "deployed", 1)
+    assert "could not load version 3" in state["message"]
     assert (state["live"]["state"], state["live"]["version"]) == ("available", 1)
     assert "version 1 is still deployed" in state["message"]
     assert (state["history"][0]["action"], state["history"][0]["succeeded"]) == ("deploy", False)

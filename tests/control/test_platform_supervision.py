@@ -114,18 +114,40 @@ def test_killed_worker_is_restarted_and_web_stays_up(project, olivia, catalog, s
 
 
 @pytest.mark.slow
-def test_sigterm_stops_the_platform_and_the_serving_process(start_platform, tmp_path, settings):
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+def test_stopping_the_platform_stops_the_serving_process(start_platform, tmp_path, settings, how):
     settings.SERVING_DIR, settings.SERVING_PORT = str(tmp_path / "serving"), free_port()
-    serving = serving_process.start_server()  # as a deploy from the web server does
+    serving = serving_process.start_server()  # as a deploy carried out by the worker does
     platform, url = start_platform(SERVING_DIR=settings.SERVING_DIR, SERVING_PORT=str(settings.SERVING_PORT))
     children = psutil.Process(platform.pid).children(recursive=True)
 
-    platform.send_signal(signal.SIGTERM)
+    if how == "SIGTERM":
+        platform.send_signal(signal.SIGTERM)
+    else:  # a terminal's Ctrl-C: SIGINT to the whole foreground process group
+        os.killpg(platform.pid, signal.SIGINT)
     assert platform.wait(timeout=60) == 0
     assert not serving_process.process_alive(serving.pid)
     assert not Path(serving_process.pid_path()).exists()
     assert not healthy(url)
-    assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
+    left = [c.cmdline() for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert not left
+
+
+@pytest.mark.slow
+def test_the_next_start_brings_the_deployed_models_back(start_platform, tmp_path, settings):
+    settings.SERVING_DIR, settings.SERVING_PORT = str(tmp_path / "serving"), free_port()
+    serving_process.write_models_config({"models": {"p1-shop.recs": {"path": str(tmp_path / "model"), "version": 2}}})
+    platform, url = start_platform(SERVING_DIR=settings.SERVING_DIR, SERVING_PORT=str(settings.SERVING_PORT))
+
+    def serving_again():
+        health = serving_process.healthz("127.0.0.1", settings.SERVING_PORT)
+        return health is not None and "p1-shop.recs" in health.get("models", {})
+
+    wait_until(serving_again, timeout=120, message="the deployed model was not served again after the start")
+    info = serving_process.read_pidfile()
+    platform.send_signal(signal.SIGTERM)
+    assert platform.wait(timeout=60) == 0
+    assert not serving_process.process_alive(info.pid)
 
 
 class FakeProcess:

@@ -430,7 +430,32 @@ def test_every_epoch_is_reported_with_losses_quality_and_weight_statistics(multi
     props = result.artifacts["Trainer"].properties
     assert props["epochs_run"] == 6 and props["devices"] == ["/cpu:0"] and props["examples_per_second"] > 0
     assert props["recall_at_50"] == last["recall_at_50"]
-    assert re.fullmatch(r"6 epochs, Recall@50 0\.\d+, RMSE \d\.\d+", result.artifacts["Trainer"].summary)
+    assert re.fullmatch(r"6 epochs, Recall@50 0\.\d+, RMSE \d\.\d+ \(eval split\)", result.artifacts["Trainer"].summary)
+
+
+def test_an_untrained_retrieval_model_ranks_products_by_popularity(multitask):
+    """The product prior: each product's log share of the training rows, met by the buyer's constant 1,
+    while the buyer's projection starts at zero; its weight is learned, the shares are not."""
+    from ml_pipeline.artifact_types import TransformGraph
+    from ml_pipeline.config.model import ModelConfig
+    from ml_pipeline.model.build import PRIOR_WEIGHT, PRODUCT_BIAS, build_models, set_product_prior
+
+    spec, result, _ = multitask
+    catalog = pq.read_table(result.artifacts["ExampleGen"].path / "catalog.parquet")
+    counts = dict(zip(catalog.column("product_id").to_pylist(), catalog.column("train_count").to_pylist()))
+    model = ModelConfig.model_validate({"model_type": "retrieval", "output_dim": 8})
+    built = build_models(TransformGraph.of(result.artifacts["Transform"]).load(), model)
+    assert set_product_prior(built.candidate, TransformGraph.of(result.artifacts["Transform"]).load(), counts)
+    buyers = tower_batch(split_table(result, "eval"), spec.features, "buyer")
+    queries = np.asarray(built.query(buyers))
+    assert queries.shape[1] == 8 + 1 and (queries[:, :-1] == 0).all() and (queries[:, -1] == 1).all()
+    scores = queries[:1] @ np.asarray(built.candidate(tower_batch(catalog, spec.features, "product"))).T
+    train_counts = np.asarray(catalog.column("train_count"))
+    order = np.argsort(-scores[0], kind="stable")
+    # the most bought first (the rare products past the vocabulary share its OOV row's floor)
+    assert train_counts[order[:20]].tolist() == sorted(train_counts, reverse=True)[:20]
+    trainable = {v.path.split("/")[0] for v in built.candidate.trainable_variables}
+    assert PRIOR_WEIGHT in trainable and PRODUCT_BIAS not in trainable
 
 
 def test_built_dense_layers_have_the_configured_parameter_counts(multitask):
@@ -508,7 +533,7 @@ def test_ranking_model_beats_the_mean_baseline(workspace):
 
 
 def test_early_stopping_stops_when_eval_recall_stalls_and_restores_the_best_epoch(workspace):
-    model = {"model_type": "retrieval", "output_dim": 8, "optimizer": "sgd", "learning_rate": 1e-4, "retrieval_k": [10]}
+    model = {"model_type": "retrieval", "output_dim": 8, "retrieval_k": [10]}
     training = {
         "epochs": 10,
         "early_stopping": {"enabled": True, "patience": 2, "min_delta": 10.0},
@@ -528,6 +553,23 @@ def test_early_stopping_stops_when_eval_recall_stalls_and_restores_the_best_epoc
     assert summary["devices"] == ["/cpu:0"]
     logs = [e["message"] for e in reporter.of_kind("log")]
     assert any("none visible: training on the CPU (allow_cpu_fallback)" in m for m in logs)
+
+
+def test_when_no_epoch_beats_the_untrained_model_on_eval_the_untrained_model_is_exported(workspace):
+    """A learning rate too small to change anything: every epoch scores as the untrained model (the product
+    prior: popularity's ranking), which is then what is exported."""
+    model = {"model_type": "retrieval", "output_dim": 8, "optimizer": "sgd", "learning_rate": 1e-9, "retrieval_k": [10]}
+    training = {"epochs": 2, "early_stopping": {"enabled": True}}
+    result, reporter = run(
+        workspace, spec_for(workspace / "purchases.parquet", model=model, training=training), "untrained"
+    )
+    assert result.status == "completed", result.error
+    artifact = result.artifacts["Trainer"]
+    summary = json.loads((artifact.path / "trainer_summary.json").read_text())
+    assert (summary["epochs_run"], summary["best_epoch"], summary["exported_epoch"]) == (2, 0, 0)
+    assert summary["restored_best_weights"] is True
+    logs = [e["message"] for e in reporter.of_kind("log")]
+    assert any("no epoch beat the untrained model's recall_at_10" in m for m in logs)
 
 
 def test_a_gpu_request_without_a_gpu_fails_clearly(workspace):
@@ -570,8 +612,10 @@ def test_a_killed_trainer_resumes_from_its_last_checkpoint(workspace):
     assert not state.exists()  # a finished training removes its checkpoint
 
 
-def test_training_runs_mirrored_over_two_replicas(workspace, tmp_path):
-    """MirroredStrategy's code path (per-replica batches, summed gradients) on two logical CPUs."""
+@pytest.mark.parametrize("model_type", ["retrieval", "ranking", "multitask"])
+def test_every_model_type_trains_mirrored_over_two_replicas(workspace, tmp_path, model_type):
+    """MirroredStrategy's code path (per-replica batches, summed gradients) on two logical CPUs; one process
+    per model type (two strategies in one process share collective keys)."""
     script = textwrap.dedent(f"""
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
@@ -583,8 +627,9 @@ def test_training_runs_mirrored_over_two_replicas(workspace, tmp_path):
         devices = ["/cpu:0", "/cpu:1"]
         trainer.choose_strategy = lambda hardware, log: trainer.Placement(
             tf.distribute.MirroredStrategy(devices), "MirroredStrategy", devices)
-        model = {{"model_type": "multitask", "output_dim": 8, "rating_head": [{{"type": "dense", "units": 8}}],
-                 "retrieval_k": [10]}}
+        model = {{"model_type": {model_type!r}, "output_dim": 8, "retrieval_k": [10]}}
+        if {model_type!r} != "retrieval":
+            model["rating_head"] = [{{"type": "dense", "units": 8}}]
         spec = t.spec_for(Path({str(workspace / "purchases.parquet")!r}), model=model, training={{"epochs": 2}})
         result, reporter = t.run(Path({str(tmp_path)!r}), spec, "mirrored")
         assert result.status == "completed", result.error

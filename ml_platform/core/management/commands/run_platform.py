@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 WEB_THREADS = 4
+WEB_TIMEOUT = 120  # seconds a request may take (a preview of a large source)
 
 
 def gunicorn_command(bind: str, workers: int, threads: int = WEB_THREADS) -> list[str]:
@@ -43,9 +44,9 @@ def gunicorn_command(bind: str, workers: int, threads: int = WEB_THREADS) -> lis
         "-",
         "--log-level",
         "warning",
-        # A deploy waits for the serving process to load the model.
+        # No request waits for a model to load (the worker carries deploys out), so the usual bound will do.
         "--timeout",
-        str(int(settings.SERVING_LOAD_TIMEOUT) + 30),
+        str(WEB_TIMEOUT),
     ]
 
 
@@ -82,13 +83,13 @@ class Command(BaseCommand):
         supervisor.start_all()
         try:
             url = f"http://{host}:{port}/"
-            self._wait_until_up(url + "healthz", supervisor["web"].process)
-            self.stdout.write(self.style.SUCCESS(f"ML Platform is running at {url}"), ending="\n")
-            password, _ = demo_password()
-            self.stdout.write(f"Log in as '{DEMO_USERNAME}' with password '{password}'  (Ctrl-C stops it)")
-            self.stdout.flush()
-            # Loading models takes a while; supervision goes on meanwhile.
-            threading.Thread(target=resume_serving, daemon=True, name="resume-serving").start()
+            if self._wait_until_up(url + "healthz", supervisor["web"].process, lambda: stopping):
+                self.stdout.write(self.style.SUCCESS(f"ML Platform is running at {url}"), ending="\n")
+                password, _ = demo_password()
+                self.stdout.write(f"Log in as '{DEMO_USERNAME}' with password '{password}'  (Ctrl-C stops it)")
+                self.stdout.flush()
+                # Loading models takes a while; supervision goes on meanwhile.
+                threading.Thread(target=resume_serving, daemon=True, name="resume-serving").start()
             while not stopping:
                 supervisor.check()
                 time.sleep(0.5)
@@ -97,18 +98,24 @@ class Command(BaseCommand):
             supervisor.stop_all()
             stop_serving()
 
-    def _wait_until_up(self, health_url: str, web, timeout: float = 60) -> None:
+    def _wait_until_up(self, health_url: str, web, stopping=lambda: False, timeout: float = 60) -> bool:
+        """True once the web server answers; False when the platform is being stopped meanwhile (Ctrl-C also
+        stops the web server, which is then no failure)."""
         # A web server that dies before it ever answered is misconfigured (the port is taken): say so, no restarts.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if stopping():
+                return False
             if web.poll() is not None:
+                if stopping():
+                    return False
                 raise CommandError(
                     f"the web server {describe_exit(web.returncode)} before it answered (see its output above)"
                 )
             try:
                 with urllib.request.urlopen(health_url, timeout=2) as response:
                     if response.status == 200:
-                        return
+                        return True
             except OSError:
                 time.sleep(0.3)
         raise CommandError(f"the web server did not answer {health_url} within {timeout:.0f} s")
