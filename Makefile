@@ -9,13 +9,13 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8000
 DEMO_ROWS ?= 100000
 
-.PHONY: up test lint test-sqlite test-postgres install browsers postgres bench clean
+.PHONY: up test lint test-sqlite test-postgres install browsers postgres bench clean image image-gpu
 
 # The stamp file is remade whenever the dependency lists change.
 $(VENV)/.installed: pyproject.toml package.json package-lock.json
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,cloud]'
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
@@ -56,6 +56,17 @@ bench: install
 	$(PY) bench/api.py
 	$(PY) bench/serving_limits.py
 	$(PY) bench/quality.py
+
+# The pipeline images remote runners run (Dockerfile, Dockerfile.gpu): set PIPELINE_IMAGE / PIPELINE_GPU_IMAGE to
+# where they are pushed. Needs a Docker engine.
+IMAGE ?= ml-platform-pipeline
+IMAGE_TAG ?= $(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
+
+image:
+	docker build -f Dockerfile -t $(IMAGE):$(IMAGE_TAG) .
+
+image-gpu:
+	docker build -f Dockerfile.gpu -t $(IMAGE)-gpu:$(IMAGE_TAG) .
 
 clean:
 	rm -rf $(VENV) node_modules var

@@ -125,11 +125,31 @@ class RunFinished(_Event):
     summary: RunSummary = RunSummary()
 
 
+class ComputeAttempt(_Event):
+    """One try at the compute a stage asked for (the Trainer's GPU shapes on Vertex AI, in fallback order)."""
+
+    event: Literal["compute_attempt"]
+    stage: StageName
+    shape: dict[str, Any] = {}  # the worker pool tried: machine_spec (machine type, accelerator), replica_count
+    region: Annotated[str, Field(max_length=100)] = ""
+    outcome: Literal["succeeded", "unavailable", "failed"]
+    error: Text = ""
+    job: Annotated[str, Field(max_length=500)] = ""
+
+
 RunEvent = Annotated[
-    StageStarted | StageCompleted | StageSkipped | StageFailed | EpochCompleted | RunFinished,
+    StageStarted | StageCompleted | StageSkipped | StageFailed | EpochCompleted | RunFinished | ComputeAttempt,
     Field(discriminator="event"),
 ]
-EVENT_KINDS = ("stage_started", "stage_completed", "stage_skipped", "stage_failed", "epoch_completed", "run_finished")
+EVENT_KINDS = (
+    "stage_started",
+    "stage_completed",
+    "stage_skipped",
+    "stage_failed",
+    "epoch_completed",
+    "run_finished",
+    "compute_attempt",
+)
 _events = TypeAdapter(RunEvent)
 
 
@@ -146,7 +166,7 @@ def _problem(item: dict) -> Problem:
 
 def parse_event(
     body: bytes | str,
-) -> StageStarted | StageCompleted | StageSkipped | StageFailed | EpochCompleted | RunFinished:
+) -> StageStarted | StageCompleted | StageSkipped | StageFailed | EpochCompleted | RunFinished | ComputeAttempt:
     """The event in a JSON body; ConfigError naming each bad field otherwise."""
     try:
         return _events.validate_json(body)

@@ -199,6 +199,7 @@ WEBHOOK_PATHS = {
     "stage_failed": "failed",
     "epoch_completed": "epoch-complete",
     "run_finished": "completed",
+    "compute_attempt": "attempt",
 }
 
 

@@ -33,6 +33,7 @@ from ml_platform.core.errors import (
     UpstreamFailed,
     error_body,
     problems_from_ninja,
+    shown_problems,
 )
 from ml_platform.core.parser import JsonObjectParser
 from ml_platform.datasets.api import router as datasets_router
@@ -41,6 +42,9 @@ from ml_platform.experiments.api import router as experiments_router
 from ml_platform.modeling.api import router as modeling_router
 from ml_platform.projects.api import router as projects_router
 from ml_platform.registry.api import router as registry_router
+from ml_platform.runners.api import router as runners_router
+from ml_platform.schedules.api import router as schedules_router
+from ml_platform.schedules.webhook import router as schedule_webhook_router
 from ml_platform.training.api import router as training_router
 from ml_platform.training.webhooks import router as webhooks_router
 
@@ -100,7 +104,7 @@ def on_config_invalid(request, exc):
 
 @api.exception_handler(DataError)
 def on_data_unusable(request, exc):
-    return api.create_response(request, error_body("The data cannot be used", exc.problems), status=422)
+    return api.create_response(request, error_body("The data cannot be used", shown_problems(exc)), status=422)
 
 
 @api.exception_handler(DjangoValidationError)
@@ -161,4 +165,7 @@ api.add_router("", training_router)
 api.add_router("", experiments_router)
 api.add_router("", registry_router)
 api.add_router("", deployment_router)
+api.add_router("", runners_router)
+api.add_router("", schedules_router)
+api.add_router("", schedule_webhook_router)
 api.add_router("", audit_router)

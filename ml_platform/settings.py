@@ -111,10 +111,13 @@ INSTALLED_APPS = [
     "ml_platform.training",
     "ml_platform.experiments",
     "ml_platform.deployment",
+    "ml_platform.runners",
+    "ml_platform.schedules",
     "ml_platform.audit",
 ]
 
 MIDDLEWARE = [
+    "ml_platform.core.middleware.RequestIdMiddleware",  # first: every answer and log line of a request has its id
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -265,6 +268,51 @@ MAX_CONCURRENT_RUNS = _env_int("MAX_CONCURRENT_RUNS", 1)
 RUN_STALE_AFTER_SECONDS = _env_float("RUN_STALE_AFTER_SECONDS", 60)
 RUN_MAX_ATTEMPTS = _env_int("RUN_MAX_ATTEMPTS", 2)
 GPU_PRICES_PER_HOUR = {"T4": 0.35, "L4": 0.71, "V100": 2.48, "A100": 2.93, "H100": 9.80}
+
+# Training schedules (ml_platform/schedules): who fires them (embedded: the worker's tick; see backends.py), and
+# how their e-mail notifications go out (the console, in the worker's log, unless a real backend is set up
+# with Django's EMAIL_HOST... settings).
+SCHEDULER_BACKEND = os.environ.get("SCHEDULER_BACKEND", "").strip() or "embedded"
+if SCHEDULER_BACKEND not in ("embedded",):
+    raise ImproperlyConfigured(f"SCHEDULER_BACKEND={SCHEDULER_BACKEND!r}: use embedded")
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "").strip() or "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "").strip() or "ml-platform@localhost"
+# Hosts a notification webhook may reach although they resolve to a loopback, private, link-local or other
+# non-public address (ml_platform/schedules/outbound.py refuses those otherwise): comma-separated, empty by default.
+NOTIFICATION_ALLOWED_HOSTS = _env_list("NOTIFICATION_ALLOWED_HOSTS", "")
+
+# Remote runners (ml_platform/runners): Vertex AI Pipelines and any Kubeflow Pipelines v2 server. Empty values
+# are "not configured": a runner is offered only when what it needs is set (ml_platform/runners/config.py
+# names what is missing). The pipeline stages and data run in the data region, the Trainer's GPU custom job
+# in the GPU training region (empty: the data region).
+DEFAULT_RUNNER = os.environ.get("DEFAULT_RUNNER", "local").strip() or "local"
+if DEFAULT_RUNNER not in ("local", "kubeflow", "vertex"):
+    raise ImproperlyConfigured(f"DEFAULT_RUNNER={DEFAULT_RUNNER!r}: use local, kubeflow or vertex")
+CLOUD_PROJECT_ID = os.environ.get("CLOUD_PROJECT_ID", "")
+CLOUD_DATA_REGION = os.environ.get("CLOUD_DATA_REGION", "")
+CLOUD_GPU_TRAINING_REGION = os.environ.get("CLOUD_GPU_TRAINING_REGION", "")
+CLOUD_STAGING_BUCKET = os.environ.get("CLOUD_STAGING_BUCKET", "")  # gs://bucket[/prefix]
+CLOUD_SERVICE_ACCOUNT = os.environ.get("CLOUD_SERVICE_ACCOUNT", "")
+PIPELINE_IMAGE = os.environ.get("PIPELINE_IMAGE", "")
+PIPELINE_GPU_IMAGE = os.environ.get("PIPELINE_GPU_IMAGE", "")  # empty: PIPELINE_IMAGE
+REMOTE_ARTIFACT_ROOT = os.environ.get("REMOTE_ARTIFACT_ROOT", "")  # empty on Vertex: the bucket's /gcs mount
+KUBEFLOW_HOST = os.environ.get("KUBEFLOW_HOST", "")
+KUBEFLOW_TOKEN = os.environ.get("KUBEFLOW_TOKEN", "")
+KUBEFLOW_NAMESPACE = os.environ.get("KUBEFLOW_NAMESPACE", "")
+KUBEFLOW_PIPELINE_ROOT = os.environ.get("KUBEFLOW_PIPELINE_ROOT", "")
+PLATFORM_URL = os.environ.get("PLATFORM_URL", "")  # how a remote runner reaches this platform's webhooks
+GPU_FALLBACK_ORDER = os.environ.get("GPU_FALLBACK_ORDER", "4xT4,4xV100,4xL4,2xT4")
+REMOTE_POLL_SECONDS = _env_float("REMOTE_POLL_SECONDS", 30)
+# Cloud deployment targets (ml_platform/deployment/cloud.py): a Vertex AI endpoint, Cloud Run with TF Serving.
+VERTEX_SERVING_IMAGE = os.environ.get(
+    "VERTEX_SERVING_IMAGE", "europe-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-17:latest"
+)
+VERTEX_ENDPOINT_MACHINE_TYPE = os.environ.get("VERTEX_ENDPOINT_MACHINE_TYPE", "n1-standard-4")
+VERTEX_ENDPOINT_MIN_REPLICAS = _env_int("VERTEX_ENDPOINT_MIN_REPLICAS", 1)
+VERTEX_ENDPOINT_MAX_REPLICAS = _env_int("VERTEX_ENDPOINT_MAX_REPLICAS", 2)
+CLOUD_RUN_SERVING_IMAGE = os.environ.get("CLOUD_RUN_SERVING_IMAGE", "docker.io/tensorflow/serving:2.20.0")
+CLOUD_RUN_MIN_INSTANCES = _env_int("CLOUD_RUN_MIN_INSTANCES", 0)
+CLOUD_RUN_MAX_INSTANCES = _env_int("CLOUD_RUN_MAX_INSTANCES", 3)
 
 # The local serving endpoint (ml_pipeline.serving.server), started by the platform on first deploy.
 SERVING_HOST = os.environ.get("SERVING_HOST", "127.0.0.1")

@@ -109,6 +109,9 @@ class JsonClient:
     def patch(self, path, data=None, **extra):
         return self._send("patch", path, data, **extra)
 
+    def put(self, path, data=None, **extra):
+        return self._send("put", path, data, **extra)
+
     def delete(self, path, **extra):
         return self._send("delete", path, **extra)
 
@@ -435,6 +438,18 @@ def with_changes(spec: dict, **changes) -> dict:
 # --------------------------------------------------------------------------- the local serving endpoint
 
 SERVING_TOKEN = "deploy-test-token"
+
+
+def carry_out_deployments() -> int:
+    """What the worker does with the deploys, rollbacks and undeploys the API recorded, here and now
+    (``ml_platform.deployment.jobs``); how many were carried out."""
+    from ml_platform.deployment import jobs
+    from ml_platform.deployment.models import Deployment
+
+    pending = list(Deployment.objects.exclude(pending_action="").values_list("pk", flat=True))
+    for deployment_id in pending:
+        jobs.carry_out(deployment_id)
+    return len(pending)
 
 
 def serving_settings() -> dict:

@@ -24,6 +24,16 @@ VENDOR_FILES: dict[str, tuple[str, list[str]]] = {
     "vendor/chart.js": ("chart.js/dist", ["chart.js", "chart.js.map", "chunks/index.js", "chunks/index.js.map"]),
     "vendor/kurkle-color": ("@kurkle/color/dist", ["color.esm.js"]),
     "vendor/d3-selection": ("d3-selection/src", ["**/*.js"]),
+    # The ridgeline's scales and areas (training/view, js/components/ridgeline.js) and what they import.
+    "vendor/d3-scale": ("d3-scale/src", ["**/*.js"]),
+    "vendor/d3-shape": ("d3-shape/src", ["**/*.js"]),
+    "vendor/d3-array": ("d3-array/dist", ["d3-array.mjs"]),
+    "vendor/d3-color": ("d3-color/dist", ["d3-color.mjs"]),
+    "vendor/d3-format": ("d3-format/dist", ["d3-format.mjs"]),
+    "vendor/d3-interpolate": ("d3-interpolate/dist", ["d3-interpolate.mjs"]),
+    "vendor/d3-path": ("d3-path/dist", ["d3-path.mjs"]),
+    "vendor/d3-time": ("d3-time/dist", ["d3-time.mjs"]),
+    "vendor/d3-time-format": ("d3-time-format/dist", ["d3-time-format.mjs"]),
 }
 
 # Bare module name -> the static file it means. Chart.js imports @kurkle/color by name.
@@ -32,6 +42,15 @@ IMPORTS: dict[str, str] = {
     "chart.js": "vendor/chart.js/chart.js",
     "@kurkle/color": "vendor/kurkle-color/color.esm.js",
     "d3-selection": "vendor/d3-selection/index.js",
+    "d3-scale": "vendor/d3-scale/index.js",
+    "d3-shape": "vendor/d3-shape/index.js",
+    "d3-array": "vendor/d3-array/d3-array.mjs",
+    "d3-color": "vendor/d3-color/d3-color.mjs",
+    "d3-format": "vendor/d3-format/d3-format.mjs",
+    "d3-interpolate": "vendor/d3-interpolate/d3-interpolate.mjs",
+    "d3-path": "vendor/d3-path/d3-path.mjs",
+    "d3-time": "vendor/d3-time/d3-time.mjs",
+    "d3-time-format": "vendor/d3-time-format/d3-time-format.mjs",
 }
 
 MODULE_FOLDERS = ("ml_platform/", "vendor/")
@@ -51,7 +70,7 @@ def import_map() -> dict:
     imports = {name: static(path) for name, path in IMPORTS.items()}
     # The manifest's names (a manifest storage has them; the plain one of the tests and debug mode has none).
     for name in getattr(staticfiles_storage, "hashed_files", {}):
-        if name.endswith(".js") and name.startswith(MODULE_FOLDERS):
+        if name.endswith((".js", ".mjs")) and name.startswith(MODULE_FOLDERS):
             plain, url = f"{settings.STATIC_URL}{name}", static(name)
             if url != plain:  # debug mode serves the plain names even with a manifest
                 imports[plain] = url

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist
 from django.db.models import Q
 from ninja import Query, Router, Schema
 from pydantic import Field
@@ -110,6 +110,8 @@ class NameCheck(Schema):
     available: bool
     model_type: ModelTypeName | None
     registered_model_id: int | None
+    has_schedule: bool = Field(description="The model has a schedule: a run form should not offer another")
+    schedule_id: int | None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -246,12 +248,22 @@ def check_model_name(request, project_id: int, name: str = Query(..., min_length
     (it becomes that model's next version); ``model_type`` says which type that is."""
     project = project_for_user(request.user, project_id)
     existing = RegisteredModel.objects.filter(project=project, name=name.strip()).only("id", "model_type").first()
+    schedule_id = _schedule_id(existing) if existing else None
     return {
         "name": name.strip(),
         "available": existing is None,
         "model_type": existing.model_type if existing else None,
         "registered_model_id": existing.pk if existing else None,
+        "has_schedule": schedule_id is not None,
+        "schedule_id": schedule_id,
     }
+
+
+def _schedule_id(registered: RegisteredModel) -> int | None:
+    try:
+        return registered.schedule.pk  # ml_platform.schedules' one-to-one
+    except ObjectDoesNotExist:
+        return None
 
 
 @router.get("/registered-models/{registered_id}/", response={200: RegisteredModelDetail, **refusals(404, 422)})

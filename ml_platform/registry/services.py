@@ -9,6 +9,7 @@ from django.db.models import Max
 from ml_platform.core import clock
 from ml_platform.core.errors import Conflict, NotFound
 from ml_platform.registry.models import RegisteredModel
+from ml_platform.training import rules
 from ml_platform.training.models import TrainingRun
 
 
@@ -39,15 +40,8 @@ def _register_in_mlflow(run: TrainingRun, registered: RegisteredModel) -> str:
 
 def push_to_registry(run: TrainingRun) -> TrainingRun:
     """Register a blessed, completed run as the next version of its model."""
-    if run.status == TrainingRun.NOT_BLESSED or run.blessed is False:
-        reasons = "; ".join(run.blessing_reasons) or "the evaluator did not bless it"
-        raise Conflict(f"Only blessed models can be registered: {reasons}")
-    if run.status != TrainingRun.COMPLETED:
-        raise Conflict(f"Only completed runs can be registered; this one is {run.status}")
-    if run.registry_version is not None:
-        raise Conflict(f"Already registered as version {run.registry_version}")
-    if not run.serving_model_path:
-        raise Conflict("This run exported no serving model (it ran without the Pusher)")
+    if refused := rules.push_refused(rules.RunState.of(run)):
+        raise Conflict(refused)
     registered = run.registered_model
     mlflow_version = _register_in_mlflow(run, registered) if run.mlflow_run_id else None
     with transaction.atomic():

@@ -8,18 +8,21 @@ audit trail is recorded here, where the request (who, from where) is.
 
 from __future__ import annotations
 
-from ninja import Body, Query, Router, Status
+from ninja import Body, Query, Router, Schema, Status
+from pydantic import Field
 
 from ml_pipeline.errors import ConfigError, Problem
 from ml_platform.audit import services as audit
 from ml_platform.core.errors import NotFound, refusals
+from ml_platform.core.fields import Id
 from ml_platform.core.filters import comma_ids
 from ml_platform.projects.access import project_for_user
-from ml_platform.training import comparison, presenters, routes, services
+from ml_platform.training import comparison, estimates, presenters, routes, services
 from ml_platform.training.access import run_for_user
 from ml_platform.training.models import TrainingRun
 from ml_platform.training.schemas import (
     ComparisonOut,
+    ModelTypeName,
     RerunIn,
     RunConfigOut,
     RunConfigPatch,
@@ -27,6 +30,7 @@ from ml_platform.training.schemas import (
     TrainingRunIn,
     VersusExperimentOut,
 )
+from ml_platform.training.services import GpuType
 
 router = Router(tags=["training"])
 
@@ -54,6 +58,45 @@ Two queries per page whatever its size (a count and the page's rows), and
 only the columns a card shows: the headline metrics and the stage bar are
 read out of the JSON columns by the database.""",
 )
+
+
+class EstimateOut(Schema):
+    model_type: ModelTypeName
+    rows: int | None = Field(description="The dataset's rows (its preview's count), None before a preview")
+    epochs: int
+    examples: int | None = Field(description="Examples the run would train on: rows x sample share x epochs")
+    based_on_runs: int = Field(description="Finished runs and experiments of this model type that measured it")
+    examples_per_second: float | None = Field(description="Their mean Trainer throughput")
+    seconds: float | None
+    cost_usd: float | None = Field(description="From the GPU price table, as a run's cost")
+    basis: str = Field(description="What the figures are based on, in words (or that there is no history yet)")
+
+
+@router.get("/projects/{project_id}/training-runs/estimate/", response={200: EstimateOut, **refusals(404, 422)})
+def estimate_training_run(
+    request,
+    project_id: int,
+    experiment_id: Id | None = None,
+    dataset_id: Id | None = None,
+    model_config_id: Id | None = None,
+    epochs: int = Query(10, ge=1, le=10_000),
+    sample_percent: float | None = Query(None, gt=0, le=100),
+    gpu_type: GpuType | None = None,
+    gpu_count: int = Query(0, ge=0, le=16),
+):
+    """Estimated duration and cost of a run, from this project's measured throughput of earlier runs of the
+    same model type (examples/s, scaled by rows x epochs; the cost from the price table)."""
+    project = project_for_user(request.user, project_id)
+    return estimates.estimate_for(
+        project,
+        experiment_id=experiment_id,
+        dataset_id=dataset_id,
+        model_config_id=model_config_id,
+        epochs=epochs,
+        sample_percent=sample_percent,
+        gpu_type=gpu_type,
+        gpu_count=gpu_count,
+    ).as_dict()
 
 
 # Registered before "/training-runs/{run_id}/": the first matching path wins, and "compare" is no run id.

@@ -15,6 +15,7 @@ from django.urls import reverse
 from google.protobuf import json_format, text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from ml_pipeline.metrics import metric_split
 from ml_pipeline.spec import STAGES, StageStatus
 from ml_platform.core.errors import NotFound
 from ml_platform.training.models import EPOCH_METRICS, TrainingMetricsHistory, TrainingRun
@@ -36,6 +37,7 @@ def metrics_of(run: TrainingRun, histograms: bool) -> dict:
         "status": run.status,
         "current_epoch": run.current_epoch,
         "total_epochs": run.total_epochs,
+        "metric_splits": {name: metric_split(name, "eval") for name in EPOCH_METRICS},
         "epochs": list(rows),
     }
 

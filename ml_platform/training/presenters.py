@@ -11,10 +11,14 @@ from typing import Any
 
 from django.db.models import F, Q
 
+from ml_pipeline.blessing import advice as blessing_advice
+from ml_pipeline.metrics import SPLITS
+from ml_pipeline.metrics import metric_split as split_of
 from ml_pipeline.redact import redact
 from ml_pipeline.spec import STAGES, StageStatus
 from ml_platform.core.filters import comma_choices
 from ml_platform.registry.models import RegisteredModel
+from ml_platform.training import rules
 from ml_platform.training.models import RunStatus, TrainingRun
 from ml_platform.training.schemas import ArtifactOut
 from ml_platform.training.services import EDITABLE
@@ -56,6 +60,21 @@ def stage_table(run: TrainingRun) -> list[dict]:
             }
         )
     return table
+
+
+def remote_job_of(run: TrainingRun) -> dict | None:
+    """The run's job on Kubeflow or Vertex AI (``schemas.RemoteJobOut``), with the Trainer's GPU attempts."""
+    from ml_platform.runners.models import RemoteJob
+
+    job = RemoteJob.objects.filter(run_id=run.pk).first() if run.is_remote else None
+    if job is None:
+        return None
+    fields = ("backend", "state", "service_state", "resource_name", "console_url", "error", "submitted_at")
+    return {
+        **{name: getattr(job, name) for name in fields},
+        "checked_at": job.checked_at,
+        "trainer_attempts": ((run.stages or {}).get("Trainer") or {}).get("attempts", []),
+    }
 
 
 def artifact_list(run: TrainingRun) -> list[dict]:
@@ -116,8 +135,12 @@ def run_detail(run: TrainingRun) -> dict:
             )
         },
         "display_name": str(run),
+        "metric_splits": final_metric_splits(run.final_metrics or {}),
+        # an experiment is never pushed: its verdict is advice for the training run it may become
+        "advice": blessing_advice(run.blessed, run.blessing_reasons or []) if run.is_experiment else None,
         "dataset_snapshot": redact(run.dataset_snapshot),
         "stages": stage_table(run),
+        "remote_job": remote_job_of(run),
         "dataset": {
             "id": run.dataset_id,
             "name": run.dataset.name if run.dataset else (run.dataset_snapshot or {}).get("name"),
@@ -138,6 +161,7 @@ def run_detail(run: TrainingRun) -> dict:
         "registered_model_name": registered.name if registered else run.name,
         "rerun_of": _ref(run.rerun_of),
         "source_experiment": _ref(run.source_experiment),
+        "schedule": fired_by_schedule(run),
         "created_by": run.created_by.get_username() if run.created_by else None,
     }
 
@@ -216,8 +240,24 @@ def run_page(runs, page: int, page_size: int) -> dict:
             "completed_at",
             "cost_usd",
             "error_message",
+            "error_stage",
+            "dataset_id",
+            "feature_config_id",
+            "model_config_id",
+            "registry_version",
+            "registered_model_id",
+            feature_config_name=F("feature_config__name"),
+            model_config_name=F("model_config__name"),
+            deployed_version=F("registered_model__deployed_version"),
+            # a run has at most one firing (the schedule occurrence that made it): no duplicated rows
+            fired_schedule_id=F("firings__schedule_id"),
+            fired_schedule_name=F("firings__schedule__name"),
+            fired_for=F("firings__scheduled_for"),
+            fired_trigger=F("firings__trigger"),
+            serving_uri=F("artifacts__Pusher__uri"),
             recall_at_100=F("final_metrics__recall_at_100"),
             rmse=F("final_metrics__rmse"),
+            holdout=F("final_metrics__holdout"),
             gpu_type=F("gpu_config__gpu_type"),
             gpu_count=F("gpu_config__gpu_count"),
             dataset_name=F("dataset_snapshot__name"),
@@ -244,8 +284,16 @@ def _list_item(row: dict) -> dict:
     )
     stages = {stage: row.pop(f"stage_{i}") or StageStatus.PENDING for i, stage in enumerate(STAGES)}
     error = row.pop("error_message") or ""
+    actions = rules.allowed(rules.RunState.from_row(row))
+    row.pop("serving_uri")
+    deployed = row.pop("deployed_version")
+    fired = [row.pop(k) for k in ("fired_schedule_id", "fired_schedule_name", "fired_for", "fired_trigger")]
     return {
         **row,
+        "schedule": schedule_origin(*fired),
+        "actions": actions,
+        "deployed": row["registry_version"] is not None and deployed == row["registry_version"],
+        "metric_split": metric_split(stages, row.pop("holdout")),
         "display_name": str(shell),
         "stages": stages,
         "gpu_count": row["gpu_count"] or 0,
@@ -255,6 +303,36 @@ def _list_item(row: dict) -> dict:
         "duration_seconds": shell.duration_seconds,
         "cost_usd": float(shell.cost()),
     }
+
+
+def schedule_origin(schedule_id, name, scheduled_for, trigger) -> dict | None:
+    """The schedule that started a run (``schemas.ScheduleOrigin``), from its firing; None for a run made by hand."""
+    if schedule_id is None:
+        return None
+    return {"id": schedule_id, "name": name, "scheduled_for": scheduled_for, "trigger": trigger}
+
+
+def fired_by_schedule(run: TrainingRun) -> dict | None:
+    """A run's schedule origin, read through its firing (the run itself has no column for it)."""
+    values = ("schedule_id", "schedule__name", "scheduled_for", "trigger")
+    found = run.firings.values_list(*values).first() if run.pk else None
+    return schedule_origin(*found) if found else None
+
+
+def metric_split(stages: dict[str, str], holdout: str | None) -> str:
+    """The split a run's final metrics were measured on: the Evaluator's held-out split once it has run
+    (test, or eval when the run has no test rows), else the Trainer's per-epoch validation (eval)."""
+    if stages.get("Evaluator") not in (StageStatus.COMPLETED, StageStatus.CACHED):
+        return "eval"
+    return holdout if holdout in SPLITS else "test"
+
+
+def final_metric_splits(final_metrics: dict) -> dict[str, str]:
+    """metric -> the split it was measured on, for every metric of a run's final metrics."""
+    holdout = final_metrics.get("holdout")
+    evaluated_on = holdout if holdout in SPLITS else None
+    splits = {name: split_of(name, evaluated_on) for name in final_metrics}
+    return {name: split for name, split in splits.items() if split is not None}
 
 
 def _number(value: Any) -> float | None:

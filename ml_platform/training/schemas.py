@@ -17,15 +17,19 @@ from pydantic import Field, PlainSerializer, ValidationError, WrapValidator
 
 from ml_pipeline.config.features import FeatureConfig
 from ml_pipeline.config.model import ModelConfig, ModelType
+from ml_pipeline.metrics import SPLITS
 from ml_pipeline.spec import STAGES, EvaluatorConfig, SplitConfig, StageName, StageStatus, TrainingParams
+from ml_platform.training import rules
 from ml_platform.training.models import RunKind, Runner, RunStatus
 from ml_platform.training.services import GpuConfig, ScheduleConfig
 
 RunStatusName = Literal[tuple(RunStatus.values)]  # type: ignore[valid-type]
 RunKindName = Literal[tuple(RunKind.values)]  # type: ignore[valid-type]
 RunnerName = Literal[tuple(Runner.values)]  # type: ignore[valid-type]
+RemoteRunnerName = Literal["local", "kubeflow", "vertex"]  # ml_platform.runners.config.RUNNERS
 ModelTypeName = Literal[tuple(t.value for t in ModelType)]  # type: ignore[valid-type]
 StageStatusName = Literal[tuple(s.value for s in StageStatus)]  # type: ignore[valid-type]
+SplitName = Literal[SPLITS]  # type: ignore[valid-type]
 WORKER_LOG = "worker"
 
 
@@ -85,6 +89,7 @@ class TrainingRunIn(RunInput):
     gpu_config: GpuConfig = GpuConfig()
     evaluator_config: EvaluatorConfig = EvaluatorConfig()
     schedule_config: ScheduleConfig = ScheduleConfig()
+    runner: RemoteRunnerName | None = Field(None, description="Where it runs; default: the project's runner")
 
 
 class RerunIn(RunInput):
@@ -116,6 +121,15 @@ class RunConfigPatch(RunInput):
 # --------------------------------------------------------------------------- the list
 
 
+class ScheduleOrigin(Schema):
+    """The schedule that started a run, and the occurrence it fired for."""
+
+    id: int
+    name: str
+    scheduled_for: datetime = Field(description="The occurrence (UTC); for a run triggered by hand, that moment")
+    trigger: Literal["occurrence", "manual"]
+
+
 class RunListItem(Schema):
     id: int
     kind: RunKindName
@@ -137,9 +151,25 @@ class RunListItem(Schema):
     gpu_count: int
     dataset_name: str | None
     error_message: str
+    error_stage: str
     created_at: datetime
     duration_seconds: float | None
     cost_usd: float
+    dataset_id: int | None
+    feature_config_id: int | None
+    feature_config_name: str | None
+    model_config_id: int | None
+    model_config_name: str | None
+    registered_model_id: int | None
+    registry_version: int | None
+    deployed: bool = Field(description="This run's registry version is the one its model serves")
+    schedule: ScheduleOrigin | None = Field(None, description="The schedule that started it; null: started by hand")
+    metric_split: Literal["eval", "test"] = Field(
+        description="Where recall_at_100 and rmse were measured: test (the Evaluator) or eval (the Trainer)"
+    )
+    actions: list[Literal[rules.ACTIONS]] = Field(  # type: ignore[valid-type]
+        description="What the run accepts now (cancel, rerun, edit, push, deploy, promote, delete)"
+    )
 
 
 class RunPage(Schema):
@@ -150,6 +180,30 @@ class RunPage(Schema):
 
 
 # --------------------------------------------------------------------------- one run
+
+
+class ComputeAttemptOut(Schema):
+    shape: dict = Field(description="The worker pool tried: machine_spec (machine type, accelerator type and count)")
+    region: str
+    outcome: Literal["succeeded", "unavailable", "failed"]
+    error: str = ""
+    job: str = ""
+
+
+class RemoteJobOut(Schema):
+    """The job a run became on a remote runner (Kubeflow Pipelines, Vertex AI Pipelines)."""
+
+    backend: Literal["kubeflow", "vertex"]
+    state: str = Field(description="queued, pending, running, cancelling, succeeded, failed or cancelled")
+    service_state: str = Field(description="The state as the service names it (PIPELINE_STATE_RUNNING, ...)")
+    resource_name: str
+    console_url: str
+    error: str
+    submitted_at: datetime | None
+    checked_at: datetime | None
+    trainer_attempts: list[ComputeAttemptOut] = Field(
+        description="Each GPU shape the Trainer tried, in the fallback order, and why it was passed over"
+    )
 
 
 class StageOut(Schema):
@@ -225,6 +279,7 @@ class RunDetail(Schema):
     attempts: int
     runner: RunnerName = Field(description="local (the worker) or remote (a runner reporting through webhooks)")
     last_event_at: datetime | None = Field(description="A remote run's latest event: its sign of life")
+    remote_job: RemoteJobOut | None = Field(None, description="Its job on Kubeflow or Vertex AI; null: local")
     stages: list[StageOut]
     dataset: CatalogRef
     feature_config: CatalogRef
@@ -239,9 +294,11 @@ class RunDetail(Schema):
     gpu_config: AsSent[GpuConfig]
     evaluator_config: AsSent[EvaluatorConfig]
     schedule_config: AsSent[ScheduleConfig]
-    final_metrics: dict
+    final_metrics: dict = Field(description="The Evaluator's metrics (test); eval_<name>: the Trainer's (eval)")
+    metric_splits: dict[str, SplitName] = Field(description="final metric -> the split it was measured on")
     blessed: bool | None
     blessing_reasons: list
+    advice: str | None = Field(description="An experiment's verdict as advice ('would not be blessed: ...')")
     artifacts: list[ArtifactOut]
     resources: dict
     duration_seconds: float | None
@@ -251,6 +308,7 @@ class RunDetail(Schema):
     registered_model_name: str
     rerun_of: RunRef | None
     source_experiment: RunRef | None
+    schedule: ScheduleOrigin | None = Field(None, description="The schedule that started it; null: started by hand")
     from_stage: Literal[("", *STAGES)] = Field(  # type: ignore[valid-type]
         description="The stage a rerun recomputed from; empty: none"
     )
@@ -304,6 +362,7 @@ class MetricsOut(Schema):
     status: RunStatusName
     current_epoch: int | None
     total_epochs: int | None
+    metric_splits: dict[str, SplitName] = Field(description="epoch metric -> its split: loss train, the rest eval")
     epochs: list[EpochOut]
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import shutil
 import uuid
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from django.conf import settings
 from django.db import transaction
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from ml_pipeline.config.dataset import StrictModel
 from ml_pipeline.errors import ConfigError, Problem, validate_model
@@ -20,25 +20,40 @@ from ml_platform.datasets.access import data_access_for
 from ml_platform.datasets.models import Dataset
 from ml_platform.modeling.models import FeatureConfig, ModelConfig
 from ml_platform.registry.models import RegisteredModel
-from ml_platform.training import specs
+from ml_platform.runners import services as remote
+from ml_platform.schedules import timing
+from ml_platform.training import rules, specs
 from ml_platform.training.diffs import DIFFED, config_diff
 from ml_platform.training.models import InvalidTransition, RunNumberCounter, TrainingRun, empty_stage_table
+
+GpuType = Literal["T4", "L4", "V100", "A100", "H100"]
 
 
 class GpuConfig(StrictModel):
     """GPUs for the Trainer. Locally: how many visible GPUs to use (0 = CPU)."""
 
-    gpu_type: Literal["T4", "L4", "V100", "A100", "H100"] | None = None
+    gpu_type: GpuType | None = None
     gpu_count: int = Field(default=0, ge=0, le=16)
     preemptible: bool = False
     allow_cpu_fallback: bool = False
+    fallback: list[str] | None = Field(
+        default=None,
+        description="Vertex AI: GPU shapes to try in order when the run's own cannot be had, e.g. ['4xT4', '2xT4']; "
+        "default GPU_FALLBACK_ORDER",
+    )
+
+
+def _iana_zone(name: str) -> str:
+    timing.zone(name)  # ValueError: not an IANA zone
+    return name
 
 
 class ScheduleConfig(StrictModel):
-    """Stored with the run; the scheduling issue turns it into recurring runs."""
+    """Stored with the run: a run a schedule fired says which (``scheduler_job_id``), in which zone.
+    Schedules themselves are ml_platform.schedules'."""
 
     schedule_type: Literal["none", "once", "hourly", "daily", "weekly", "monthly"] = "none"
-    timezone: str = "UTC"
+    timezone: Annotated[str, AfterValidator(_iana_zone)] = "UTC"
     scheduler_job_id: str | None = None
 
 
@@ -187,8 +202,10 @@ def create_training_run(
     gpu_config: dict | None = None,
     evaluator_config: dict | None = None,
     schedule_config: dict | None = None,
+    runner: str | None = None,
 ) -> TrainingRun:
-    """Validate everything a run needs, then queue it (status pending).
+    """Validate everything a run needs, then queue it (status pending) for its runner (``runner``, else the
+    project's: see ml_platform.runners).
 
     The configurations come either from the catalog (the three ids) or from
     an experiment (``experiment_id``: promoted exactly as it was tested). A
@@ -208,6 +225,7 @@ def create_training_run(
             raise ConfigError(missing)
         catalog = catalog_fields(project, **ids)
     parameters = _parameters(split_config, training_params, gpu_config, evaluator_config, schedule_config)
+    runner = remote.choose(project, runner, parameters["gpu_config"])
     run, spec = _new_run(
         project=project,
         kind=TrainingRun.TRAINING,
@@ -220,7 +238,9 @@ def create_training_run(
     )
     with transaction.atomic():
         run.registered_model = _registered_model(project, user, name, catalog["model_type"], description)
-        return _save_numbered(run, spec)
+        run = _save_numbered(run, spec)
+        remote.attach(run, runner)
+        return run
 
 
 def create_experiment(
@@ -236,11 +256,14 @@ def create_experiment(
     training_params: dict | None = None,
     gpu_config: dict | None = None,
     evaluator_config: dict | None = None,
+    runner: str | None = None,
 ) -> TrainingRun:
     """Queue a quick test: the pipeline without the Pusher, usually on a sample (``split_config.sample_percent``)."""
     catalog = catalog_fields(project, dataset_id, feature_config_id, model_config_id)
     parameters = _parameters(split_config, training_params, gpu_config, evaluator_config, {})
+    runner = remote.choose(project, runner, parameters["gpu_config"])
     return _queue_run(
+        runner,
         project=project,
         kind=TrainingRun.EXPERIMENT,
         name=name,
@@ -263,9 +286,11 @@ def _parameters(split_config, training_params, gpu_config, evaluator_config, sch
     }
 
 
-def _queue_run(**fields) -> TrainingRun:
-    """Save a new pending run with the next run number and a spec checked against its source."""
-    return _save_numbered(*_new_run(**fields))
+def _queue_run(runner: str, **fields) -> TrainingRun:
+    """Save a new pending run with the next run number and a spec checked against its source, for its runner."""
+    run = _save_numbered(*_new_run(**fields))
+    remote.attach(run, runner)
+    return run
 
 
 def _new_run(**fields) -> tuple[TrainingRun, PipelineSpec]:
@@ -296,8 +321,8 @@ def _save_numbered(run: TrainingRun, spec: PipelineSpec) -> TrainingRun:
 
 def request_cancel(run: TrainingRun) -> TrainingRun:
     """Queued and remote runs are cancelled at once; local running ones are stopped by their worker within seconds."""
-    if run.is_terminal:
-        raise Conflict(f"Run is already {run.status}")
+    if refused := rules.cancel_refused(rules.RunState.of(run)):
+        raise Conflict(refused)
     if run.status in (TrainingRun.PENDING, TrainingRun.SCHEDULED):
         try:
             run.transition(TrainingRun.CANCELLED, error_message="cancelled before it started")
@@ -309,6 +334,7 @@ def request_cancel(run: TrainingRun) -> TrainingRun:
         # signal to stop.
         try:
             run.transition(TrainingRun.CANCELLED, error_message="cancelled by a user")
+            remote.cancel(run)  # its job at Kubeflow or Vertex AI, if it has one (retried by the worker)
         except InvalidTransition:
             run.refresh_from_db()  # it finished just before the cancel landed
         return run
@@ -317,8 +343,7 @@ def request_cancel(run: TrainingRun) -> TrainingRun:
     return run
 
 
-# Runs whose parameters may still be edited: nothing is executing them.
-EDITABLE = (*TrainingRun.TERMINAL, TrainingRun.SCHEDULED)
+EDITABLE = rules.EDITABLE
 
 
 def update_config(run: TrainingRun, changes: dict) -> list[str]:
@@ -328,8 +353,8 @@ def update_config(run: TrainingRun, changes: dict) -> list[str]:
     Conflict while the run is queued or running (or when it starts meanwhile); ConfigError naming the field
     otherwise.
     """
-    if run.status not in EDITABLE:
-        raise Conflict(f"A {run.status} run's configuration cannot be edited; cancel it or wait until it has finished")
+    if refused := rules.edit_refused(rules.RunState.of(run)):
+        raise Conflict(refused)
     changes = {k: v for k, v in changes.items() if v is not None}
     if "schedule_config" in changes and "scheduler_job_id" not in changes["schedule_config"]:
         # The scheduler's job belongs to the scheduler, not to the edit form.
@@ -363,11 +388,8 @@ def run_folder(run: TrainingRun) -> Path:
 
 def delete_run(run: TrainingRun) -> None:
     """Terminal runs only; removes the run's artifacts too, except the stages later runs reused."""
-    if not run.is_terminal:
-        raise Conflict(f"Only finished runs can be deleted; this one is {run.status}")
-    registered = run.registered_model
-    if registered and run.registry_version and registered.deployed_version == run.registry_version:
-        raise Conflict(f"Version {run.registry_version} of {registered.name} is deployed; undeploy it first")
+    if refused := rules.delete_refused(rules.RunState.of(run)):
+        raise Conflict(refused)
     folder = run_folder(run)
     kept = stages_reused_elsewhere(run, folder)
     run.delete()
@@ -435,8 +457,8 @@ def rerun(run: TrainingRun, user, *, from_stage: str | None = None, changes: dic
     feature config edit does not), otherwise it runs again. The new run
     keeps its config diff against the original.
     """
-    if not run.is_terminal:
-        raise Conflict(f"Only finished runs can be rerun; this one is {run.status}")
+    if refused := rules.rerun_refused(rules.RunState.of(run)):
+        raise Conflict(refused)
     changes = {name: value for name, value in (changes or {}).items() if value is not None}
     fields = {name: getattr(run, name) for name in COPIED_ON_RERUN}
     problems = []
@@ -466,6 +488,7 @@ def rerun(run: TrainingRun, user, *, from_stage: str | None = None, changes: dic
         {label: fields[name] for label, name in DIFFED.items()},
     )
     return _queue_run(
+        remote.choose(run.project, remote.runner_of(run), fields["gpu_config"]),
         **fields,
         rerun_of=run,
         from_stage=from_stage or "",

@@ -36,8 +36,14 @@ def run_statistics(request, run_id: int):
     except NotFound as missing:
         return render(request, TEMPLATE, {**context, "unavailable": str(missing)}, status=404)
 
+    return render(request, TEMPLATE, {**context, **statistics_context(run, statistics, request.GET.get("split"))})
+
+
+def statistics_context(run, statistics: dict, split: str | None) -> dict:
+    """The tables of a run's statistics (``outputs.statistics_of``'s answer) for one split: the report page's
+    and the view modal's Data insights tab's."""
     splits = statistics["summary"].get("splits") or {}
-    split = request.GET.get("split", DEFAULT_SPLIT)
+    split = split or DEFAULT_SPLIT
     if split not in splits:
         split = statistics["overview"]["split"]  # train, or the first split there is
     columns = (splits.get(split) or {}).get("columns") or {}
@@ -47,30 +53,23 @@ def run_statistics(request, run_id: int):
     except NotFound as missing:
         schema, schema_unavailable = None, str(missing)
 
-    return render(
-        request,
-        TEMPLATE,
-        {
-            **context,
-            "overview": statistics["overview"],
-            "splits": [{"name": name, "examples": s.get("num_examples") or 0} for name, s in splits.items()],
-            "split": split,
-            "split_examples": (splits.get(split) or {}).get("num_examples") or 0,
-            "split_missing_pct": _average([c.get("missing_pct") for c in columns.values()]),
-            "numeric": [
-                _numeric_row(name, c, histograms.get(name)) for name, c in columns.items() if c.get("type") in NUMERIC
-            ],
-            "categorical": [_categorical_row(name, c) for name, c in columns.items() if c.get("type") in CATEGORICAL],
-            "timestamps": [
-                _timestamp_row(name, c, histograms.get(name))
-                for name, c in columns.items()
-                if c.get("type") in TIMESTAMP
-            ],
-            "schema_features": _schema_rows(schema) if schema else [],
-            "anomalies": schema["anomalies"] if schema else [],
-            "schema_unavailable": schema_unavailable,
-        },
-    )
+    return {
+        "overview": statistics["overview"],
+        "splits": [{"name": name, "examples": s.get("num_examples") or 0} for name, s in splits.items()],
+        "split": split,
+        "split_examples": (splits.get(split) or {}).get("num_examples") or 0,
+        "split_missing_pct": _average([c.get("missing_pct") for c in columns.values()]),
+        "numeric": [
+            _numeric_row(name, c, histograms.get(name)) for name, c in columns.items() if c.get("type") in NUMERIC
+        ],
+        "categorical": [_categorical_row(name, c) for name, c in columns.items() if c.get("type") in CATEGORICAL],
+        "timestamps": [
+            _timestamp_row(name, c, histograms.get(name)) for name, c in columns.items() if c.get("type") in TIMESTAMP
+        ],
+        "schema_features": _schema_rows(schema) if schema else [],
+        "anomalies": schema["anomalies"] if schema else [],
+        "schema_unavailable": schema_unavailable,
+    }
 
 
 # --------------------------------------------------------------------------- rows

@@ -1,6 +1,6 @@
 """The worker: takes queued runs, executes each in a child process it can stop, and keeps runs honest.
 
-Each :meth:`Worker.step` does a little of everything and is what tests call;
+Each :meth:`Worker.step` does a little of everything (the embedded scheduler's tick too) and is what tests call;
 ``manage.py run_worker`` just loops over it. Runs are claimed with a guarded
 UPDATE (pending -> running), so several workers never take the same run.
 While a child runs, the worker writes the run's heartbeat; a run whose
@@ -32,6 +32,8 @@ from django.db.models import Q
 
 from ml_pipeline import tracking
 from ml_platform.core import clock
+from ml_platform.deployment import jobs
+from ml_platform.schedules import backends, scheduler
 from ml_platform.training import failures
 from ml_platform.training.models import InvalidTransition, TrainingRun
 from ml_platform.training.services import run_folder
@@ -78,18 +80,57 @@ class Worker:
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.max_concurrent = max_concurrent or settings.MAX_CONCURRENT_RUNS
         self.children: dict[int, Child] = {}
+        self.action: tuple[int, subprocess.Popen] | None = None  # (firing id, its child) acting on a blessed run
+        self.deployments = jobs.Carrier(self.worker_id)  # deploys, rollbacks, undeploys the web server recorded
         self.stopping = False
 
     # -- one iteration ---------------------------------------------------------
     def step(self) -> bool:
         """Do one round of work; True when something happened."""
         did = self.recover_orphans() > 0
+        did |= self.follow_remote() > 0
         did |= self.reap_children() > 0
         did |= self.stop_cancelled() > 0
         self.heartbeat()
         if not self.stopping:
+            did |= self.fire_schedules() > 0
+            did |= self.act_on_blessed() > 0
+            did |= self.deployments.step() > 0
             did |= self.claim_and_start() is not None
         return did
+
+    def act_on_blessed(self) -> int:
+        """Start a scheduled blessed run's push (and deploy) in a child process, one at a time, so a slow
+        deploy never holds up the tick (ml_platform.schedules.scheduler, "Act"). The child has a session of
+        its own: a worker that stops leaves it to finish; one that dies leaves the action to go stale."""
+        if self.action is not None:
+            firing_id, process = self.action
+            if process.poll() is None:
+                return 0
+            self.action = None
+            scheduler.release_blessed_action(firing_id, f"its process ended with code {process.returncode}")
+        firing = scheduler.claim_blessed_action(clock.now())
+        if firing is None:
+            return 0
+        command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "act_on_blessed", str(firing.pk)]
+        try:
+            self.action = (firing.pk, subprocess.Popen(command, start_new_session=True))
+        except OSError as error:
+            logger.exception("firing %s: its blessed run's action could not be started", firing.pk)
+            scheduler.release_blessed_action(firing.pk, f"its process could not be started: {error}")
+        return 1
+
+    def fire_schedules(self) -> int:
+        """The embedded scheduler's tick (ml_platform.schedules.scheduler): due schedules become queued runs,
+        ended ones update their schedule. Another scheduler backend fires them itself."""
+        return scheduler.tick(self.worker_id) if backends.embedded() else 0
+
+    def follow_remote(self) -> int:
+        """Remote runs (Kubeflow, Vertex AI): submit the queued, read the state of the running (their jobs may
+        end without their webhooks arriving), send cancels (ml_platform.runners.services)."""
+        from ml_platform.runners import services as remote
+
+        return remote.step()
 
     def recover_orphans(self) -> int:
         """Runs marked running whose heartbeat is stale and that no child of ours executes."""
@@ -250,7 +291,9 @@ class Worker:
         child.log_file.close()
 
     def shutdown(self) -> None:
-        """Stop children and queue their runs again, so the next worker resumes them."""
+        """Stop children and queue their runs again, so the next worker resumes them (and its deployment's
+        request, which the next worker carries out)."""
+        self.deployments.stop()
         for child in list(self.children.values()):
             self._kill(child)
             run = TrainingRun.objects.get(pk=child.run_id)

@@ -8,6 +8,8 @@ as a 404 page, says so with ``browser_errors.expect("...")``.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -26,6 +28,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TIMEOUT_MS = 10_000
+LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +74,14 @@ def page(browser, live_server, browser_errors) -> Page:
     """A page in a fresh browser context (own cookies), with base_url set to the live server."""
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
+    # No request leaves loopback: anything else (a CDN, a font, a tracker) is refused and fails the test.
+    left_loopback: list[str] = []
+
+    def refuse(route):
+        left_loopback.append(route.request.url)
+        route.abort()
+
+    context.route(lambda url: urlsplit(url).hostname not in LOOPBACK, refuse)
     page = context.new_page()
     page.on("console", browser_errors.on_console)
     page.on("pageerror", browser_errors.on_page_error)
@@ -78,6 +89,7 @@ def page(browser, live_server, browser_errors) -> Page:
     context.close()
     unexpected = browser_errors.unexpected()
     assert not unexpected, "JavaScript errors on the page:\n" + "\n".join(unexpected)
+    assert not left_loopback, "Requests off loopback:\n" + "\n".join(left_loopback)
 
 
 def log_in(page: Page, username: str, password: str = PASSWORD) -> Page:
@@ -101,3 +113,31 @@ def logged_in_page(page):
         return page
 
     return _log_in
+
+
+SCREENSHOT_WIDTHS = (1280, 390)
+# Where screenshots go: $SCREENSHOT_DIR, else var/screenshots (ignored by git).
+SCREENSHOT_DIR = Path(os.environ.get("SCREENSHOT_DIR") or Path(__file__).resolve().parents[2] / "var" / "screenshots")
+PAGE_SCROLLS_SIDEWAYS = "() => document.documentElement.scrollWidth > document.documentElement.clientWidth + 1"
+
+
+@pytest.fixture
+def screenshots(page, request):
+    """``screenshots("training")`` saves the page at 1280 and 390 px wide (full page) as
+    ``<test>-training-<width>.png`` under SCREENSHOT_DIR, and fails when the page scrolls sideways at any of
+    them (a wide table must scroll inside its own box). The viewport is put back as it was."""
+
+    def shoot(name: str) -> list[Path]:
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        before = page.viewport_size
+        saved = []
+        for width in SCREENSHOT_WIDTHS:
+            page.set_viewport_size({"width": width, "height": before["height"]})
+            path = SCREENSHOT_DIR / f"{request.node.name}-{name}-{width}.png"
+            page.screenshot(path=path, full_page=True)
+            saved.append(path)
+            assert not page.evaluate(PAGE_SCROLLS_SIDEWAYS), f"{name} scrolls sideways at {width} px"
+        page.set_viewport_size(before)
+        return saved
+
+    return shoot

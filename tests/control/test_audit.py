@@ -28,7 +28,7 @@ from ml_platform.deployment import targets
 from ml_platform.deployment.targets import DeploymentTarget, TargetStatus
 from ml_platform.registry.services import push_to_registry
 from ml_platform.training.models import TrainingRun
-from tests.helpers import PASSWORD, JsonClient, api_client_for, make_user
+from tests.helpers import PASSWORD, JsonClient, api_client_for, carry_out_deployments, make_user
 from tests.helpers import post_webhook as webhook
 
 pytestmark = pytest.mark.django_db
@@ -333,6 +333,7 @@ def deploy_run(c):
 def undeploy_model(c):
     model = registered_version(c).registered_model_id
     assert c.api.post(f"/api/registered-models/{model}/deploy/", {"version": 1}).status_code == 200
+    carry_out_deployments()
     return (lambda: c.api.post(f"/api/registered-models/{model}/undeploy/")), model
 
 
@@ -342,6 +343,7 @@ def roll_back(c):
     registered_version(c)
     for version in (1, 2):
         assert c.api.post(f"/api/registered-models/{model}/deploy/", {"version": version}).status_code == 200
+        carry_out_deployments()
     return (lambda: c.api.post(f"/api/registered-models/{model}/rollback/")), model
 
 

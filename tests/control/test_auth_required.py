@@ -55,9 +55,8 @@ def page_paths():
                 yield prefix + str(pattern.pattern)
 
     for route in walk(get_resolver().url_patterns):
-        yield "/" + route.replace("<int:project_id>", "1").replace("<int:dataset_id>", "1").replace(
-            "<int:config_id>", "1"
-        ).replace("<int:run_id>", "1")
+        # Every path converter filled in: ids with 1, slugs (an action's name) with a word.
+        yield "/" + re.sub(r"<slug:\w+>", "x", re.sub(r"<int:\w+>", "1", route))
 
 
 PUBLIC_PAGES = {"/login/", "/logout/", "/healthz"}

@@ -25,7 +25,7 @@ from ml_pipeline.demo_configs import DEMO_FEATURE_CONFIG, DEMO_MAPPING, DEMO_MOD
 from ml_pipeline.spec import STAGES
 from ml_platform.deployment import serving_process
 from ml_platform.training.worker import Worker
-from tests.helpers import api_client_for, served_project, wait_until
+from tests.helpers import api_client_for, carry_out_deployments, served_project, wait_until
 
 # Not transactional: the loop's rows are committed by its module fixture, and a transactional test's flush
 # would remove them.
@@ -133,7 +133,9 @@ def loop(django_db_setup, django_db_blocker):
             # -- registry, then deployment, then a real recommendation over HTTP
             s.pushed = ok(api.post(f"{s.run_url}push/"))
             registered_url = f"/api/registered-models/{s.pushed['registered_model']['id']}/"
-            s.deployment = ok(api.post(f"{registered_url}deploy/", {"version": 1}))
+            ok(api.post(f"{registered_url}deploy/", {"version": 1}))
+            carry_out_deployments()  # what the worker does
+            s.deployment = ok(api.get(f"{registered_url}deployment/"))
             examples = Path(next(a["uri"] for a in s.run["artifacts"] if a["stage"] == "ExampleGen")) / "output"
             buyer = pq.read_table(examples / "train", columns=["buyer_id"]).column(0)[0].as_py()
             s.recommended = serving_process.http_json(
@@ -160,6 +162,7 @@ def loop(django_db_setup, django_db_blocker):
             s.again_cancelled = ok(api.post(f"/api/training-runs/{s.again['id']}/cancel/"))
 
             ok(api.post(f"{registered_url}undeploy/"))
+            carry_out_deployments()
         finally:
             worker.shutdown()
         yield s

@@ -13,7 +13,7 @@ from django.test import Client
 
 pytestmark = pytest.mark.django_db
 
-HASHED = re.compile(r"\.[0-9a-f]{12}\.(js|css)$")
+HASHED = re.compile(r"\.[0-9a-f]{12}\.(m?js|css)$")
 # The relative module specifiers of an ES module: import … from "./x.js", export … from "../y.js", import("./z.js").
 RELATIVE_IMPORT = re.compile(r"""(?:\bfrom|\bimport)\s*\(?\s*["'](\.\.?/[^"']+)["']""")
 
@@ -68,6 +68,10 @@ def test_the_import_map_sends_every_module_to_its_hashed_file(collected, olivia,
             assert resolved in imports, f"{url} imports {specifier} ({resolved}), which the import map lacks"
 
 
+# The d3 packages published as one ES module each (dist/<name>.mjs), imported by d3-scale and d3-shape.
+D3_BUNDLES = ("d3-array", "d3-color", "d3-format", "d3-interpolate", "d3-path", "d3-time", "d3-time-format")
+
+
 def test_the_tests_serve_plain_names_and_the_map_names_only_the_libraries(olivia, project):
     _, html = page_of(olivia, project)
     assert import_map(html) == {
@@ -75,6 +79,9 @@ def test_the_tests_serve_plain_names_and_the_map_names_only_the_libraries(olivia
         "chart.js": "/static/vendor/chart.js/chart.js",
         "@kurkle/color": "/static/vendor/kurkle-color/color.esm.js",
         "d3-selection": "/static/vendor/d3-selection/index.js",
+        "d3-scale": "/static/vendor/d3-scale/index.js",
+        "d3-shape": "/static/vendor/d3-shape/index.js",
+        **{name: f"/static/vendor/{name}/{name}.mjs" for name in D3_BUNDLES},
     }
 
 

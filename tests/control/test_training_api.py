@@ -51,7 +51,13 @@ def test_it_queues_a_run_and_answers_its_detail(api, project, run_body, dataset,
     assert run["model_type"] == "retrieval" and run["total_epochs"] == 2
     assert run["training_params"] == {"epochs": 2, "batch_size": 64}
     assert run["feature_config_snapshot"] == feature_config["config"]
-    assert run["gpu_config"] == {"gpu_type": None, "gpu_count": 0, "preemptible": False, "allow_cpu_fallback": False}
+    assert run["gpu_config"] == {
+        "gpu_type": None,
+        "gpu_count": 0,
+        "preemptible": False,
+        "allow_cpu_fallback": False,
+        "fallback": None,
+    }
     assert run["schedule_config"] == {"schedule_type": "none", "timezone": "UTC", "scheduler_job_id": None}
     assert run["registered_model"]["name"] == run["registered_model_name"] == "recs"
     assert run["artifacts"] == [] and run["final_metrics"] == {} and run["blessed"] is None
@@ -188,6 +194,18 @@ def test_a_list_item_is_the_compact_card(api, project, pending_run):
         "created_at",
         "duration_seconds",
         "cost_usd",
+        "error_stage",
+        "dataset_id",
+        "feature_config_id",
+        "feature_config_name",
+        "model_config_id",
+        "model_config_name",
+        "registered_model_id",
+        "registry_version",
+        "deployed",
+        "schedule",
+        "metric_split",
+        "actions",
     }
     assert (newest["status"], newest["recall_at_100"], newest["rmse"], newest["blessed"]) == (
         "completed",
@@ -199,6 +217,22 @@ def test_a_list_item_is_the_compact_card(api, project, pending_run):
     assert (newest["gpu_type"], newest["gpu_count"], newest["dataset_name"]) == ("T4", 2, "purchases")
     assert (newest["kind"], newest["display_name"]) == ("training", "recs #2")
     assert oldest["stages"] == {s: "pending" for s in STAGES} and oldest["gpu_type"] is None
+    assert (newest["feature_config_name"], newest["model_config_name"]) == ("standard", "two-tower")
+    assert (newest["metric_split"], oldest["metric_split"]) == ("test", "eval")
+
+
+def test_a_list_item_names_the_actions_its_run_accepts_now(api, project, pending_run):
+    """The card's buttons: the same rules the actions' endpoints refuse with (a completed, blessed run
+    without a pushed model cannot be pushed; a queued one can only be cancelled)."""
+    copies(pending_run["id"], 1, status=TrainingRun.COMPLETED, blessed=True)
+    copies(pending_run["id"], 1, status=TrainingRun.NOT_BLESSED, blessed=False)
+    not_blessed, completed, pending = api.get(runs_url(project)).json()["results"]
+    assert pending["actions"] == ["cancel"]
+    assert completed["actions"] == ["rerun", "edit", "delete"]
+    assert not_blessed["actions"] == ["rerun", "edit", "delete"]
+    assert api.post(f"/api/training-runs/{completed['id']}/push/", {}).json()["error"] == (
+        "This run exported no serving model (it ran without the Pusher)"
+    )
 
 
 def test_it_filters_by_status_model_type_dataset_and_search(
@@ -467,6 +501,8 @@ def test_check_name_says_whether_a_name_is_taken_and_by_which_type(api, project,
         "available": True,
         "model_type": None,
         "registered_model_id": None,
+        "has_schedule": False,
+        "schedule_id": None,
     }
     taken = api.get(url + "?name=recs").json()
     assert (taken["available"], taken["model_type"]) == (False, "retrieval")
@@ -531,6 +567,26 @@ def test_a_finished_run_shows_stages_outcome_and_lineage(finished):
     card = finished.api.get(runs_url(finished.project)).json()["results"][0]
     assert card["recall_at_100"] == detail["final_metrics"]["recall_at_100"]
     assert card["stages"] == {s: "completed" for s in STAGES} and card["duration_seconds"] > 0
+
+
+def test_every_metric_says_which_split_it_was_measured_on(finished):
+    detail = finished.api.get(f"/api/training-runs/{finished.run.pk}/").json()
+    metrics, splits = detail["final_metrics"], detail["metric_splits"]
+    # the Evaluator's on its held-out split (this run has no test rows: eval), the Trainer's (at the exported
+    # epoch) on eval, the training loss on train
+    held_out = metrics["holdout"]
+    assert (splits["recall_at_100"], splits["popularity_recall_at_100"], splits["eval_recall_at_100"]) == (
+        held_out,
+        held_out,
+        "eval",
+    )
+    assert (splits["loss"], splits["val_loss"]) == ("train", "eval")
+    assert metrics["eval_recall_at_100"] == finished.run.final_metrics["eval_recall_at_100"]
+    assert set(splits) <= set(metrics) and "epochs_run" not in splits
+    assert detail["advice"] is None  # a training run's verdict is its blessing
+    epochs = finished.api.get(f"/api/training-runs/{finished.run.pk}/metrics/").json()
+    assert epochs["metric_splits"]["loss"] == "train"
+    assert {split for name, split in epochs["metric_splits"].items() if name != "loss"} == {"eval"}
 
 
 def test_metrics_have_a_row_per_epoch_and_histograms_only_on_request(finished):

@@ -2,12 +2,17 @@
 // each page declares with data-component="name", mounted on load and in every fragment htmx swaps in.
 import htmx from "htmx.org";
 import { csrfToken } from "./common.js";
+import "./confirm.js";
+import "./toasts.js";
 
 // Nothing the CSP refuses: no <style> element for htmx's indicators (busy.css has the rules), no eval (of
 // htmx's inline handler attributes or "js:" values), and no script in a swapped fragment ever runs.
 htmx.config.includeIndicatorStyles = false;
 htmx.config.allowEval = false;
 htmx.config.allowScriptTags = false;
+// Settling copies an old element's attributes onto its new version (same id); a style attribute written that
+// way is inline style the CSP refuses (a chart's canvas has one, set by Chart.js through the CSSOM).
+htmx.config.attributesToSettle = ["class", "width", "height"];
 
 // Each widget is an ES module whose default export mounts it on its element; loaded only by pages using it.
 const components = {
@@ -15,6 +20,15 @@ const components = {
   "params-chart": () => import("./components/params_chart.js"),
   "dialog-opener": () => import("./components/dialog.js"),
   poll: () => import("./components/poll.js"),
+  "editor-form": () => import("./components/editor_form.js"),
+  "upload-progress": () => import("./components/upload_progress.js"),
+  wizard: () => import("./components/wizard.js"),
+  "curves-chart": () => import("./components/curves_chart.js"),
+  modal: () => import("./components/modal.js"),
+  "local-time": () => import("./components/local_time.js"),
+  "view-modal": () => import("./components/view_modal.js"),
+  "epoch-chart": () => import("./components/epoch_chart.js"),
+  ridgeline: () => import("./components/ridgeline.js"),
 };
 const mounted = new WeakSet();
 
@@ -24,7 +38,8 @@ async function mount(element) {
   const load = components[element.dataset.component];
   if (!load) throw new Error(`no component "${element.dataset.component}"`);
   const { default: mountComponent } = await load();
-  mountComponent(element);
+  // A fragment swapped out while its module loaded (a live panel answered twice) has nothing left to mount.
+  if (element.isConnected) mountComponent(element);
 }
 
 htmx.onLoad((root) => {
@@ -47,6 +62,7 @@ function showFailure(text) {
   document.querySelector("main").prepend(flash);
 }
 document.addEventListener("htmx:responseError", (event) => {
+  if (event.detail.xhr.getResponseHeader("HX-Trigger")) return; // the answer says why itself (a toast)
   const { status, statusText } = event.detail.xhr;
   showFailure(`${status} ${statusText}`);
 });
