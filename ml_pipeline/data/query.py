@@ -14,11 +14,11 @@ schema is translated to them first (:func:`ml_pipeline.data.bigquery.duck_types`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 
 from ml_pipeline.config.dataset import ColumnMapping, Filters
+from ml_pipeline.data import sql
 from ml_pipeline.data.sql import column_kind
 
 MICROS = {"seconds": 1_000_000, "milliseconds": 1_000}
@@ -45,21 +45,7 @@ class Dialect:
         return self.string(pattern)
 
     def literal(self, value) -> str:
-        if value is None:
-            return "NULL"
-        if isinstance(value, bool):
-            return "TRUE" if value else "FALSE"
-        if isinstance(value, int):
-            return str(value)
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise ValueError(f"not a finite number: {value}")
-            return repr(value)
-        if isinstance(value, datetime):
-            return f"TIMESTAMP {self.string(value.isoformat(sep=' '))}"
-        if isinstance(value, date):
-            return self.date(value)
-        return self.string(str(value))
+        return sql.literal(value, string=self.string, date_of=self.date)
 
     def date(self, value: date) -> str:
         return f"DATE {self.string(value.isoformat())}"

@@ -7,6 +7,7 @@ so they are rendered as literals here, in one place, with proper escaping.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import date, datetime
 
 
@@ -15,8 +16,17 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def literal(value) -> str:
-    """Render a Python value as a DuckDB literal."""
+def quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def date_literal(value: date) -> str:
+    return f"DATE {quote(value.isoformat())}"
+
+
+def literal(value, string: Callable[[str], str] = quote, date_of: Callable[[date], str] = date_literal) -> str:
+    """Render a Python value as a DuckDB literal; another dialect passes its own string and date spelling
+    (:class:`ml_pipeline.data.query.BigQueryDialect`)."""
     if value is None:
         return "NULL"
     if isinstance(value, bool):
@@ -28,10 +38,10 @@ def literal(value) -> str:
             raise ValueError(f"not a finite number: {value}")
         return repr(value)
     if isinstance(value, datetime):
-        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+        return f"TIMESTAMP {string(value.isoformat(sep=' '))}"
     if isinstance(value, date):
-        return f"DATE '{value.isoformat()}'"
-    return "'" + str(value).replace("'", "''") + "'"
+        return date_of(value)
+    return string(str(value))
 
 
 def literal_list(values) -> str:

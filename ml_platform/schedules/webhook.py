@@ -11,21 +11,14 @@ included, fires nothing and says so.
 
 from __future__ import annotations
 
-import hmac
-import secrets
-
-from django.core.exceptions import RequestDataTooBig
 from ninja import Router, Schema
 
-from ml_pipeline.reporting import sign
-from ml_platform.core import clock
-from ml_platform.core.errors import ApiError, refusals
+from ml_platform.core.errors import refusals
 from ml_platform.schedules import scheduler
 from ml_platform.schedules.models import TrainingSchedule
-from ml_platform.training.webhooks import DELIVERY_ID, MAX_CLOCK_SKEW_SECONDS, MAX_ID, TIMESTAMP
+from ml_platform.training.webhooks import verify_signed
 
 router = Router(tags=["schedules"])
-_NO_SECRET = secrets.token_urlsafe(32)  # signed against for a missing schedule: the same HMAC as a wrong one
 
 
 class FiredOut(Schema):
@@ -38,21 +31,7 @@ class FiredOut(Schema):
 
 def authenticate(request, schedule_id: int) -> TrainingSchedule:
     """The schedule whose secret signed the request; 401 otherwise, the same for a missing schedule."""
-    timestamp = request.headers.get("X-Timestamp", "")
-    delivery_id = request.headers.get("X-Delivery-Id", "")
-    signature = request.headers.get("X-Signature", "")
-    if not TIMESTAMP.fullmatch(timestamp) or abs(clock.now().timestamp() - int(timestamp)) > MAX_CLOCK_SKEW_SECONDS:
-        raise ApiError(401, "Missing or stale X-Timestamp")
-    if not DELIVERY_ID.fullmatch(delivery_id):
-        raise ApiError(401, "Missing or malformed X-Delivery-Id")
-    try:
-        body = request.body
-    except RequestDataTooBig:
-        raise ApiError(413, "The request is too large") from None
-    schedule = TrainingSchedule.objects.filter(pk=schedule_id).first() if 0 < schedule_id <= MAX_ID else None
-    expected = sign(schedule.webhook_secret if schedule else _NO_SECRET, timestamp, delivery_id, body)
-    if not hmac.compare_digest(expected.encode(), signature.encode()) or schedule is None:
-        raise ApiError(401, "Bad signature")
+    schedule, *_ = verify_signed(request, TrainingSchedule.objects, schedule_id, "The request is too large")
     return schedule
 
 
