@@ -22,6 +22,7 @@ from typing import TypeVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
@@ -71,6 +72,7 @@ PURCHASE_COLUMNS = {"buyer_id": "customer", "product_id": "item", "timestamp": "
 
 # The shared real purchase log (UCI Online Retail extract), mapped as a customer would bring it.
 RETAIL_CSV = SHARED_DATASETS / "online_retail_sample.csv"
+needs_retail = pytest.mark.skipif(not RETAIL_CSV.exists(), reason=f"shared dataset folder absent: {RETAIL_CSV}")
 RETAIL_MAPPING = {
     "buyer_id": "CustomerID",
     "product_id": "StockCode",

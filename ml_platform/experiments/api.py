@@ -66,7 +66,10 @@ class PromoteIn(RunInput):
 
 class KpiOut(Schema):
     metric: str
-    split: Literal["eval"] = Field(description="Experiments are ranked on the eval split, never on test")
+    split: Literal["eval", "test"] = Field(
+        description="eval: the best eval figure; test: the test figure of the experiment best on eval "
+        "(experiments are chosen on eval, never on test)"
+    )
     best: float | None
     lower_is_better: bool
 

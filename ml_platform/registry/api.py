@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Literal
 
 from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist
-from django.db.models import Q
+from django.db.models import Max, Q
 from ninja import Query, Router, Schema
 from pydantic import Field
 
@@ -68,6 +68,7 @@ class RegisteredModelItem(Schema):
     first_registered_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    last_trained_at: datetime | None = Field(None, description="When the newest version's training run finished")
     deployment: DeploymentSummary
 
 
@@ -164,6 +165,7 @@ def _item(registered: RegisteredModel, scheduled: set[int]) -> dict:
                 "updated_at",
             )
         },
+        "last_trained_at": getattr(registered, "last_trained_at", None),
         "status": _status(registered, deployment),
         "has_schedule": registered.pk in scheduled,
         "deployment": {
@@ -212,7 +214,9 @@ def list_registered_models(
     """The project's registered models by name."""
     project = project_for_user(request.user, project_id)
     everything = RegisteredModel.objects.filter(project=project)
-    models = everything.select_related("deployment")
+    models = everything.select_related("deployment").annotate(
+        last_trained_at=Max("versions__completed_at", filter=Q(versions__registry_version__isnull=False))
+    )
     if model_types := comma_choices("model_type", model_type, MODEL_TYPES):
         models = models.filter(model_type__in=model_types)
     if has_schedule is not None:
@@ -275,7 +279,12 @@ def get_registered_model(request, registered_id: int):
         "-registry_version"
     )
     scheduled = _with_schedule(RegisteredModel.objects.filter(pk=registered.pk))
-    return {**_item(registered, scheduled), "versions": [_version(run, deployment) for run in runs]}
+    runs = list(runs)
+    return {
+        **_item(registered, scheduled),
+        "last_trained_at": runs[0].completed_at if runs else None,
+        "versions": [_version(run, deployment) for run in runs],
+    }
 
 
 @router.post("/training-runs/{run_id}/push/", response={200: RunDetail, **refusals(404, 409, 422)}, by_alias=True)

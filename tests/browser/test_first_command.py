@@ -18,7 +18,7 @@ from tests.helpers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-HASHED = re.compile(r"\.[0-9a-f]{12}\.js$")
+HASHED = re.compile(r"\.[0-9a-f]{12}\.m?js$")
 
 
 @pytest.fixture

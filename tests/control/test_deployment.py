@@ -19,6 +19,7 @@ from urllib.parse import quote
 import pyarrow.parquet as pq
 import pytest
 from django.conf import settings as django_settings
+from django.utils.dateparse import parse_datetime
 
 from ml_platform.deployment import serving_process
 from ml_platform.deployment.models import Deployment, DeploymentEvent
@@ -126,6 +127,8 @@ def story(django_db_setup, django_db_blocker):
             registered=registered,
             url=url,
         )
+        s.listed_before_deploys = api.get(f"/api/projects/{made.project.pk}/registered-models/").json()["results"]
+        s.detail_before_deploys = api.get(f"{url}/").json()
         s.vertex = api.post(f"{url}/deploy/", {"version": 1, "target": "vertex_ai"})
 
         # -- deploy version 1: the request answers at once; the worker starts the server and waits for the model
@@ -207,6 +210,14 @@ def story(django_db_setup, django_db_blocker):
 def test_both_runs_became_versions_of_one_registered_model(story):
     assert (story.first.registry_version, story.second.registry_version) == (1, 2)
     assert story.second.registered_model_id == story.registered.pk
+
+
+def test_a_model_was_last_trained_when_its_newest_versions_run_finished(story):
+    newest = story.second.completed_at
+    newest = newest.replace(microsecond=newest.microsecond // 1000 * 1000)  # the API answers milliseconds
+    [listed] = story.listed_before_deploys
+    detail = story.detail_before_deploys
+    assert parse_datetime(listed["last_trained_at"]) == parse_datetime(detail["last_trained_at"]) == newest
 
 
 def test_vertex_ai_is_refused_on_the_target_field_until_it_is_available(story):

@@ -175,7 +175,13 @@ def test_best_experiments_has_a_kpi_row_per_model_type_and_the_top_ten(api, proj
     assert best["loss"] == pytest.approx(1 - 0.61)
 
     ranking_row = rows["ranking"]
-    assert {k["metric"]: (k["best"], k["lower_is_better"]) for k in ranking_row["kpis"]} == {
+    assert [(k["metric"], k["split"]) for k in ranking_row["kpis"]] == [
+        ("rmse", "eval"),
+        ("rmse", "test"),
+        ("mae", "eval"),
+        ("mae", "test"),
+    ]
+    assert {k["metric"]: (k["best"], k["lower_is_better"]) for k in ranking_row["kpis"] if k["split"] == "eval"} == {
         "rmse": (0.74, True),
         "mae": (0.62, True),
     }
@@ -352,3 +358,22 @@ def test_a_promoted_run_shows_its_results_against_the_experiment(api, project, e
     )
     response = api.get(f"/api/training-runs/{plain['id']}/vs-experiment/")
     assert response.status_code == 404 and "not promoted from an experiment" in response.json()["error"]
+
+
+def test_a_test_kpi_is_the_test_figure_of_the_experiment_best_on_eval(api, project, experiment_body, ranking):
+    lucky_on_test = create_experiment(api, project, experiment_body, model_config_id=ranking["id"])
+    finish(
+        lucky_on_test["id"],
+        final_metrics={"rmse": 0.90, "mae": 0.70},
+        evaluator={"rmse": 0.60, "mae": 0.50, "holdout": "test"},
+    )
+    best_on_eval = create_experiment(api, project, experiment_body, model_config_id=ranking["id"])
+    finish(
+        best_on_eval["id"],
+        final_metrics={"rmse": 0.80, "mae": 0.65},
+        evaluator={"rmse": 0.85, "mae": 0.66, "holdout": "test"},
+    )
+    [row] = [r for r in api.get(experiments_url(project) + "best/").json() if r["model_type"] == "ranking"]
+    kpis = {(k["metric"], k["split"]): k["best"] for k in row["kpis"]}
+    assert (kpis[("rmse", "eval")], kpis[("rmse", "test")]) == (0.80, 0.85)  # not the lucky 0.60
+    assert (kpis[("mae", "eval")], kpis[("mae", "test")]) == (0.65, 0.66)

@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 
 from ml_platform.datasets.models import Dataset, Upload
 from tests.browser.catalog.pages import LIVE_MS, import_retail, pick
+from tests.helpers import needs_retail
 
 pytestmark = pytest.mark.browser
 
@@ -31,6 +32,7 @@ def add_condition(page, column: str, op: str, value: str) -> None:
     page.fill('input[name="filters.conditions[0].value"]', value)
 
 
+@needs_retail
 def test_a_misspelt_column_is_named_with_the_closest_one_next_to_its_field(logged_in_page, olivia, project, shots):
     page = logged_in_page(olivia)
     import_retail(page, project)
@@ -46,6 +48,7 @@ def test_a_misspelt_column_is_named_with_the_closest_one_next_to_its_field(logge
     shots(page, "dataset-error")
 
 
+@needs_retail
 def test_a_filter_value_of_the_wrong_type_is_refused_next_to_the_value(logged_in_page, olivia, project):
     page = logged_in_page(olivia)
     import_retail(page, project)

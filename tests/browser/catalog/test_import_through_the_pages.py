@@ -16,9 +16,9 @@ from ml_platform.audit.models import AuditEvent
 from ml_platform.datasets.models import Dataset, Upload
 from ml_platform.modeling.models import FeatureConfig, ModelConfig
 from tests.browser.catalog.pages import LIVE_MS, import_retail, live_text, pick
-from tests.helpers import DROP_CANCELLATIONS
+from tests.helpers import DROP_CANCELLATIONS, needs_retail
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, needs_retail]
 
 
 def test_a_retail_file_becomes_a_dataset_a_feature_config_and_a_model_config_through_the_pages(

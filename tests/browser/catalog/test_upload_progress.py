@@ -10,9 +10,9 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.catalog.pages import LIVE_MS
-from tests.helpers import RETAIL_CSV
+from tests.helpers import RETAIL_CSV, needs_retail
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, needs_retail]
 
 UPLOAD_BYTES_PER_S = 100_000  # the 420 KB retail file takes about four seconds
 
