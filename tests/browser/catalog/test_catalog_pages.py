@@ -20,6 +20,7 @@ from ml_platform.datasets.models import Dataset, Upload
 from ml_platform.modeling.models import FeatureConfig, ModelConfig
 from tests import helpers
 from tests.browser.catalog.pages import LIVE_MS, pick
+from tests.browser.widgets import wait_for_widgets
 
 pytestmark = pytest.mark.browser
 
@@ -52,6 +53,7 @@ def multitask(api, project, feature_config):
 
 
 def confirm_in_dialog(page, opener: str) -> None:
+    wait_for_widgets(page)  # the page may have just been reloaded by the previous confirmation
     page.click(opener)
     dialog = page.locator("dialog[open]")
     expect(dialog).to_be_visible()
