@@ -45,6 +45,27 @@ def value_at(data, *parts) -> str:
     return str(value)
 
 
+@register.simple_tag(takes_context=True)
+def row_button(context, action, *parts, form, label="Remove", button_id=""):
+    """The button that adds (``action="add"``) or removes a row of an editor form.
+
+    The server answers with the whole form again, which replaces ``#<form>``: the row lists of every editor
+    (filters, mapping, features, crosses, transforms, layers) share this one definition.
+    """
+    return format_html(
+        '<button type="submit" class="{}" name="_action" value="{}:{}"{} hx-post="{}" hx-target="#{}" '
+        'hx-select="#{}" hx-swap="outerHTML">{}</button>',
+        "secondary" if action == "add" else "link remove",
+        action,
+        _name(parts),
+        format_html(' id="{}"', button_id) if button_id else "",
+        context["form_url"],
+        form,
+        form,
+        label,
+    )
+
+
 @register.filter
 def is_in(value, container) -> bool:
     return value in (container or [])
