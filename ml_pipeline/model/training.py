@@ -4,10 +4,10 @@ Retrieval (retrieval, multitask): for a batch of (buyer, product) pairs,
 every product of the batch is a candidate for every buyer. Logits are the
 dot products of the buyer and product embeddings, corrected for how often
 each candidate is sampled (``SamplingProbabilityCorrection``: ``logit -
-log p(candidate)``, with p its share of the training rows) and with
-"accidental hits" (the buyer's own product appearing again as a negative)
-removed (``RemoveAccidentalHits``); the loss is the softmax cross-entropy
-against the diagonal.
+log p(candidate)``, with p its share of the training rows), divided by
+``model.temperature``, and with "accidental hits" (the buyer's own product
+appearing again as a negative) removed (``RemoveAccidentalHits``); the loss is
+the softmax cross-entropy against the diagonal.
 
 Rating (ranking, multitask): the rating head on concat(buyer, product
 embeddings) regresses the transformed target with MSE.
@@ -59,6 +59,7 @@ class Objective:
     model_type: ModelType
     retrieval_weight: float = 1.0
     rating_weight: float = 1.0
+    temperature: float = 1.0  # the corrected retrieval logits are divided by it
 
     def __post_init__(self):
         self.buyer_names = list(self.built.query.input)
@@ -96,7 +97,7 @@ class Objective:
         if self.has_retrieval:
             logits = tf.matmul(buyer, product, transpose_b=True)
             labels = tf.eye(tf.shape(logits)[0], dtype=logits.dtype)
-            logits = self.correction(logits, tf.expand_dims(batch[SAMPLING_PROBABILITY], 0))
+            logits = self.correction(logits, tf.expand_dims(batch[SAMPLING_PROBABILITY], 0)) / self.temperature
             logits = self.remove_hits(logits, labels, batch[CANDIDATE_INDEX])
             retrieval = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits))
             out["retrieval_loss"] = retrieval

@@ -24,7 +24,8 @@ Recall@<largest K> (retrieval, multitask) or RMSE (ranking), or
 The untrained model (epoch 0) is a candidate too: a retrieval model with the product
 prior ranks by popularity before training, a rating head starts at the mean; when no
 epoch beats it on eval, it is what is exported (and the Evaluator's naive-baseline
-rule then refuses to bless it).
+rule then refuses to bless it). A retrieval model with the product prior then has the prior's learned
+weight scaled by the factor the eval split's Recall@K likes best (``prior_weight_factor`` in the summary).
 
 Resume: after every epoch the weights, the optimizer state, the epoch, the
 history and the early-stopping state are checkpointed to ``ctx.work``
@@ -138,6 +139,7 @@ class Trainer(Stage[TrainerParams]):
                 model_config.model_type,
                 weights.retrieval if weights else 1.0,
                 weights.rating if weights else 1.0,
+                model_config.temperature,
             )
             optimizer = make_optimizer(model_config, learning_rate, optimizer_name)
             optimizer.build(objective.trainable_variables)
@@ -151,7 +153,7 @@ class Trainer(Stage[TrainerParams]):
         checkpoint = Checkpoint(ctx.work, key)
         loop = self._restore(ctx, spec, checkpoint, objective, optimizer)
         resumed_from = loop.epoch or None
-        watching, untrained = self._train(ctx, spec, data, objective, optimizer, steps, checkpoint, loop)
+        watching, untrained, quality = self._train(ctx, spec, data, objective, optimizer, steps, checkpoint, loop)
 
         restored = False
         if watching and untrained is not None and not _beats(loop, untrained[0]):
@@ -175,6 +177,8 @@ class Trainer(Stage[TrainerParams]):
         exported_epoch = loop.best_epoch if restored else loop.epoch
         final = next((h for h in loop.history if h["epoch"] == exported_epoch), untrained[2] if untrained else {})
         final = {k: v for k, v in final.items() if isinstance(v, (int, float)) and k != "epoch"}
+        if watching and exported_epoch and loop.monitor and loop.monitor.startswith("recall_at_"):
+            final.update(self._calibrate(ctx, objective.built, quality, loop.monitor))
 
         self._export(
             ctx, spec, built, loop, placement, data, learning_rate, restored, exported_epoch, resumed_from, final
@@ -225,9 +229,9 @@ class Trainer(Stage[TrainerParams]):
         steps,
         checkpoint: Checkpoint,
         loop: LoopState,
-    ) -> tuple[bool, tuple | None]:
-        """Run the remaining epochs: whether early stopping watched the eval split, and the untrained
-        model's (watched value, weights, eval metrics) on a fresh start."""
+    ) -> tuple[bool, tuple | None, _Quality]:
+        """Run the remaining epochs: whether early stopping watched the eval split, the untrained
+        model's (watched value, weights, eval metrics) on a fresh start, and the per-epoch metrics."""
         import tensorflow as tf
 
         training = spec.training
@@ -298,7 +302,7 @@ class Trainer(Stage[TrainerParams]):
                     loop.best_value,
                     loop.best_epoch,
                 )
-        return watching, untrained
+        return watching, untrained, quality
 
     def _export(
         self,
@@ -364,6 +368,19 @@ class Trainer(Stage[TrainerParams]):
                 "final_metrics": final,
             },
         )
+
+    @staticmethod
+    def _calibrate(ctx, built, quality: _Quality, monitor: str) -> dict[str, float]:
+        """The exported model's eval metrics after its product prior's weight is calibrated on the eval
+        split (:func:`ml_pipeline.model.build.calibrate_prior_weight`), with ``prior_weight_factor``."""
+        from ml_pipeline.model.build import calibrate_prior_weight
+
+        chosen = calibrate_prior_weight(built.candidate, quality.metrics, monitor) if quality.retrieval else None
+        if chosen is None:
+            return {}
+        factor, metrics = chosen
+        ctx.log.info("product prior weight x%g on the eval split: %s %.4g", factor, monitor, metrics[monitor])
+        return {**metrics, "prior_weight_factor": factor}
 
     @staticmethod
     def _assign(variables, values) -> None:

@@ -458,6 +458,55 @@ def test_an_untrained_retrieval_model_ranks_products_by_popularity(multitask):
     assert PRIOR_WEIGHT in trainable and PRODUCT_BIAS not in trainable
 
 
+def test_the_product_prior_weight_is_scaled_by_the_factor_the_eval_metric_scores_best(multitask):
+    """After training, the learned prior weight times each of PRIOR_FACTORS is scored; the best is kept,
+    and the learned weight itself unless another factor is strictly better."""
+    from ml_pipeline.artifact_types import TransformGraph
+    from ml_pipeline.config.model import ModelConfig
+    from ml_pipeline.model.build import PRIOR_WEIGHT, build_models, calibrate_prior_weight
+
+    _, result, _ = multitask
+    model = ModelConfig.model_validate({"model_type": "retrieval", "output_dim": 4})
+    built = build_models(TransformGraph.of(result.artifacts["Transform"]).load(), model)
+    kernel = built.candidate.get_layer(PRIOR_WEIGHT).kernel
+    kernel.assign(np.full((1, 1), 0.8, dtype=np.float32))
+
+    def peaked_at(weight):  # a metric best at one weight
+        return lambda: {"recall_at_10": -abs(float(kernel.numpy()[0, 0]) - weight)}
+
+    factor, evaluation = calibrate_prior_weight(built.candidate, peaked_at(0.8 * 1.4), "recall_at_10")
+    assert factor == 1.4 and kernel.numpy()[0, 0] == pytest.approx(0.8 * 1.4)
+    assert evaluation["recall_at_10"] == pytest.approx(0.0, abs=1e-6)
+    flat = calibrate_prior_weight(built.candidate, lambda: {"recall_at_10": 0.5}, "recall_at_10")
+    assert flat == (1.0, {"recall_at_10": 0.5}) and kernel.numpy()[0, 0] == pytest.approx(0.8 * 1.4)
+    ranking = ModelConfig.model_validate({"model_type": "ranking", "output_dim": 4})
+    no_prior = build_models(TransformGraph.of(result.artifacts["Transform"]).load(), ranking)
+    assert calibrate_prior_weight(no_prior.candidate, lambda: {"recall_at_10": 1.0}, "recall_at_10") is None
+
+
+def test_the_retrieval_loss_is_the_softmax_of_the_corrected_logits_over_the_temperature(multitask):
+    from ml_pipeline.artifact_types import TransformGraph
+    from ml_pipeline.config.model import ModelConfig
+    from ml_pipeline.model.build import build_models
+    from ml_pipeline.model.training import CANDIDATE_INDEX, SAMPLING_PROBABILITY, Objective
+
+    spec, result, _ = multitask
+    model = ModelConfig.model_validate({"model_type": "retrieval", "output_dim": 4, "product_bias": False})
+    built = build_models(TransformGraph.of(result.artifacts["Transform"]).load(), model)
+    rows = split_table(result, "train")
+    _, first = np.unique(np.asarray(rows.column("product_id").to_pylist(), dtype=object), return_index=True)
+    rows = rows.take(pa.array(np.sort(first)[:16]))  # distinct products: no accidental hits
+    buyers, products = tower_batch(rows, spec.features, "buyer"), tower_batch(rows, spec.features, "product")
+    probability = np.linspace(0.01, 0.2, 16).astype(np.float32)
+    batch = {**buyers, **products, CANDIDATE_INDEX: np.arange(16), SAMPLING_PROBABILITY: probability}
+    logits = np.asarray(built.query(buyers)) @ np.asarray(built.candidate(products)).T - np.log(probability)[None, :]
+    for temperature in (1.0, 0.5):
+        scaled = logits / temperature
+        expected = np.mean(np.log(np.exp(scaled).sum(axis=1)) - np.diag(scaled))
+        loss = Objective(built, "retrieval", temperature=temperature).losses(batch, training=False)
+        assert float(loss["retrieval_loss"]) == pytest.approx(expected, rel=1e-4)
+
+
 def test_built_dense_layers_have_the_configured_parameter_counts(multitask):
     spec, result, _ = multitask
     summary = json.loads((result.artifacts["Trainer"].path / "trainer_summary.json").read_text())
@@ -533,6 +582,8 @@ def test_ranking_model_beats_the_mean_baseline(workspace):
 
 
 def test_early_stopping_stops_when_eval_recall_stalls_and_restores_the_best_epoch(workspace):
+    from ml_pipeline.model.build import PRIOR_FACTORS
+
     model = {"model_type": "retrieval", "output_dim": 8, "retrieval_k": [10]}
     training = {
         "epochs": 10,
@@ -550,6 +601,7 @@ def test_early_stopping_stops_when_eval_recall_stalls_and_restores_the_best_epoc
     summary = json.loads((artifact.path / "trainer_summary.json").read_text())
     assert summary["restored_best_weights"] and summary["exported_epoch"] == 1
     assert summary["early_stopping_monitor"] == "recall_at_10"
+    assert summary["final_metrics"]["prior_weight_factor"] in PRIOR_FACTORS  # then calibrated on eval
     assert summary["devices"] == ["/cpu:0"]
     logs = [e["message"] for e in reporter.of_kind("log")]
     assert any("none visible: training on the CPU (allow_cpu_fallback)" in m for m in logs)
