@@ -39,12 +39,25 @@ def tower_inputs(features: FeatureConfig, tower: str) -> dict[str, tuple[str, st
 def _column_values(table: pa.Table, column: str, dtype: str) -> np.ndarray:
     values = table.column(column)
     if dtype == "string":
+        if pa.types.is_dictionary(values.type):
+            return _dictionary_strings(values)
         return np.asarray(pc.fill_null(pc.cast(values, pa.string()), "").to_numpy(zero_copy_only=False), dtype=object)
     if dtype == "int64":
         if pa.types.is_timestamp(values.type):
             values = pc.cast(pc.cast(values, pa.timestamp("s")), pa.int64())
         return pc.fill_null(pc.cast(values, pa.int64()), 0).to_numpy(zero_copy_only=False)
     return pc.fill_null(pc.cast(values, pa.float32()), np.nan).to_numpy(zero_copy_only=False)
+
+
+def _dictionary_strings(values: pa.ChunkedArray) -> np.ndarray:
+    """Dictionary-encoded strings (how the streamed splits read them): each distinct value of a chunk
+    becomes a Python string once, and the rows index into those, instead of one new string per row."""
+    parts = []
+    for chunk in values.chunks:
+        words = pc.fill_null(pc.cast(chunk.dictionary, pa.string()), "").to_numpy(zero_copy_only=False)
+        words = np.append(np.asarray(words, dtype=object), "")  # the last one stands for a null row
+        parts.append(words[pc.fill_null(chunk.indices, len(words) - 1).to_numpy(zero_copy_only=False)])
+    return np.concatenate(parts) if parts else np.empty(0, dtype=object)
 
 
 def tower_batch(table: pa.Table, features: FeatureConfig, tower: str) -> dict[str, np.ndarray]:

@@ -2,7 +2,9 @@
 
 :class:`ParquetSplit` (the Trainer's default) reads a split in bounded
 chunks (one row group at a time, ``CHUNK_ROWS`` rows per Arrow record
-batch) and converts each chunk to model inputs on the way, so memory
+batch, strings dictionary-encoded so that a chunk's conversion makes one
+Python string per distinct value, not per row) and converts each chunk to
+model inputs on the way, ``PREFETCH_BATCHES`` ahead of the loop, so memory
 grows with ``SHUFFLE_BUFFER_ROWS`` and the batch size, never with the
 split. Shuffling, seeded by (seed, epoch): the row groups are read in a
 permuted order, ``INTERLEAVE_UNITS`` of them side by side, rows are pooled
@@ -30,6 +32,7 @@ from ml_pipeline.model.training import batches, tensor_spec
 
 SHUFFLE_BUFFER_ROWS = 65_536  # rows pooled and permuted together (at least one batch)
 CHUNK_ROWS = 16_384  # rows per Arrow record batch read
+PREFETCH_BATCHES = 8  # batches made ahead of the training loop
 INTERLEAVE_UNITS = 4  # row groups read side by side into a shuffled pool, so one pool mixes distant rows
 
 Convert = Callable[[pa.Table], dict[str, np.ndarray]]
@@ -58,8 +61,14 @@ class ParquetSplit:
     def __init__(self, folder, columns: list[str], convert: Convert, buffer_rows: int | None = None):
         self.dataset = ds.dataset(str(folder), format="parquet")
         self.files = list(self.dataset.files)  # the order pq.read_table(folder) concatenates them in
-        present = set(self.dataset.schema.names)
-        self.columns = [c for c in dict.fromkeys(columns) if c in present]
+        schema = self.dataset.schema
+        self.columns = [c for c in dict.fromkeys(columns) if c in schema.names]
+        # strings read dictionary-encoded: converting a chunk makes one Python string per distinct value
+        self.dictionary = [
+            c
+            for c in self.columns
+            if pa.types.is_string(schema.field(c).type) or pa.types.is_large_string(schema.field(c).type)
+        ]
         self.convert = convert
         self.buffer_rows = buffer_rows or SHUFFLE_BUFFER_ROWS
         self.units: list[tuple[int, int]] = []  # (file, row group), each read on its own
@@ -91,9 +100,8 @@ class ParquetSplit:
                     yield self.convert(pa.Table.from_batches([batch]))
 
     def _read(self, index: int, group: int) -> Iterator[pa.RecordBatch]:
-        return pq.ParquetFile(self.files[index]).iter_batches(
-            batch_size=CHUNK_ROWS, row_groups=[group], columns=self.columns
-        )
+        parquet = pq.ParquetFile(self.files[index], read_dictionary=self.dictionary, pre_buffer=True)
+        return parquet.iter_batches(batch_size=CHUNK_ROWS, row_groups=[group], columns=self.columns)
 
     def head(self, n: int) -> dict[str, np.ndarray]:
         """The first ``n`` rows in file order (what ``ArraySplit.head`` gives)."""
@@ -131,10 +139,12 @@ class ParquetSplit:
             if pool:
                 yield from _drain(pool, rng, batch_size, last=True, drop_remainder=drop_remainder)
 
-        # autotune off and a fixed prefetch, as for the in-memory batches (see training.batches)
+        # autotune off and a fixed prefetch, as for the in-memory batches (see training.batches), deep enough
+        # to cover refilling the pool (reading and converting SHUFFLE_BUFFER_ROWS rows) between two batches
         options = tf.data.Options()
         options.autotune.enabled = False
-        dataset = tf.data.Dataset.from_generator(generate, output_signature=self.signature).prefetch(2)
+        dataset = tf.data.Dataset.from_generator(generate, output_signature=self.signature)
+        dataset = dataset.prefetch(PREFETCH_BATCHES)
         return dataset.with_options(options)
 
 

@@ -20,8 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from ml_pipeline import demo_data
+from ml_pipeline.config.features import FeatureConfig
 from ml_pipeline.demo_configs import DEMO_FEATURE_CONFIG, DEMO_MAPPING, DEMO_MODEL_CONFIGS
 from ml_pipeline.model import stream
+from ml_pipeline.model.inputs import tower_batch
 from ml_pipeline.spec import PipelineSpec
 from ml_pipeline.stages import trainer
 from tests.execution.test_transform_trainer import purchases, run, spec_for
@@ -87,6 +89,34 @@ def test_a_streamed_split_reads_only_the_columns_the_model_needs(split):
     streamed = stream.ParquetSplit(split, ["row", "id", "not_there"], _convert)
     assert streamed.columns == ["row", "id"]
     assert streamed.rows == sum(PART_ROWS)
+
+
+def test_dictionary_encoded_strings_become_the_same_model_inputs_as_plain_ones():
+    """The streamed splits read string columns dictionary-encoded; a null still becomes the empty string."""
+    features = FeatureConfig.model_validate(
+        {
+            "buyer_tower": {"features": [{"kind": "id", "column": "buyer_id"}]},
+            "product_tower": {"features": [{"kind": "id", "column": "product_id"}]},
+        }
+    )
+    rows = [["a", None], ["b", "a", None]]
+    plain = pa.table({"buyer_id": pa.chunked_array([pa.array(chunk) for chunk in rows])})
+    encoded = pa.table({"buyer_id": pa.chunked_array([pa.array(chunk).dictionary_encode() for chunk in rows])})
+    expected = tower_batch(plain, features, "buyer")["buyer_id"]
+    assert expected.tolist() == ["a", "", "b", "a", ""]
+    assert tower_batch(encoded, features, "buyer")["buyer_id"].tolist() == expected.tolist()
+
+
+def test_a_streamed_split_reads_its_string_columns_dictionary_encoded(split):
+    seen = []
+
+    def convert(table):
+        seen.append(table.schema.field("id").type)
+        return _convert(table)
+
+    streamed = stream.ParquetSplit(split, ["id", "row"], convert)
+    assert list(streamed.chunks())
+    assert all(pa.types.is_dictionary(t) for t in seen[1:])  # seen[0]: the empty table the dtypes come from
 
 
 @pytest.fixture(scope="module")
