@@ -18,14 +18,18 @@ in the preview).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 
 from ml_pipeline.config.dataset import BigQuerySource, DatasetConfig
+from ml_pipeline.data import splits
 from ml_pipeline.data.query import BIGQUERY, RowsQuery
 from ml_pipeline.data.sql import column_kind
 from ml_pipeline.data.timestamps import SAMPLE, unit_by_magnitude
 from ml_pipeline.errors import ConfigError, DataError
+from ml_pipeline.spec import SplitConfig
 
 # Where ExampleGen exports a BigQuery source's rows (gs://bucket/prefix): set on the remote runner's
 # containers; where it is not set (this machine), BigQuery sources are refused at Compile.
@@ -110,6 +114,13 @@ class BigQueryRows:
     def _rows(self, sql: str) -> list:
         return list(self.client.query(sql, location=self.config.source.location).result())
 
+    def run(self, sql: str) -> list:
+        """Rows of a query (the pushed-down statistics'), with BigQuery's refusal as a DataError."""
+        try:
+            return self._rows(sql)
+        except Exception as error:
+            raise DataError(f"BigQuery refused a statistics query: {_first_line(error)}", field="source") from None
+
     # -- the statement ---------------------------------------------------------------
     def columns(self) -> dict[str, str]:
         try:
@@ -147,10 +158,16 @@ class BigQueryRows:
 
         columns = self.columns()
         check_mapping(columns, self.config.mapping, self.config.filters)
-        return RowsQuery(BIGQUERY, columns, self.config.mapping, self.config.filters, self._units(columns))
+        return RowsQuery(
+            BIGQUERY, columns, self.config.mapping, self.config.filters, self._units(columns), self.config.as_of
+        )
 
     def statement(self) -> str:
         return self.query().statement(source_sql(self.config.source))
+
+    def split_relation(self, statement: str, split: SplitConfig, name: str) -> str:
+        """The rows of split ``name`` of ``statement`` (the kept rows), split by ExampleGen's rule in GoogleSQL."""
+        return splits.split_relation(BIGQUERY, statement, split, name, self.config.mapping.timestamp is not None)
 
     def export_statement(self, uri: str) -> str:
         """``EXPORT DATA`` of the rows as Parquet files under ``uri`` (a gs:// folder)."""
@@ -168,6 +185,25 @@ class BigQueryRows:
         except Exception as error:
             raise DataError(f"BigQuery could not export the rows: {_first_line(error)}", field="source") from None
         return uri.rstrip("/") + "/part-*.parquet"
+
+    # -- the cache key -----------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """What the source's rows depend on, as BigQuery reports it: the source's SQL and each table it reads
+        (a view's own tables, from a dry run), with the table's last-modified time and row count. A table
+        still being streamed into, or without those figures, has no stable fingerprint: DataError."""
+        sql = source_sql(self.config.source)
+        try:
+            tables = [self.client.get_table(ref) for ref in self._dry_run(sql).referenced_tables or []]
+        except Exception as error:  # google.api_core errors, no credentials: nothing to key on
+            raise DataError(f"BigQuery cannot describe the source: {_first_line(error)}", field="source") from None
+        described = []
+        for table in tables:
+            name = f"{table.project}.{table.dataset_id}.{table.table_id}"
+            if table.streaming_buffer is not None or table.modified is None or table.num_rows is None:
+                raise DataError(f"table {name} is being streamed into: its rows change meanwhile", field="source")
+            described.append({"table": name, "modified": table.modified.isoformat(), "rows": int(table.num_rows)})
+        text = json.dumps({"sql": sql, "tables": sorted(described, key=lambda t: t["table"])}, sort_keys=True)
+        return f"bigquery:{hashlib.sha256(text.encode()).hexdigest()}"
 
     # -- the preview -----------------------------------------------------------------
     def preview_sql(self, query: RowsQuery | None = None) -> str:

@@ -4,8 +4,8 @@ Both the local path (the ``mapped_source`` and ``rows`` views of :mod:`ml_pipeli
 the preview and ExampleGen read) and the BigQuery path (:mod:`ml_pipeline.data.bigquery`: the export
 ExampleGen runs, the preview's counts, StatisticsGen's pushed-down aggregates) build their SQL here, so
 the rules of a mapping — trimmed ids, the missing-id values, whole-number floats without their ".0", a
-timestamp that must read, the filter conditions, "last N days" relative to the newest row — are written
-once. A :class:`Dialect` renders the few things the two engines spell differently; everything else is
+timestamp that must read, the filter conditions, "last N days" up to ``as_of`` or else the newest row — are
+written once. A :class:`Dialect` renders the few things the two engines spell differently; everything else is
 shared text.
 
 Column types are DuckDB's names (``VARCHAR``, ``BIGINT``, ``DOUBLE``, ``TIMESTAMP``…); a BigQuery
@@ -15,7 +15,7 @@ schema is translated to them first (:func:`ml_pipeline.data.bigquery.duck_types`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 from ml_pipeline.config.dataset import ColumnMapping, Filters
 from ml_pipeline.data import sql
@@ -49,6 +49,9 @@ class Dialect:
 
     def date(self, value: date) -> str:
         return f"DATE {self.string(value.isoformat())}"
+
+    def timestamp(self, value: datetime) -> str:
+        return f"TIMESTAMP {self.string(value.isoformat(sep=' '))}"
 
     def literal_list(self, values) -> str:
         return "(" + ", ".join(self.literal(v) for v in values) + ")"
@@ -88,6 +91,31 @@ class Dialect:
 
     def count_if(self, condition: str) -> str:
         return f"count_if({condition})"
+
+    # -- the split's hash (ml_pipeline.data.splits) --------------------------------
+    def md5_lower64(self, text: str) -> str:
+        """The MD5 digest's bytes 9-16 read little-endian, as an unsigned 64-bit number."""
+        return f"md5_number_lower({text})"
+
+    def join_text(self, parts: list[str], separator: str = "|") -> str:
+        return f"concat_ws({self.string(separator)}, {', '.join(parts)})"
+
+    def timestamp_text(self, expr: str) -> str:
+        """A TIMESTAMP as text: 2011-01-31 08:26:00, fractional seconds only where there are some."""
+        return f"CAST({expr} AS VARCHAR)"
+
+    def mod(self, expr: str, divisor: int) -> str:
+        return f"({expr} % {int(divisor)})"
+
+    def int_div(self, expr: str, divisor: int) -> str:
+        return f"({expr} // {int(divisor)})"
+
+    def approx_quantiles(self, expr: str, buckets: int) -> str:
+        """An array of ``buckets + 1`` approximate quantiles, the minimum and the maximum included."""
+        return f"approx_quantile({expr}, {[round(i / buckets, 6) for i in range(buckets + 1)]})"
+
+    def epoch_seconds(self, expr: str) -> str:
+        return f"CAST(floor(epoch(CAST({expr} AS TIMESTAMP))) AS DOUBLE)"
 
 
 class BigQueryDialect(Dialect):
@@ -140,6 +168,32 @@ class BigQueryDialect(Dialect):
 
     def count_if(self, condition: str) -> str:
         return f"COUNTIF({condition})"
+
+    def md5_lower64(self, text: str) -> str:
+        # GoogleSQL has no unsigned 64-bit integer: the two 32-bit halves of the (reversed, so big-endian)
+        # bytes, combined as a BIGNUMERIC, exact.
+        hexed = f"TO_HEX(REVERSE(SUBSTR(MD5({text}), 9, 8)))"
+        high = f"CAST(CONCAT('0x', SUBSTR({hexed}, 1, 8)) AS INT64)"
+        low = f"CAST(CONCAT('0x', SUBSTR({hexed}, 9, 8)) AS INT64)"
+        return f"(CAST({high} AS BIGNUMERIC) * 4294967296 + {low})"
+
+    def join_text(self, parts: list[str], separator: str = "|") -> str:
+        return f"ARRAY_TO_STRING([{', '.join(parts)}], {self.string(separator)})"
+
+    def timestamp_text(self, expr: str) -> str:
+        return f"FORMAT_TIMESTAMP('%Y-%m-%d %H:%M:%E*S', {expr}, 'UTC')"
+
+    def mod(self, expr: str, divisor: int) -> str:
+        return f"MOD({expr}, {int(divisor)})"
+
+    def int_div(self, expr: str, divisor: int) -> str:
+        return f"DIV({expr}, {int(divisor)})"
+
+    def approx_quantiles(self, expr: str, buckets: int) -> str:
+        return f"APPROX_QUANTILES({expr}, {int(buckets)})"
+
+    def epoch_seconds(self, expr: str) -> str:
+        return f"CAST(UNIX_SECONDS({expr}) AS FLOAT64)"
 
 
 DUCKDB = Dialect()
@@ -249,6 +303,7 @@ class RowsQuery:
     mapping: ColumnMapping
     filters: Filters
     units: dict[str, str] = field(default_factory=dict)
+    as_of: datetime | None = None  # where "last N days" ends (naive UTC); None: at the newest row
 
     def mapped_source(self, source: str = "source_rows") -> str:
         """Every source row mapped (none dropped yet), with whether the filter conditions keep it."""
@@ -286,11 +341,15 @@ class RowsQuery:
         return f"SELECT {d.star_except(KEPT)} FROM {mapped} WHERE {' AND '.join(where)}"
 
     def _last_days(self, kept: str) -> str:
-        # "Last N days" is relative to the newest row, so a historical export
-        # still yields data; the window is computed after the other filters.
-        ts = self.dialect.ident("timestamp")
+        # "Last N days" is (end - N days, end]: end is ``as_of`` (a scheduled run's scheduled time, so the
+        # window does not move with when the run got to it, nor take rows from after it), else the newest
+        # row, so a historical export still yields data; the window is computed after the other filters.
+        d, ts = self.dialect, self.dialect.ident("timestamp")
+        if self.as_of is not None:
+            end = d.timestamp(self.as_of)
+            return f"SELECT * FROM {kept} WHERE {ts} > {d.sub_days(end, self.filters.last_days)} AND {ts} <= {end}"
         newest = f"(SELECT max({ts}) FROM {kept})"
-        return f"SELECT * FROM {kept} WHERE {ts} > {self.dialect.sub_days(newest, self.filters.last_days)}"
+        return f"SELECT * FROM {kept} WHERE {ts} > {d.sub_days(newest, self.filters.last_days)}"
 
     def rows(self, mapped: str = "mapped_source") -> str:
         """The rows kept from ``mapped``: ids (and a timestamp) present, filters passed."""

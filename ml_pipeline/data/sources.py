@@ -311,9 +311,10 @@ def mapped_source_sql(columns: dict[str, str], mapping: ColumnMapping, filters: 
     return RowsQuery(DUCKDB, columns, mapping, filters, units).mapped_source()
 
 
-def mapped_rows_sql(mapping: ColumnMapping, filters: Filters) -> str:
-    """SQL selecting the rows kept from ``mapped_source``: ids (and a timestamp) present, filters passed."""
-    return RowsQuery(DUCKDB, {}, mapping, filters).rows()
+def mapped_rows_sql(mapping: ColumnMapping, filters: Filters, as_of: datetime | None = None) -> str:
+    """SQL selecting the rows kept from ``mapped_source``: ids (and a timestamp) present, filters passed
+    (a relative window ending at ``as_of``, when given)."""
+    return RowsQuery(DUCKDB, {}, mapping, filters, as_of=as_of).rows()
 
 
 def check_timestamps(con, columns: dict[str, str], mapping: ColumnMapping) -> dict[str, str]:
@@ -349,7 +350,8 @@ def open_rows(
             units = check_timestamps(con, columns, config.mapping)
             mapped = mapped_source_sql(columns, config.mapping, config.filters, units)
             con.execute(f"CREATE OR REPLACE VIEW mapped_source AS {mapped}")
-            con.execute(f"CREATE OR REPLACE VIEW rows AS {mapped_rows_sql(config.mapping, config.filters)}")
+            rows = mapped_rows_sql(config.mapping, config.filters, config.as_of)
+            con.execute(f"CREATE OR REPLACE VIEW rows AS {rows}")
         except duckdb.Error as error:
             raise _unreadable(config.source, error) from None
         yield con

@@ -36,22 +36,22 @@ import shutil
 import tempfile
 import uuid
 from contextlib import ExitStack, closing
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from ml_pipeline.artifact_types import Examples
 from ml_pipeline.config.dataset import DatasetConfig
-from ml_pipeline.data import sources
+from ml_pipeline.data import sources, splits
 from ml_pipeline.data.access import DataAccess, lock_down
+from ml_pipeline.data.query import DUCKDB
 from ml_pipeline.data.sql import ident, literal
 from ml_pipeline.errors import ConfigError, DataError, Problem
 from ml_pipeline.spec import PipelineSpec, SplitConfig
 from ml_pipeline.stages.base import Stage, StageContext, StageFailure, StageParams, StageResult
 
 SPLITS = Examples.SPLITS
-HASH_BUCKETS = 1_000_000
 LARGE_FILE_BYTES = 1 << 30  # larger files are fingerprinted by size and mtime, not content
-_SPLIT_COLUMN = "__split"
+_SPLIT_COLUMN = splits.SPLIT_COLUMN
 
 
 class ExampleGenParams(StageParams):
@@ -135,63 +135,27 @@ def source_fingerprint(dataset: DatasetConfig, access: DataAccess | None) -> str
         return _file_fingerprint(source, access)
     if source.kind == "sql":
         return _sql_fingerprint(source, access)
-    # BigQuery is read on the scale path; locally Compile reports it, so the
-    # fingerprint must not raise before Compile runs. It never matches a cache entry.
-    return f"unavailable:{uuid.uuid4().hex}"
+    return _bigquery_fingerprint(dataset)
+
+
+def _bigquery_fingerprint(dataset: DatasetConfig) -> str:
+    """The source's tables as BigQuery describes them (identity, last-modified time, row count: see
+    :meth:`ml_pipeline.data.bigquery.BigQueryRows.fingerprint`). Where BigQuery cannot be asked (no
+    credentials here: Compile reports it) the fingerprint must not raise, and matches nothing."""
+    from ml_pipeline.data import bigquery
+
+    try:
+        return bigquery.BigQueryRows.open(dataset).fingerprint()
+    except DataError:
+        return f"unavailable:{uuid.uuid4().hex}"
 
 
 # -- SQL pieces ------------------------------------------------------------------
-def _naive_utc(value: datetime) -> datetime:
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value
-
-
-def _hash_key(spec: ExampleGenParams) -> str:
-    if spec.split.hash_key == "buyer":
-        parts = ["buyer_id"]
-    else:
-        parts = ["buyer_id", "product_id"]
-        if spec.dataset.mapping.timestamp:
-            parts.append('CAST("timestamp" AS VARCHAR)')
-    # The lower 64 bits of the MD5 as a UBIGINT (UHUGEINT arithmetic is several times slower).
-    return f"md5_number_lower(concat_ws('|', {literal(str(spec.split.seed))}, {', '.join(parts)}))"
-
-
-def _split_expr(spec: ExampleGenParams, max_timestamp: datetime | None) -> str:
-    split = spec.split
-    if split.strategy == "random":
-        train_cut = round(split.train_ratio * HASH_BUCKETS)
-        eval_cut = round((split.train_ratio + split.eval_ratio) * HASH_BUCKETS)
-        bucket = f"(__h % {HASH_BUCKETS})"
-        return f"CASE WHEN {bucket} < {train_cut} THEN 'train' WHEN {bucket} < {eval_cut} THEN 'eval' ELSE 'test' END"
-    if split.strategy == "time_holdout":
-        # Same convention as filters.last_days: "the last N days" is
-        # (max - N days, max], relative to the newest row.
-        return (
-            f'CASE WHEN "timestamp" > {literal(max_timestamp)} - INTERVAL {int(split.holdout_days)} DAY '
-            f"THEN 'eval' ELSE 'train' END"
-        )
-    train_end, eval_end = literal(_naive_utc(split.train_end)), literal(_naive_utc(split.eval_end))
-    return (
-        f"CASE WHEN \"timestamp\" < {train_end} THEN 'train' "
-        f"WHEN \"timestamp\" < {eval_end} THEN 'eval' ELSE 'test' END"
-    )
-
-
 def examples_sql(spec: ExampleGenParams, max_timestamp: datetime | None = None) -> str:
-    """The sampled rows of the ``rows`` view with their split in ``__split``."""
-    split = spec.split
-    sampling = split.sample_percent < 100.0
-    needs_hash = sampling or split.strategy == "random"
-    inner = f"SELECT *, {_hash_key(spec)} AS __h FROM rows" if needs_hash else "SELECT * FROM rows"
-    where = ""
-    if sampling:
-        where = (
-            f" WHERE ((__h // {HASH_BUCKETS}) % {HASH_BUCKETS}) < {round(split.sample_percent * HASH_BUCKETS / 100)}"
-        )
-    exclude = " EXCLUDE (__h)" if needs_hash else ""
-    return f"SELECT *{exclude}, {_split_expr(spec, max_timestamp)} AS {_SPLIT_COLUMN} FROM ({inner}) AS keyed{where}"
+    """The sampled rows of the ``rows`` view with their split in ``__split`` (:mod:`ml_pipeline.data.splits`)."""
+    has_time = spec.dataset.mapping.timestamp is not None
+    newest = literal(max_timestamp) if max_timestamp is not None else None
+    return splits.examples_sql(DUCKDB, spec.split, has_time, "rows", newest)
 
 
 def _prefixed(error: ConfigError | DataError) -> Exception:
@@ -353,11 +317,11 @@ class ExampleGen(Stage[ExampleGenParams]):
             if name == "train":
                 raise StageFailure(
                     f"split.train_end: the train split is empty: no rows before "
-                    f"{_fmt_time(_naive_utc(split.train_end))} ({span})"
+                    f"{_fmt_time(splits.naive_utc(split.train_end))} ({span})"
                 )
             raise StageFailure(
-                f"split.eval_end: the eval split is empty: no rows from {_fmt_time(_naive_utc(split.train_end))} "
-                f"to before {_fmt_time(_naive_utc(split.eval_end))} ({span})"
+                f"split.eval_end: the eval split is empty: no rows from {_fmt_time(splits.naive_utc(split.train_end))} "
+                f"to before {_fmt_time(splits.naive_utc(split.eval_end))} ({span})"
             )
 
     def _write_catalog(self, con, spec: ExampleGenParams, examples: Examples) -> int:

@@ -35,6 +35,10 @@ Output (under ``output/``):
   most frequent values; numbers that cannot be computed (an all-missing
   column) are left out; ``non_finite`` counts NaN/inf floats (left out of the
   other numbers, as TFDV does).
+
+With a BigQuery source the same queries, in GoogleSQL, run in BigQuery over each split's rows (the shared
+statement split by ExampleGen's rule: :mod:`ml_pipeline.data.splits`), so no row is read here; BigQuery's
+per-split counts must equal ExampleGen's, or the stage fails (the table changed since the export).
 """
 
 from __future__ import annotations
@@ -43,38 +47,60 @@ import json
 import math
 from datetime import UTC, datetime
 
+from pydantic import model_serializer
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from ml_pipeline.artifact_types import Examples, ExampleStatistics
+from ml_pipeline.config.dataset import DatasetConfig
 from ml_pipeline.data import sources
-from ml_pipeline.data.sql import column_kind, ident, literal
+from ml_pipeline.data.query import BIGQUERY, DUCKDB, Dialect
+from ml_pipeline.data.sql import column_kind, literal
+from ml_pipeline.spec import PipelineSpec, SplitConfig
 from ml_pipeline.stages.base import Stage, StageContext, StageFailure, StageParams, StageResult
 
 SUMMARY_TOP_VALUES = 5
 
 
+class BigQueryPushdown(StageParams):
+    """A BigQuery source's dataset and split: what the statistics computed in BigQuery need."""
+
+    dataset: DatasetConfig
+    split: SplitConfig
+
+
 class StatisticsGenParams(StageParams):
-    """Fixed by the statistics' format (SchemaGen reads the histograms), but part of the cache key."""
+    """Fixed by the statistics' format (SchemaGen reads the histograms), but part of the cache key; with a
+    BigQuery source, what the statistics pushed down to BigQuery compute over."""
 
     histogram_buckets: int = ExampleStatistics.HISTOGRAM_BUCKETS
     top_values: int = 20
     rank_histogram_values: int = 100
+    pushdown: BigQueryPushdown | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_pushdown_when_local(self, handler):
+        # A local source's key stays what it was before pushdown existed (cached statistics still match).
+        data = handler(self)
+        if data.get("pushdown", 0) is None:
+            del data["pushdown"]
+        return data
 
 
 Type = statistics_pb2.FeatureNameStatistics.Type
 PROTO_TYPE = {"int": Type.INT, "timestamp": Type.INT, "float": Type.FLOAT, "string": Type.STRING}
 
 
-def _value_expr(column: str, kind: str) -> str:
+def _value_expr(d: Dialect, column: str, kind: str) -> str:
     """The value statistics are computed over: finite doubles, Unix seconds, or text."""
-    col = ident(column)
+    col = d.ident(column)
     if kind == "float":
-        return f"CASE WHEN isfinite(CAST({col} AS DOUBLE)) THEN CAST({col} AS DOUBLE) END"
+        number = d.cast(col, "float")
+        return f"CASE WHEN {d.not_finite(number)} THEN NULL ELSE {number} END"
     if kind == "int":
-        return f"CAST({col} AS DOUBLE)"
+        return d.cast(col, "float")
     if kind == "timestamp":
-        return f"CAST(floor(epoch(CAST({col} AS TIMESTAMP))) AS DOUBLE)"
-    return f"CAST({col} AS VARCHAR)"
+        return d.epoch_seconds(col)
+    return d.cast(col, "string")
 
 
 def _number(value) -> float | None:
@@ -91,38 +117,38 @@ def _iso(seconds: float | None) -> str | None:
 
 
 class _SplitStatistics:
-    """Statistics of one split's Parquet parts, computed by a few DuckDB queries."""
+    """Statistics of one split's rows (the relation ``source``: its Parquet parts, or the split's rows on
+    BigQuery), computed by a few queries in the dialect ``d``, run by ``run`` (SQL -> rows)."""
 
-    def __init__(self, con, glob: str, name: str, params: StatisticsGenParams) -> None:
-        self.con, self.name = con, name
+    def __init__(self, run, d: Dialect, source: str, columns, name: str, params: StatisticsGenParams) -> None:
+        self.run, self.d, self.source, self.columns, self.name = run, d, source, columns, name
         self.buckets, self.top_values = params.histogram_buckets, params.top_values
         self.rank_values = params.rank_histogram_values
-        self.source = f"read_parquet({literal(glob)})"
-        self.columns = [
-            (row[0], column_kind(row[1])) for row in con.execute(f"DESCRIBE SELECT * FROM {self.source}").fetchall()
-        ]
+
+    def _one(self, sql: str) -> list:
+        (row,) = self.run(sql)
+        return list(row)
 
     def compute(self) -> tuple[statistics_pb2.DatasetFeatureStatistics, dict]:
         dataset = statistics_pb2.DatasetFeatureStatistics(name=self.name)
         summary: dict = {"num_examples": 0, "columns": {}}
-        aggregates = ["count(*)"]
+        d, aggregates = self.d, ["count(*)"]
         for column, kind in self.columns:
-            value = _value_expr(column, kind)
-            aggregates.append(f"count({ident(column)})")
+            value = _value_expr(d, column, kind)
+            aggregates.append(f"count({d.ident(column)})")
             if kind == "string":
                 aggregates.append(f"avg(length({value}))")
             else:
-                quantiles = [round(i / self.buckets, 6) for i in range(1, self.buckets)]
                 aggregates += [
                     f"count({value})",
                     f"avg({value})",
                     f"stddev_pop({value})",
-                    f"count_if({value} = 0)",
+                    d.count_if(f"{value} = 0"),
                     f"min({value})",
                     f"max({value})",
-                    f"approx_quantile({value}, {quantiles})",
+                    d.approx_quantiles(value, self.buckets),
                 ]
-        row = list(self.con.execute(f"SELECT {', '.join(aggregates)} FROM {self.source}").fetchone())
+        row = self._one(f"SELECT {', '.join(aggregates)} FROM {self.source}")
         num_examples = row.pop(0)
         dataset.num_examples = num_examples
         summary["num_examples"] = num_examples
@@ -144,7 +170,7 @@ class _SplitStatistics:
                     "zeros": zeros,
                     "min": low,
                     "max": high,
-                    "quantiles": quantiles,
+                    "quantiles": list(quantiles or [])[1:-1],  # without the minimum and maximum
                 }
         histograms = self._standard_histograms(numeric)
 
@@ -163,27 +189,23 @@ class _SplitStatistics:
     # -- numeric -------------------------------------------------------------
     def _standard_histograms(self, numeric: dict) -> dict[str, dict[int, int]]:
         """Counts per equal-width bucket between each column's min and max, in one scan."""
-        aggregates, names = [], []
+        d, aggregates, names = self.d, [], []
         for column, kind in self.columns:
             values = numeric[column]
             if kind == "string" or values["finite"] == 0 or values["min"] == values["max"]:
                 continue
             width = (values["max"] - values["min"]) / self.buckets
-            value = _value_expr(column, kind)
+            value = _value_expr(d, column, kind)
             # (least() skips NULLs in DuckDB, hence the CASE: missing values are in no bucket.)
-            bucket = (
-                f"CASE WHEN {value} IS NOT NULL THEN least(CAST(floor(({value} - {values['min']!r}) / "
-                f"{width!r}) AS INTEGER), {self.buckets - 1}) END"
-            )
-            aggregates.append(f"histogram({bucket})")
+            offset = d.cast(f"floor(({value} - {values['min']!r}) / {width!r})", "int")
+            bucket = f"CASE WHEN {value} IS NOT NULL THEN least({offset}, {self.buckets - 1}) END"
+            aggregates += [d.count_if(f"{bucket} = {index}") for index in range(self.buckets)]
             names.append(column)
         if not aggregates:
             return {}
-        row = self.con.execute(f"SELECT {', '.join(aggregates)} FROM {self.source}").fetchone()
-        return {
-            name: {int(k): int(v) for k, v in (counts or {}).items() if k is not None}
-            for name, counts in zip(names, row)
-        }
+        row = self._one(f"SELECT {', '.join(aggregates)} FROM {self.source}")
+        counts = [row[i * self.buckets : (i + 1) * self.buckets] for i in range(len(names))]
+        return {name: {i: int(n) for i, n in enumerate(found) if n} for name, found in zip(names, counts)}
 
     def _numeric_feature(self, feature, kind: str, values: dict, counts: dict[int, int] | None, num_examples: int):
         stats = feature.num_stats
@@ -243,11 +265,13 @@ class _SplitStatistics:
             stats.unique = 0
             entry.update(unique=0, top=[])
             return entry
-        value = _value_expr(column, kind)
-        rows = self.con.execute(
+        value = _value_expr(self.d, column, kind)
+        rows = self.run(
             f"SELECT value, n, count(*) OVER () FROM (SELECT {value} AS value, count(*) AS n FROM {self.source} "
-            f"WHERE {ident(column)} IS NOT NULL GROUP BY ALL) ORDER BY n DESC, value LIMIT {self.rank_values}"
-        ).fetchall()
+            f"WHERE {self.d.ident(column)} IS NOT NULL GROUP BY 1) AS value_counts "
+            f"ORDER BY n DESC, value LIMIT {self.rank_values}"
+        )
+        rows = [tuple(r) for r in rows]
         stats.unique = int(rows[0][2])
         stats.avg_length = float(values["avg_length"] or 0.0)
         for value_text, count, _ in rows[: self.top_values]:
@@ -286,25 +310,68 @@ def _summary_common(kind: str, present: int, num_examples: int) -> dict:
     }
 
 
-def compute_statistics(
-    examples: Examples, params: StatisticsGenParams
-) -> tuple[statistics_pb2.DatasetFeatureStatisticsList, dict]:
-    """Statistics of every split of ExampleGen's output."""
+def _collect(computed) -> tuple[statistics_pb2.DatasetFeatureStatisticsList, dict]:
     stats = statistics_pb2.DatasetFeatureStatisticsList()
     summary: dict = {"splits": {}}
-    con = sources.connect()
-    con.execute("SET enable_progress_bar = false")
-    try:
-        for split in examples.splits():
-            dataset, split_summary = _SplitStatistics(con, examples.split_glob(split), split, params).compute()
-            stats.datasets.append(dataset)
-            summary["splits"][split] = split_summary
-    finally:
-        con.close()
+    for split_statistics in computed:
+        dataset, split_summary = split_statistics.compute()
+        stats.datasets.append(dataset)
+        summary["splits"][split_statistics.name] = split_summary
     names: list[str] = []
     for split_summary in summary["splits"].values():
         names += [name for name in split_summary["columns"] if name not in names]
     summary["features"] = names
+    return stats, summary
+
+
+def compute_statistics(
+    examples: Examples, params: StatisticsGenParams
+) -> tuple[statistics_pb2.DatasetFeatureStatisticsList, dict]:
+    """Statistics of every split of ExampleGen's output."""
+    con = sources.connect()
+    con.execute("SET enable_progress_bar = false")
+
+    def run(sql: str) -> list:
+        return con.execute(sql).fetchall()
+
+    def split_statistics(split: str) -> _SplitStatistics:
+        source = f"read_parquet({literal(examples.split_glob(split))})"
+        columns = [(row[0], column_kind(row[1])) for row in run(f"DESCRIBE SELECT * FROM {source}")]
+        return _SplitStatistics(run, DUCKDB, source, columns, split, params)
+
+    try:
+        return _collect(split_statistics(split) for split in examples.splits())
+    finally:
+        con.close()
+
+
+def pushed_down_statistics(
+    examples: Examples, params: StatisticsGenParams, client=None
+) -> tuple[statistics_pb2.DatasetFeatureStatisticsList, dict]:
+    """The same statistics of a BigQuery source, computed in BigQuery over each split's rows (the shared
+    query builder's statement, split by ExampleGen's rule in GoogleSQL): the rows are never read here."""
+    from ml_pipeline.data.bigquery import BigQueryRows
+
+    pushdown = params.pushdown
+    rows = BigQueryRows.open(pushdown.dataset, client)
+    statement = rows.statement()
+    columns = list(pushdown.dataset.mapping.output_columns().items())
+    computed = [
+        _SplitStatistics(
+            rows.run, BIGQUERY, rows.split_relation(statement, pushdown.split, split), columns, split, params
+        )
+        for split in examples.splits()
+    ]
+    stats, summary = _collect(computed)
+    expected = examples.properties.get("splits") or {}
+    differing = {
+        s: (n, expected[s])
+        for s, n in ((d.name, d.num_examples) for d in stats.datasets)
+        if s in expected and expected[s] != n
+    }
+    if differing:
+        found = ", ".join(f"{s}: {n:,} in BigQuery, {e:,} in ExampleGen's output" for s, (n, e) in differing.items())
+        raise StageFailure(f"BigQuery's split of the rows differs from ExampleGen's ({found}); the data changed since")
     return stats, summary
 
 
@@ -314,9 +381,18 @@ class StatisticsGen(Stage[StatisticsGenParams]):
     output = ExampleStatistics
     Params = StatisticsGenParams
 
+    def params(self, spec: PipelineSpec) -> StatisticsGenParams:
+        if spec.dataset.source.kind == "bigquery":
+            return StatisticsGenParams(pushdown=BigQueryPushdown(dataset=spec.dataset, split=spec.split))
+        return StatisticsGenParams()
+
     def run(self, ctx: StageContext, params: StatisticsGenParams) -> StageResult:
         examples = ctx.input(Examples)
-        stats, summary = compute_statistics(examples, params)
+        if params.pushdown is not None:
+            ctx.log.info("computing the statistics in BigQuery")
+            stats, summary = pushed_down_statistics(examples, params)
+        else:
+            stats, summary = compute_statistics(examples, params)
         if not stats.datasets:
             raise StageFailure(f"ExampleGen's output at {examples.path} holds no splits")
         (ctx.output / ExampleStatistics.FILES["statistics"]).write_bytes(stats.SerializeToString())

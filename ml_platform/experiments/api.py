@@ -62,6 +62,7 @@ class PromoteIn(RunInput):
     gpu_config: GpuConfig = GpuConfig()
     evaluator_config: EvaluatorConfig = EvaluatorConfig()
     schedule_config: ScheduleConfig = ScheduleConfig()
+    runner: RemoteRunnerName | None = Field(None, description="Where it runs; default: the project's runner")
 
 
 class KpiOut(Schema):

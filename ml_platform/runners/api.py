@@ -10,11 +10,10 @@ from django.conf import settings
 from ninja import Router, Schema
 from pydantic import Field
 
-from ml_pipeline.kfp.gpus import MACHINE_TYPES, TRAINING_REGIONS
 from ml_platform.audit import services as audit
 from ml_platform.core.errors import refusals
 from ml_platform.projects.access import owned_project_for_user, project_for_user
-from ml_platform.runners import config, services
+from ml_platform.runners import choices, config, services
 from ml_platform.training.schemas import RemoteRunnerName
 
 router = Router(tags=["runners"])
@@ -32,20 +31,24 @@ class RunnerOut(Schema):
     gpu_training_region: str
     gpu_choices: dict[str, list[int]] = Field(
         description="GPU type -> the counts a machine carries, for the types Vertex AI training offers in "
-        "the GPU training region (every type locally and on Kubeflow)"
+        "the GPU training region (every type where no region is set)"
+    )
+    gpu_unavailable: dict[str, dict[str, str]] = Field(
+        description="configured runner -> GPU type -> why a run there cannot have it (the wizard disables it)"
     )
 
 
 def runner_answer(project) -> dict:
-    region = settings.CLOUD_GPU_TRAINING_REGION or settings.CLOUD_DATA_REGION
-    offered = TRAINING_REGIONS.get(region, frozenset()) if region else frozenset(MACHINE_TYPES)
+    region = choices.training_region()
+    configured = config.configured_runners()
     return {
         "runner": services.project_runner(project),
-        "configured": config.configured_runners(),
+        "configured": configured,
         "missing": {runner: config.missing(runner) for runner in config.RUNNERS if config.missing(runner)},
         "data_region": settings.CLOUD_DATA_REGION,
         "gpu_training_region": region,
-        "gpu_choices": {gpu: sorted(counts) for gpu, counts in MACHINE_TYPES.items() if gpu in offered},
+        "gpu_choices": choices.gpu_choices("vertex" if region else "local"),
+        "gpu_unavailable": {runner: choices.unavailable_gpus(runner) for runner in configured},
     }
 
 

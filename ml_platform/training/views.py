@@ -145,8 +145,11 @@ def _histograms(run, split: str, times: set[str]) -> dict[str, dict]:
     ``times`` names the timestamp columns (stored as Unix seconds), labelled as dates.
     """
     try:
-        output = outputs.artifact_output(run, "StatisticsGen", "statistics")
-        dataset = ExampleStatistics(output).dataset(split)
+        output = outputs.artifact_output(run, "StatisticsGen", "statistics")  # on the store's filesystem
+        stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(
+            (output / ExampleStatistics.FILES["statistics"]).read_bytes()
+        )
+        dataset = next((d for d in stats.datasets if d.name == split), None)
     except (NotFound, OSError, DecodeError):
         return {}
     drawn = {}

@@ -25,6 +25,8 @@ from ml_platform.modeling import services as modeling_services
 from ml_platform.modeling.models import FeatureConfig, ModelConfig
 from ml_platform.projects.access import project_for_user
 from ml_platform.registry import api as registry_api
+from ml_platform.runners import choices as runner_choices
+from ml_platform.runners import services as remote
 from ml_platform.training import api as training_api
 from ml_platform.training import estimates, presenters
 from ml_platform.training.access import run_for_user
@@ -35,7 +37,6 @@ TEMPLATE = "training/_wizard.html"
 CREATE, PROMOTE, EXPERIMENT, EDIT = "create", "promote", "experiment", "edit"
 STEP_ONE = ("experiment_id", "dataset_id", "feature_config_id", "model_config_id")
 CATALOG_IDS = STEP_ONE[1:]
-GPU_TYPES = ("T4", "L4", "V100", "A100", "H100")
 OPTIMIZERS = ("adagrad", "adam", "sgd")
 STRATEGIES = ("random", "time_holdout", "strict_temporal")
 THRESHOLD_METRICS = ("recall_at_10", "recall_at_50", "recall_at_100", "rmse", "mae")
@@ -94,13 +95,31 @@ def _render(request, project, data: dict, mode: str, errors: FieldErrors | None 
             "model_configs": ModelConfig.objects.filter(project=project).only("id", "name", "model_type"),
             "summary": summary_of(project, data),
             "estimate": estimate_of(project, data),
-            "gpu_types": GPU_TYPES,
+            **runner_context(project, data),
             "optimizers": OPTIMIZERS,
             "strategies": STRATEGIES,
             "threshold_metrics": THRESHOLD_METRICS,
         },
         status=status,
     )
+
+
+def runner_context(project, data: dict) -> dict:
+    """The runner choices (configured ones enabled; local always is) and the GPU types, each disabled with
+    its reason where the chosen runner cannot have it (Vertex AI outside its training region's types)."""
+    runners = runner_choices.runner_options()
+    configured = [option["runner"] for option in runners if option["configured"]]
+    chosen = get(data, "runner") or remote.project_runner(project)
+    chosen = chosen if chosen in configured else "local"
+    gpus = [
+        {**option, "reason": option["refused"].get(chosen, "")} for option in runner_choices.gpu_options(configured)
+    ]
+    return {
+        "runners": runners,
+        "chosen_runner": chosen,
+        "gpu_options": gpus,
+        "gpu_reasons": "; ".join(f"{g['gpu_type']}: {g['reason']}" for g in gpus if g["reason"]),
+    }
 
 
 # --------------------------------------------------------------------------- live parts

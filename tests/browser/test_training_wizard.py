@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 
 from ml_platform.datasets.models import Dataset
 from ml_platform.training.models import TrainingRun
+from tests.control.runners.conftest import VERTEX_SETTINGS
 from tests.helpers import copies
 
 pytestmark = pytest.mark.browser
@@ -172,3 +173,34 @@ def test_a_new_experiment_is_started_from_the_experiments_page(
     expect(page.locator(".run-card .run-name")).to_have_text(["Exp #1"])
     made = TrainingRun.objects.get(kind=TrainingRun.EXPERIMENT)
     assert made.split_config["sample_percent"] == 50.0
+
+
+def test_the_gpu_types_follow_the_chosen_runner_with_the_reason_for_those_it_cannot_have(
+    logged_in_page, olivia, project, dataset, feature_config, retrieval, settings, screenshots
+):
+    for name, value in VERTEX_SETTINGS.items():
+        setattr(settings, name, value)
+    page = logged_in_page(olivia)
+    dialog = open_wizard(page, project)
+    choose_catalog(dialog, dataset, feature_config, retrieval)
+    dialog.locator("[data-next]").click()
+    runner, gpu = dialog.locator("select[name=runner]"), dialog.locator("select[name='gpu_config.gpu_type']")
+    expect(runner).to_have_value("local")
+    expect(runner.locator("option[value=kubeflow]")).to_be_disabled()
+    gpu.select_option("H100")  # every type locally: the machine's own GPUs
+    hint = dialog.locator("[data-gpu-hint]")
+    expect(hint).to_be_hidden()
+
+    runner.select_option("vertex")
+    expect(gpu.locator("option[value=H100]")).to_be_disabled()
+    expect(gpu.locator("option[value=H100]")).to_have_text("H100 — unavailable")
+    expect(gpu).to_have_value("")  # the chosen type is unavailable there: back to CPU
+    expect(hint).to_have_text(
+        "H100: not offered for training in europe-west4 (regions with H100: us-central1, us-west1)"
+    )
+    expect(gpu.locator("option[value=T4]")).to_be_enabled()
+    screenshots("vertex")
+
+    runner.select_option("local")
+    expect(gpu.locator("option[value=H100]")).to_be_enabled()
+    expect(hint).to_be_hidden()

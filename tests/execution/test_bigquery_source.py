@@ -107,8 +107,9 @@ def test_bigquery_is_asked_for_the_builders_statement_and_its_export_then_splits
 
     assert result.status == "completed", result.error
     assert example_rows(result) == example_rows(run_example_gen(local_spec(messy_source), tmp_path / "root"))
-    schema_call, export_call = fake.calls
-    assert schema_call == Call(f"SELECT * FROM `{TABLE}`", True, "US")
+    fingerprint_call, table_call, schema_call, export_call = fake.calls  # the cache key first, then the run
+    assert fingerprint_call == schema_call == Call(f"SELECT * FROM `{TABLE}`", True, "US")
+    assert table_call.sql == f"get_table {TABLE}"
     statement = RowsQuery(BIGQUERY, bigquery.duck_types(SCHEMA), spec.dataset.mapping, spec.dataset.filters).statement(
         f"SELECT * FROM `{TABLE}`"
     )

@@ -1,7 +1,7 @@
 // The New Training wizard's two steps (training/_wizard.html): Next and Back show one <fieldset> at a time,
 // keyboard focus moves to the step's first input, and choosing an experiment to promote disables the
-// catalog's selects (the experiment brings its own). A saved form's answer fires "wizard-done", which closes
-// the dialog around it.
+// catalog's selects (the experiment brings its own); the GPU types follow the chosen runner. A saved form's
+// answer fires "wizard-done", which closes the dialog around it.
 import htmx from "htmx.org";
 
 export default function mount(form) {
@@ -29,6 +29,30 @@ export default function mount(form) {
     experiment.addEventListener("change", syncCatalog);
     syncCatalog();
   }
+  // GPU types the chosen runner cannot have (Vertex AI outside its training region's) are disabled, the reasons
+  // under the select; a chosen one that became unavailable falls back to CPU.
+  const runner = form.querySelector("select[name=runner]");
+  const gpu = form.querySelector("select[name='gpu_config.gpu_type']");
+  const hint = form.querySelector("[data-gpu-hint]");
+  const syncGpus = () => {
+    const reasons = [];
+    for (const option of gpu.options) {
+      if (!option.value) continue;
+      const reason = option.getAttribute(`data-refused-${runner.value}`);
+      option.disabled = Boolean(reason);
+      option.textContent = reason ? `${option.value} — unavailable` : option.value;
+      if (reason) reasons.push(`${option.value}: ${reason}`);
+    }
+    if (gpu.selectedOptions[0]?.disabled) {
+      gpu.value = "";
+      gpu.dispatchEvent(new Event("change", { bubbles: true }));
+    }
+    if (hint) {
+      hint.textContent = reasons.join("; ");
+      hint.hidden = !reasons.length;
+    }
+  };
+  if (runner && gpu) runner.addEventListener("change", syncGpus);
   show(Number(form.dataset.startStep || 1), false);
 }
 
