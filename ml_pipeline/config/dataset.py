@@ -11,7 +11,7 @@ configs refer to those output names.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -277,9 +277,23 @@ class DatasetConfig(StrictModel):
     source: Source
     mapping: ColumnMapping
     filters: Filters = Filters()
+    # Where a relative window (``filters.last_days``) ends: a scheduled run's scheduled time, set by the
+    # platform, so the window is (as_of - N days, as_of] whenever the run gets to it. None: it ends at the
+    # newest row. Naive UTC (the rows' timestamps are), and only with last_days, so it is in the cache key
+    # exactly when it changes the rows.
+    as_of: datetime | None = None
+
+    @field_validator("as_of")
+    @classmethod
+    def _naive_utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
 
     @model_validator(mode="after")
     def _dates_need_timestamp(self) -> DatasetConfig:
         if self.filters.uses_dates() and not self.mapping.timestamp:
             raise ValueError("filters: date filters need mapping.timestamp")
+        if self.as_of is not None and not self.filters.last_days:
+            raise ValueError("as_of: only a relative window (filters.last_days) has an end to set")
         return self

@@ -5,7 +5,9 @@
 * ``GET /schedules/preview/?source_run_id=``: what a schedule made from that run would train;
 * ``POST /schedules/next-runs/``: the next fire times of a schedule not saved yet, in its zone and in UTC;
 * ``GET|PATCH|DELETE /schedules/{id}/``, ``POST /schedules/{id}/pause|resume|cancel|trigger/``;
-* ``GET /schedules/{id}/history/``: its runs, each version's main metric and whether it got better.
+* ``GET /schedules/{id}/history/``: its runs, each version's main metric and whether it got better;
+* ``GET|POST /projects/{id}/notifications/``, ``DELETE .../{target_id}/``: targets told of every schedule of a
+  project (a schedule's own are ``/schedules/{id}/notifications/``).
 
 A schedule is reached through its project: outsiders get 404. Routes only: the rules are ``services``'s
 and ``scheduler``'s; every change is recorded in the audit trail here.
@@ -230,3 +232,34 @@ def remove_notification_target(request, schedule_id: int, target_id: int):
 def list_deliveries(request, schedule_id: int):
     """The schedule's notifications, newest first: each one's attempts and the last answer."""
     return list(schedule_for_user(request.user, schedule_id).deliveries.all()[:100])
+
+
+# --------------------------------------------------------------------------- a project's notifications
+
+
+@router.get("/projects/{project_id}/notifications/", response={200: list[TargetOut], **refusals(404, 422)})
+def list_project_targets(request, project_id: int):
+    """The project's targets: told of every schedule of the project, besides each schedule's own."""
+    return list(project_for_user(request.user, project_id).notification_targets.all())
+
+
+@router.post("/projects/{project_id}/notifications/", response={201: TargetCreatedOut, **refusals(400, 404, 422)})
+def add_project_target(request, project_id: int, payload: TargetIn):
+    """Tell an e-mail address or a URL of the events of every schedule of the project (a webhook's signing
+    secret is answered once)."""
+    project = project_for_user(request.user, project_id)
+    target = services.add_notification_target(project, payload.kind, payload.address, payload.events)
+    audit.record(request, audit.Action.UPDATE, project, changes={"notify": payload.model_dump()})
+    secret = target.secret if target.kind == NotificationTarget.WEBHOOK else None
+    return Status(201, {**TargetOut.model_validate(target).model_dump(), "secret": secret})
+
+
+@router.delete("/projects/{project_id}/notifications/{target_id}/", response={204: None, **refusals(404, 422)})
+def remove_project_target(request, project_id: int, target_id: int):
+    project = project_for_user(request.user, project_id)
+    target = project.notification_targets.filter(pk=target_id).first()
+    if target is None:
+        raise Http404("No such notification target")
+    audit.record(request, audit.Action.UPDATE, project, changes={"stop_notifying": str(target)})
+    target.delete()
+    return Status(204, None)

@@ -155,7 +155,8 @@ class ActionState(models.TextChoices):
 
     NONE = "", "Nothing to do"
     PENDING = "pending", "To push (and deploy)"
-    ACTING = "acting", "Pushing (and deploying)"
+    ACTING = "acting", "Pushing (and asking for the deploy)"
+    DEPLOYING = "deploying", "Deploying (the deploy jobs carry it out)"
     DONE = "done", "Done"
 
 
@@ -211,12 +212,21 @@ class NotifyEvent(models.TextChoices):
 
 
 class NotificationTarget(models.Model):
-    """Where a schedule's news goes: an e-mail address, or a URL that gets signed JSON (webhook)."""
+    """Where schedules' news goes: an e-mail address, or a URL that gets signed JSON (webhook).
+
+    A target belongs to one schedule, or to a project: then it hears from every schedule of the project (each
+    schedule's news goes to its own targets and its project's).
+    """
 
     EMAIL, WEBHOOK = "email", "webhook"
     KINDS = [(EMAIL, "E-mail"), (WEBHOOK, "Webhook")]
 
-    schedule = models.ForeignKey(TrainingSchedule, on_delete=models.CASCADE, related_name="notification_targets")
+    schedule = models.ForeignKey(
+        TrainingSchedule, on_delete=models.CASCADE, null=True, blank=True, related_name="notification_targets"
+    )
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, null=True, blank=True, related_name="notification_targets"
+    )
     kind = models.CharField(max_length=10, choices=KINDS)
     address = models.CharField(max_length=500, help_text="An e-mail address, or an http(s) URL")
     events = models.JSONField(default=list, help_text="NotifyEvent values; empty: all of them")
@@ -225,6 +235,13 @@ class NotificationTarget(models.Model):
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(schedule__isnull=False, project__isnull=True)
+                | models.Q(schedule__isnull=True, project__isnull=False),
+                name="target_of_a_schedule_or_a_project",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.address}"

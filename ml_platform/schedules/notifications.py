@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db.models import F
+from django.db.models import F, Q
 
 from ml_platform.core import clock
 from ml_platform.schedules import outbound
@@ -39,8 +39,14 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(minutes=2 ** (attempts - 1))
 
 
+def targets_of(schedule: TrainingSchedule):
+    """The schedule's own targets and its project's, which hear from every schedule of the project."""
+    return NotificationTarget.objects.filter(Q(schedule=schedule) | Q(project_id=schedule.project_id)).order_by("id")
+
+
 def notify(schedule: TrainingSchedule, event: str, subject: str, details: dict | None = None) -> int:
-    """Queue ``event`` for every target of the schedule that wants it; how many deliveries were queued."""
+    """Queue ``event`` for every target of the schedule (or of its project) that wants it; how many deliveries
+    were queued."""
     now = clock.now()
     payload = {
         "event": event,
@@ -59,7 +65,7 @@ def notify(schedule: TrainingSchedule, event: str, subject: str, details: dict |
             next_attempt_at=now,
             created_at=now,
         )
-        for target in schedule.notification_targets.all()
+        for target in targets_of(schedule)
         if target.wants(event)
     ]
     NotificationDelivery.objects.bulk_create(queued)

@@ -22,8 +22,8 @@ from ml_platform.core.partials import is_htmx
 from ml_platform.projects.access import object_for_user
 from ml_platform.registry.models import RegisteredModel
 from ml_platform.schedules import api as schedules_api
-from ml_platform.schedules import presenters, scheduler, services, timing
-from ml_platform.schedules.models import NotificationTarget, NotifyEvent, OnBlessed, OverlapPolicy
+from ml_platform.schedules import notification_pages, presenters, scheduler, services, timing
+from ml_platform.schedules.models import NotifyEvent, OnBlessed, OverlapPolicy
 from ml_platform.schedules.schemas import ScheduleCreateIn, ScheduleIn, TimingIn
 from ml_platform.training.access import run_for_user
 
@@ -184,6 +184,7 @@ def _page_context(schedule, problem: str = "") -> dict:
         "problem": problem,
         "history": audit.history(schedule),
         "targets": list(schedule.notification_targets.all()),
+        "project_targets": list(schedule.project.notification_targets.all()),
         "deliveries": list(schedule.deliveries.select_related("target")[:20]),
         "notify_events": NotifyEvent.choices,
     }
@@ -200,7 +201,7 @@ def schedule_action(request, schedule_id: int, action: str):
                 services.delete(schedule)
             return redirect(models_url)
         if action in ("notify", "stop-notifying"):
-            changes = _notification_action(schedule, action, request.POST)
+            changes = notification_pages.target_action(schedule, action, request.POST)
         elif action == "trigger":
             services.check_triggerable(schedule)
             firing = scheduler.trigger_now(schedule, request.user)
@@ -217,17 +218,3 @@ def schedule_action(request, schedule_id: int, action: str):
         return render(request, "schedules/schedule_page.html", _page_context(schedule, message), status=status)
     audit.record(request, audit.Action.SCHEDULE_UPDATE, schedule, changes=changes)
     return redirect("schedule", schedule_id=schedule.pk)
-
-
-def _notification_action(schedule, action: str, post) -> dict:
-    """Add a notification target from the page's form, or remove one; the audit record's changes."""
-    if action == "stop-notifying":
-        target = schedule.notification_targets.filter(pk=_int(post.get("target_id"))).first()
-        if target is None:
-            raise Http404("No such notification target")
-        target.delete()
-        return {"stop_notifying": str(target)}
-    kind = post.get("kind") if post.get("kind") in dict(NotificationTarget.KINDS) else NotificationTarget.EMAIL
-    events = [e for e in post.getlist("events") if e in NotifyEvent.values]
-    target = services.add_notification_target(schedule, kind, post.get("address", ""), events)
-    return {"notify": {"kind": target.kind, "address": target.address, "events": target.events}}

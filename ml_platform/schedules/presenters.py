@@ -8,6 +8,7 @@ from ml_pipeline.metrics import lower_is_better
 from ml_platform.core import clock
 from ml_platform.schedules import timing
 from ml_platform.schedules.models import ScheduleFiring, TrainingSchedule
+from ml_platform.training.presenters import data_window
 
 HISTORY_SHOWN = 100
 
@@ -139,6 +140,8 @@ def _firing_row(firing: ScheduleFiring, value, delta, better) -> dict:
         "better": better,
         "duration_seconds": run.duration_seconds if run else None,
         "cost_usd": float(run.cost()) if run else None,
+        "data_rows": (firing.data_signature or {}).get("rows"),
+        "data_window": data_window(run.spec) if run else None,
     }
 
 

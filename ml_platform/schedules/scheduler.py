@@ -16,15 +16,9 @@
   schedule's statistics move; N failures in a row pause the schedule, with the reason.
 * **Act.** A blessed run whose schedule says push (and deploy) is marked
   *pending* on its firing, in the same UPDATE that settles it, and not acted on
-  in the tick: a deploy can wait minutes for the version to load, and the tick
-  must keep firing and the worker keep claiming runs. The worker takes one
-  pending action at a time (a guarded UPDATE, :func:`claim_blessed_action`) and
-  runs it in a child process (``manage.py act_on_blessed``). The state is on the
-  row, so a worker that dies mid-deploy loses nothing: its action is pending
-  again once stale (or at once, when its own worker sees the child die), and a
-  push already made is not made twice. This is the smallest design that is
-  both off the tick and crash-safe: no new queue, no thread sharing the
-  worker's database connection, the same child machinery runs already use.
+  in the tick: the worker takes it, one model at a time, in a child process,
+  and a deploy goes through the background deploy jobs (:mod:`.actions`); the
+  tick records how that deploy ended (:func:`.actions.follow_deploys`).
 """
 
 from __future__ import annotations
@@ -32,18 +26,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
 from ml_pipeline.errors import ConfigError, DataError
 from ml_platform.audit import services as audit
 from ml_platform.core import clock
-from ml_platform.core.errors import Conflict, DomainError
-from ml_platform.datasets import services as dataset_services
-from ml_platform.deployment import services as deployment_services
-from ml_platform.registry import services as registry_services
-from ml_platform.schedules import notifications
+from ml_platform.core.errors import DomainError
+from ml_platform.schedules import actions, freshness, notifications
 from ml_platform.schedules.models import (
     ActionState,
     FiringStatus,
@@ -63,8 +53,6 @@ logger = logging.getLogger(__name__)
 
 SCHEDULER = audit.Actor("scheduler", audit.Via.SYSTEM)
 CLAIMS_PER_TICK = 20
-ACTION_MAX_ATTEMPTS = 3
-ACTION_GRACE = timedelta(minutes=5)
 # A claim whose run was never created (its scheduler died in between) is written off after this long.
 CLAIM_STALE_AFTER = timedelta(minutes=5)
 RUN_OUTCOMES = {
@@ -79,7 +67,7 @@ def tick(fired_by: str = "worker", now: datetime | None = None) -> int:
     """One round: write off lost claims, settle what ended (so a firing sees its predecessor's outcome), fire
     what is due; how many things happened."""
     now = now or clock.now()
-    done = _write_off_lost_claims(now) + settle(now) + release_queued()
+    done = _write_off_lost_claims(now) + settle(now) + release_queued() + actions.follow_deploys()
     for firing in claim_due(fired_by, now):
         fire(firing)
         done += 1
@@ -178,8 +166,8 @@ def fire(firing: ScheduleFiring) -> ScheduleFiring:
     schedule = TrainingSchedule.objects.select_related("registered_model", "project", "created_by").get(
         pk=firing.schedule_id
     )
-    signature = data_signature(schedule)
-    if firing.trigger == FiringTrigger.OCCURRENCE and (unchanged := _unchanged_since(schedule, signature)):
+    signature = freshness.data_signature(schedule, firing.scheduled_for)
+    if firing.trigger == FiringTrigger.OCCURRENCE and (unchanged := freshness.unchanged_since(schedule, signature)):
         return _skip(firing, schedule, unchanged)
     ScheduleFiring.objects.filter(pk=firing.pk).update(data_signature=signature or {})
     previous = _still_going(schedule, firing)
@@ -207,6 +195,7 @@ def fire(firing: ScheduleFiring) -> ScheduleFiring:
                 "schedule_type": schedule.schedule_type,
                 "timezone": schedule.schedule_timezone,
                 "scheduler_job_id": f"schedule-{schedule.pk}",
+                "scheduled_for": firing.scheduled_for.isoformat(),  # where a relative data window ends
             },
         )
     except (ConfigError, DataError) as error:
@@ -227,38 +216,6 @@ def fire(firing: ScheduleFiring) -> ScheduleFiring:
     logger.info("schedule %s fired: run %s (%s)", schedule.pk, run.pk, firing.scheduled_for)
     firing.refresh_from_db()
     return firing
-
-
-def data_signature(schedule: TrainingSchedule) -> dict | None:
-    """What the dataset holds now, as far as "is there new data" goes: its rows and newest timestamp (None
-    when that cannot be read here: a BigQuery source, or a source that fails, which its run then reports)."""
-    dataset = schedule.dataset
-    try:
-        found = dataset_services.compute_preview(
-            dataset.project, dataset.source, dataset_services.dataset_config(dataset)
-        )
-    except (ConfigError, DataError, DomainError, OSError):
-        return None
-    if not found:
-        return None
-    return {"source_rows": found["source_rows"], "rows": found["rows"], "last_timestamp": found["last_timestamp"]}
-
-
-def _unchanged_since(schedule: TrainingSchedule, signature: dict | None) -> str:
-    """Why this occurrence would train on nothing new (the reason it is skipped for), or ""."""
-    if not signature:
-        return ""
-    last = (
-        ScheduleFiring.objects.filter(schedule=schedule, status=FiringStatus.SUCCEEDED)
-        .exclude(data_signature={})
-        .select_related("run")
-        .order_by("-scheduled_for", "-id")
-        .first()
-    )
-    if last is None or last.data_signature != signature:
-        return ""
-    newest = f", newest {signature['last_timestamp']}" if signature.get("last_timestamp") else ""
-    return f"no new data since {last.run or 'the last successful run'} ({signature['rows']:,} rows{newest})"
 
 
 def _still_going(schedule: TrainingSchedule, firing: ScheduleFiring) -> TrainingRun | None:
@@ -384,87 +341,3 @@ def _count_failure(schedule_id: int, reason: str) -> None:
             audit.record(SCHEDULER, audit.Action.SCHEDULE_UPDATE, schedule, changes={"status": "paused"})
             notifications.notify(schedule, NotifyEvent.AUTO_PAUSED, f"{schedule.name} paused itself", {"reason": text})
             logger.warning("schedule %s paused itself: %s", schedule_id, text)
-
-
-# --------------------------------------------------------------------------- act on a blessed run
-
-
-def action_stale_after() -> timedelta:
-    """How long an action may be in hand before it counts as lost: a deploy's longest wait, and some."""
-    return timedelta(seconds=settings.SERVING_LOAD_TIMEOUT) + ACTION_GRACE
-
-
-def claim_blessed_action(now: datetime | None = None) -> ScheduleFiring | None:
-    """Take the oldest pending push (and deploy), with a guarded UPDATE, so exactly one worker acts on it.
-
-    A firing whose schedule already has an action in hand waits: one promotion per model at a time. An action
-    in hand past :func:`action_stale_after` (its worker died mid-deploy) is pending again first.
-    """
-    now = now or clock.now()
-    stale = ScheduleFiring.objects.filter(
-        action_state=ActionState.ACTING, action_claimed_at__lt=now - action_stale_after()
-    )
-    for firing_id in stale.values_list("pk", flat=True):
-        release_blessed_action(firing_id, "its worker stopped while acting")
-    busy = ScheduleFiring.objects.filter(action_state=ActionState.ACTING).values("schedule_id")
-    pending = ScheduleFiring.objects.filter(action_state=ActionState.PENDING).exclude(schedule_id__in=busy)
-    for firing in pending.order_by("settled_at", "id")[:5]:
-        if ScheduleFiring.objects.filter(pk=firing.pk, action_state=ActionState.PENDING).update(
-            action_state=ActionState.ACTING, action_claimed_at=now, action_attempts=F("action_attempts") + 1
-        ):
-            firing.refresh_from_db()
-            return firing
-    return None
-
-
-def release_blessed_action(firing_id: int, why: str) -> None:
-    """An action whose doer ended without finishing it: pending again, or given up after ACTION_MAX_ATTEMPTS."""
-    firing = ScheduleFiring.objects.filter(pk=firing_id, action_state=ActionState.ACTING).first()
-    if firing is None:
-        return
-    if firing.action_attempts >= ACTION_MAX_ATTEMPTS:
-        fields = {"action_state": ActionState.DONE, "blessed_action": f"gave up: {why}"[:500]}
-    else:
-        fields = {"action_state": ActionState.PENDING, "action_claimed_at": None}
-    ScheduleFiring.objects.filter(pk=firing_id, action_state=ActionState.ACTING).update(**fields)
-
-
-def act_on_blessed(firing_id: int) -> ScheduleFiring:
-    """Push (and deploy) a claimed firing's blessed run as its schedule says; what happened is kept on it.
-
-    Run by the worker's action child (``manage.py act_on_blessed``), not in the tick: a deploy may wait up
-    to SERVING_LOAD_TIMEOUT for the version to load, and the tick must go on firing and claiming meanwhile.
-    Pushing again after a lost attempt is avoided (a run already holding a version keeps it).
-    """
-    firing = ScheduleFiring.objects.select_related("run", "schedule__registered_model").get(pk=firing_id)
-    schedule, run = firing.schedule, firing.run
-    done = []
-    try:
-        if run is None:
-            raise Conflict("its run was deleted")
-        if run.registry_version is None:
-            run = registry_services.push_to_registry(run)
-            audit.record(SCHEDULER, audit.Action.PUSH, run, changes={"version": run.registry_version})
-        done.append(f"pushed as version {run.registry_version}")
-        if schedule.on_blessed == OnBlessed.PUSH_AND_DEPLOY:
-            deployment_services.deploy(run.registered_model, run.registry_version, None)
-            done.append("deployed")
-            notifications.notify(
-                schedule,
-                NotifyEvent.DEPLOYED,
-                f"{run.registered_model.name} version {run.registry_version} is deployed",
-                {"run_id": run.pk, "version": run.registry_version},
-            )
-            audit.record(
-                SCHEDULER, audit.Action.DEPLOY, run.registered_model, changes={"version": run.registry_version}
-            )
-    except DomainError as error:
-        done.append(f"refused: {error.message}")
-    except Exception as error:  # noqa: BLE001 (the run is kept; the failure is shown on its firing)
-        logger.exception("schedule %s: acting on blessed firing %s failed", schedule.pk, firing_id)
-        done.append(f"failed: {type(error).__name__}: {error}"[:300])
-    ScheduleFiring.objects.filter(pk=firing_id).update(
-        blessed_action="; ".join(done)[:500], action_state=ActionState.DONE
-    )
-    firing.refresh_from_db()
-    return firing

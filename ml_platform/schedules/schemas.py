@@ -21,7 +21,7 @@ from ml_platform.schedules.models import (
     ScheduleStatus,
 )
 from ml_platform.schedules.services import ScheduleFields
-from ml_platform.training.schemas import RunStatusName
+from ml_platform.training.schemas import DataWindow, RunStatusName
 
 ScheduleTypeName = Literal[timing.TYPES]  # type: ignore[valid-type]
 OnBlessedName = Literal[tuple(OnBlessed.values)]  # type: ignore[valid-type]
@@ -131,8 +131,9 @@ class FiringOut(Schema):
     status: FiringStatusName
     reason: str
     blessed_action: str
-    action_state: Literal["", "pending", "acting", "done"] = Field(
-        description="A blessed run's push (and deploy), done by the worker off its tick: pending, acting, done"
+    action_state: Literal["", "pending", "acting", "deploying", "done"] = Field(
+        description="A blessed run's push (and deploy), done by the worker off its tick: pending, acting, "
+        "deploying (the background deploy asked for is being carried out), done"
     )
     run_id: int | None
     run_label: str | None
@@ -144,6 +145,8 @@ class FiringOut(Schema):
     better: bool | None = Field(description="Whether that change is an improvement (the metric's direction)")
     duration_seconds: float | None
     cost_usd: float | None
+    data_rows: int | None = Field(description="The rows its dataset held for the occurrence (its window's)")
+    data_window: DataWindow | None = Field(description="Its run's relative window: last N days up to when")
 
 
 class HistoryOut(Schema):

@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from ml_pipeline.errors import Problem
 from ml_platform.core import clock
 from ml_platform.core.errors import Conflict, Invalid
+from ml_platform.projects.models import Project
 from ml_platform.registry.models import RegisteredModel
 from ml_platform.schedules import backends, outbound, timing
 from ml_platform.schedules.models import (
@@ -270,8 +271,9 @@ def preview(fields: ScheduleFields, count: int = 5) -> Preview:
 # --------------------------------------------------------------------------- notifications
 
 
-def add_notification_target(schedule: TrainingSchedule, kind: str, address: str, events: list[str]):
-    """An e-mail address or an http(s) URL told of the schedule's events (``events`` empty: all of them)."""
+def add_notification_target(owner: TrainingSchedule | Project, kind: str, address: str, events: list[str]):
+    """An e-mail address or an http(s) URL told of the events (``events`` empty: all of them) of a schedule,
+    or of every schedule of a project (``owner``)."""
     address = address.strip()
     try:
         if kind == NotificationTarget.EMAIL:
@@ -286,4 +288,5 @@ def add_notification_target(schedule: TrainingSchedule, kind: str, address: str,
             outbound.vet(address)  # and again at each send (notifications.py): DNS may change
         except outbound.Refused as refused:
             raise Invalid(Problem("address", str(refused))) from None
-    return NotificationTarget.objects.create(schedule=schedule, kind=kind, address=address, events=sorted(set(events)))
+    owned = {"project": owner} if isinstance(owner, Project) else {"schedule": owner}
+    return NotificationTarget.objects.create(kind=kind, address=address, events=sorted(set(events)), **owned)

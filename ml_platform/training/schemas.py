@@ -130,6 +130,13 @@ class ScheduleOrigin(Schema):
     trigger: Literal["occurrence", "manual"]
 
 
+class DataWindow(Schema):
+    """A run's relative data window: the last N days up to a scheduled run's occurrence, or the newest row."""
+
+    last_days: int
+    ends_at: datetime | None = Field(description="Where it ends (UTC); null: at the newest row")
+
+
 class RunListItem(Schema):
     id: int
     kind: RunKindName
@@ -309,6 +316,7 @@ class RunDetail(Schema):
     rerun_of: RunRef | None
     source_experiment: RunRef | None
     schedule: ScheduleOrigin | None = Field(None, description="The schedule that started it; null: started by hand")
+    data_window: DataWindow | None = Field(None, description="Its dataset's relative window; null: none")
     from_stage: Literal[("", *STAGES)] = Field(  # type: ignore[valid-type]
         description="The stage a rerun recomputed from; empty: none"
     )

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from django.conf import settings
 from django.db import transaction
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, AwareDatetime, Field
 
 from ml_pipeline.config.dataset import StrictModel
 from ml_pipeline.errors import ConfigError, Problem, validate_model
@@ -55,6 +55,7 @@ class ScheduleConfig(StrictModel):
     schedule_type: Literal["none", "once", "hourly", "daily", "weekly", "monthly"] = "none"
     timezone: Annotated[str, AfterValidator(_iana_zone)] = "UTC"
     scheduler_job_id: str | None = None
+    scheduled_for: AwareDatetime | None = Field(None, description="The occurrence: a relative data window ends there")
 
 
 def _in_project(model, project, object_id, field: str):
@@ -84,7 +85,7 @@ def validate_parameters(gpu_config: dict, schedule_config: dict) -> tuple[dict, 
         (ScheduleConfig, schedule_config, "schedule_config"),
     ):
         try:
-            parsed.append(validate_model(model, data or {}, prefix=prefix).model_dump())
+            parsed.append(validate_model(model, data or {}, prefix=prefix).model_dump(mode="json"))
         except ConfigError as error:
             problems += error.problems
     if problems:
@@ -116,6 +117,7 @@ def prepare_spec(run: TrainingRun):
         gpu_config=run.gpu_config,
         evaluator_config=run.evaluator_config,
         with_pusher=not run.is_experiment,
+        data_as_of=(run.schedule_config or {}).get("scheduled_for"),
     ).model_copy(update={"data_access": data_access_for(run.project)})
     specs.check_baseline_model(run.project, run.evaluator_config.get("baseline_model_uri"))
     problems = check_spec(spec)
@@ -356,11 +358,11 @@ def update_config(run: TrainingRun, changes: dict) -> list[str]:
     if refused := rules.edit_refused(rules.RunState.of(run)):
         raise Conflict(refused)
     changes = {k: v for k, v in changes.items() if v is not None}
-    if "schedule_config" in changes and "scheduler_job_id" not in changes["schedule_config"]:
-        # The scheduler's job belongs to the scheduler, not to the edit form.
+    if "schedule_config" in changes:  # the scheduler's job (unless given) and occurrence are not the form's
         changes["schedule_config"] = {
-            **changes["schedule_config"],
             "scheduler_job_id": run.schedule_config.get("scheduler_job_id"),
+            **changes["schedule_config"],
+            "scheduled_for": run.schedule_config.get("scheduled_for"),
         }
     gpu, schedule = validate_parameters(
         changes.get("gpu_config", run.gpu_config), changes.get("schedule_config", run.schedule_config)

@@ -8,6 +8,7 @@ parameters, so editing a catalog object later never changes a run.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -103,18 +104,22 @@ def build_spec(
     gpu_config: dict,
     evaluator_config: dict,
     with_pusher: bool = True,
+    data_as_of: datetime | str | None = None,
 ) -> PipelineSpec:
     """The validated pipeline spec; problems name the run's fields (training_params.epochs, ...).
 
     ``name`` is the registered model's name (an experiment has none): it places the pushed model.
+    ``data_as_of`` (a scheduled run's occurrence) ends the dataset's relative window, if it has one: only
+    then is it in the spec, so it never keeps a dataset without one from reusing ExampleGen's output.
     """
     try:
         dataset = resolve_config(
             project, dataset_snapshot["source"], dataset_snapshot["mapping"], dataset_snapshot.get("filters")
         )
+        as_of = {"as_of": data_as_of} if data_as_of and dataset.filters.last_days else {}
         data = {
             "name": pipeline_name(project.unique_name),
-            "dataset": dataset.model_dump(mode="json"),
+            "dataset": {**dataset.model_dump(mode="json"), **as_of},
             "split": split_config,
             "features": feature_config,
             "model": model_config,

@@ -33,7 +33,7 @@ from django.db.models import Q
 from ml_pipeline import tracking
 from ml_platform.core import clock
 from ml_platform.deployment import jobs
-from ml_platform.schedules import backends, scheduler
+from ml_platform.schedules import actions, backends, scheduler
 from ml_platform.training import failures
 from ml_platform.training.models import InvalidTransition, TrainingRun
 from ml_platform.training.services import run_folder
@@ -101,15 +101,15 @@ class Worker:
 
     def act_on_blessed(self) -> int:
         """Start a scheduled blessed run's push (and deploy) in a child process, one at a time, so a slow
-        deploy never holds up the tick (ml_platform.schedules.scheduler, "Act"). The child has a session of
+        push never holds up the tick (ml_platform.schedules.actions). The child has a session of
         its own: a worker that stops leaves it to finish; one that dies leaves the action to go stale."""
         if self.action is not None:
             firing_id, process = self.action
             if process.poll() is None:
                 return 0
             self.action = None
-            scheduler.release_blessed_action(firing_id, f"its process ended with code {process.returncode}")
-        firing = scheduler.claim_blessed_action(clock.now())
+            actions.release_blessed_action(firing_id, f"its process ended with code {process.returncode}")
+        firing = actions.claim_blessed_action(clock.now())
         if firing is None:
             return 0
         command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "act_on_blessed", str(firing.pk)]
@@ -117,7 +117,7 @@ class Worker:
             self.action = (firing.pk, subprocess.Popen(command, start_new_session=True))
         except OSError as error:
             logger.exception("firing %s: its blessed run's action could not be started", firing.pk)
-            scheduler.release_blessed_action(firing.pk, f"its process could not be started: {error}")
+            actions.release_blessed_action(firing.pk, f"its process could not be started: {error}")
         return 1
 
     def fire_schedules(self) -> int:

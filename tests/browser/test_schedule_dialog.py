@@ -163,3 +163,25 @@ def test_the_wizards_train_now_then_schedule_opens_the_dialog_for_the_new_run(
     expect(dialog.locator("input[name=source_training_run_id]")).to_have_value(str(run.pk))
     expect(wizard).to_be_hidden()
     screenshots("dialog-after-wizard")
+
+
+def test_a_project_target_added_on_its_page_is_named_on_each_schedules_page(
+    logged_in_page, olivia, completed_run, screenshots
+):
+    run = TrainingRun.objects.get(pk=completed_run)
+    schedule = services.create_from_run(
+        run, olivia, services.ScheduleFields(name="nightly", schedule_type="daily", schedule_time=time(2, 30))
+    )
+    page = logged_in_page(olivia)
+    page.goto(f"/schedules/{schedule.pk}/")
+    page.locator("#project-targets a", has_text="Project notifications").click()
+    form = page.locator("#notify-form")
+    form.locator("input[name=address]").fill("team@example.com")
+    form.locator("label.pill", has_text="A new version was deployed").click()
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#project-notifications .targets")).to_contain_text("team@example.com")
+    expect(page.locator("#project-notifications")).to_contain_text("nightly")
+    screenshots("project-notifications")
+    page.locator("#project-notifications a", has_text="nightly").click()
+    expect(page.locator("#project-targets")).to_contain_text("Also told, as for every schedule of")
+    expect(page.locator("#project-targets")).to_contain_text("team@example.com")

@@ -58,7 +58,12 @@ def test_it_queues_a_run_and_answers_its_detail(api, project, run_body, dataset,
         "allow_cpu_fallback": False,
         "fallback": None,
     }
-    assert run["schedule_config"] == {"schedule_type": "none", "timezone": "UTC", "scheduler_job_id": None}
+    assert run["schedule_config"] == {
+        "schedule_type": "none",
+        "timezone": "UTC",
+        "scheduler_job_id": None,
+        "scheduled_for": None,
+    }
     assert run["registered_model"]["name"] == run["registered_model_name"] == "recs"
     assert run["artifacts"] == [] and run["final_metrics"] == {} and run["blessed"] is None
     assert run["error"] is None and run["rerun_of"] is None and run["created_by"] == "olivia"
@@ -350,7 +355,12 @@ def test_a_rerun_is_a_new_run_number_with_the_same_name_and_no_scheduler_job(api
         "display_name": "recs #1",
     }
     assert rerun["config_diff"] == [] and rerun["from_stage"] == ""
-    assert rerun["schedule_config"] == {"schedule_type": "weekly", "timezone": "UTC", "scheduler_job_id": None}
+    assert rerun["schedule_config"] == {
+        "schedule_type": "weekly",
+        "timezone": "UTC",
+        "scheduler_job_id": None,
+        "scheduled_for": None,
+    }
     assert rerun["training_params"] == source["training_params"]
     assert rerun["registered_model"]["id"] == source["registered_model"]["id"]
 
@@ -449,6 +459,7 @@ def test_an_edit_is_saved_into_the_spec_and_used_by_the_next_rerun(api, pending_
         "schedule_type": "daily",
         "timezone": "Europe/Berlin",
         "scheduler_job_id": None,
+        "scheduled_for": None,
     }
     assert config["gpu_config"] == pending_run["gpu_config"]  # untouched
     spec = TrainingRun.objects.get(pk=run_id).spec

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 
 from ml_platform.core import clock
-from ml_platform.datasets.models import Dataset
 from ml_platform.schedules import scheduler, services
 from ml_platform.schedules.models import FiringStatus, ScheduleFiring, ScheduleStatus, TrainingSchedule
 from ml_platform.training.models import TrainingRun
@@ -158,23 +157,6 @@ def test_triggering_now_leaves_the_next_occurrence_where_it_was(time_travel, dai
     daily.refresh_from_db()
     assert (firing.trigger, firing.fired_by, firing.status) == ("manual", "olivia", FiringStatus.RUNNING)
     assert daily.next_run_at == datetime(2025, 3, 14, 10, 0, tzinfo=UTC)
-
-
-def test_an_occurrence_with_no_new_data_is_skipped_and_appended_rows_train_again(time_travel, daily, purchases_csv):
-    Dataset.objects.filter(pk=daily.dataset_id).update(filters={"last_days": 7})
-    time_travel.shift(timedelta(minutes=31))
-    scheduler.tick()
-    (first,) = fired_runs(daily)
-    finish(first, blessed=True)
-    time_travel.shift(timedelta(days=1))
-    scheduler.tick()
-    skipped = ScheduleFiring.objects.get(schedule=daily, status=FiringStatus.SKIPPED)
-    assert skipped.reason == f"no new data since {first} (2 rows, newest 2025-02-02T09:00:00)"
-    with purchases_csv.open("a") as appended:
-        appended.write("8,c1,p3,2025-02-04 09:00:00,1,retail,garden\n")
-    time_travel.shift(timedelta(days=1))
-    scheduler.tick()
-    assert len(fired_runs(daily)) == 2
 
 
 def test_a_claim_whose_scheduler_died_before_making_its_run_is_written_off(time_travel, daily):
