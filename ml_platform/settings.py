@@ -87,6 +87,9 @@ CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
 PIPELINE_ROOT = os.environ.get("PIPELINE_ROOT", str(DATA_DIR / "pipelines"))
 MLFLOW_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{DATA_DIR / 'mlflow.db'}")
 MLFLOW_ARTIFACT_ROOT = os.environ.get("MLFLOW_ARTIFACT_ROOT", (DATA_DIR / "mlflow-artifacts").as_uri())
+# MLflow's own web UI (``mlflow ui``/``mlflow server``), e.g. http://localhost:5000: the view modal links a run
+# to it. Empty (the default): no link, as no UI is known to serve the tracking store.
+MLFLOW_UI_URL = os.environ.get("MLFLOW_UI_URL", "")
 # Folders whose files every project's dataset sources may read (colon-separated), besides each project's own
 # uploads. The data folder is never readable as a source, even inside one of these (ml_platform/datasets/access.py).
 DATASET_ALLOWED_ROOTS = [p for p in os.environ.get("DATASET_ALLOWED_ROOTS", "").split(":") if p]

@@ -10,6 +10,7 @@ from ml_platform.projects import views as project_views
 from ml_platform.registry import pages as registry_pages
 from ml_platform.training import pages as training_pages
 from ml_platform.training import view as training_view
+from ml_platform.training import view_pipeline as training_view_pipeline
 from ml_platform.training import views as training_views
 from ml_platform.training import wizard as training_wizard
 
@@ -47,6 +48,7 @@ urlpatterns = [
     path("training/runs/<int:run_id>/", training_pages.run_page, name="run"),
     path("training/runs/<int:run_id>/card/", training_pages.run_card, name="run-card"),
     path("training/runs/<int:run_id>/view/<slug:tab>/", training_view.run_view, name="run-view"),
+    path("training/runs/<int:run_id>/logs/<slug:name>/", training_view_pipeline.stage_log, name="run-stage-log"),
     path("training/runs/<int:run_id>/rerun-form/", training_pages.rerun_form, name="run-rerun-form"),
     path("training/runs/<int:run_id>/statistics/", training_views.run_statistics, name="training-run-statistics"),
     # After every other training/runs/<id>/… page: an action is any other name.

@@ -7,18 +7,23 @@ with a project of his own.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
+from ml_pipeline.spec import STAGES
 from ml_platform.projects import services as project_services
 from ml_platform.projects.models import Membership
+from ml_platform.training.models import TrainingRun
+from ml_platform.training.services import run_folder
 from tests.helpers import (
     CURRENT_TIME,
     FEATURES,
     PURCHASE_COLUMNS,
     api_client_for,
+    copies,
     create_run,
     feature_config_via_api,
     make_user,
@@ -153,3 +158,84 @@ def run_body(dataset, feature_config, retrieval):
 def pending_run(api, project, run_body):
     """A queued run, never executed."""
     return create_run(api, project, run_body)
+
+
+TRANSFORM_LOG_LINES = 300  # more than the Pipeline tab's tail (training/view_pipeline.py LOG_LINES)
+
+
+@pytest.fixture
+def failed_run_with_logs(pending_run):
+    """A copy of the queued run that failed in Transform, as the runner leaves it: Compile, StatisticsGen and
+    SchemaGen completed, ExampleGen reused from the cache of an earlier run (``recs-1-cafe0001``, whose folder
+    holds its log and artifact), each stage's ``stage.log`` written (Transform's longer than a tail), the
+    error with its traceback, and the producer and fingerprints of every artifact. Returns the run."""
+    (source,) = copies(pending_run["id"], 1, pipeline_run_id="recs-1-cafe0001", status=TrainingRun.COMPLETED)
+    cached = run_folder(source) / "ExampleGen"
+    cached.mkdir(parents=True, exist_ok=True)
+    (cached / "stage.log").write_text("ExampleGen: read 2,450 rows\n")
+    times = {"started_at": "2026-11-30T10:00:00+00:00", "ended_at": "2026-11-30T10:02:05+00:00"}
+    stages = {s: {"status": "pending"} for s in STAGES}
+    stages.update(
+        Compile={"status": "completed", "summary": "spec checked", **times},
+        ExampleGen={"status": "cached", "summary": "2,450 examples"},
+        StatisticsGen={"status": "completed", **times},
+        SchemaGen={"status": "completed", **times},
+        Transform={"status": "failed", "started_at": times["started_at"]},
+    )
+    artifacts = {
+        "ExampleGen": {
+            "type": "Examples",
+            "uri": str(cached),
+            "producer": "ExampleGen",
+            "run": "recs-1-cafe0001",
+            "fingerprint": "a1" * 32,
+            "inputs": {"Compile": "c0" * 32},
+        }
+    }
+    (run,) = copies(
+        pending_run["id"],
+        1,
+        pipeline_run_id="recs-2-beef0002",
+        status=TrainingRun.FAILED,
+        stages=stages,
+        artifacts=artifacts,
+        error_stage="Transform",
+        error_message="vocabulary of product_id is empty",
+        error_traceback="Traceback (most recent call last):\n  File transform.py, line 7\nValueError: empty vocabulary",
+    )
+    folder = run_folder(run)
+    for stage in ("Compile", "StatisticsGen", "SchemaGen", "Transform"):
+        (folder / stage).mkdir(parents=True, exist_ok=True)
+        (folder / stage / "stage.log").write_text(f"{stage} started\n")
+    lines = "".join(f"Transform line {n}\n" for n in range(1, TRANSFORM_LOG_LINES + 1))
+    (folder / "Transform" / "stage.log").write_text(lines)
+    (folder / "worker.log").write_text("worker: claimed the run\n")
+    return run
+
+
+@pytest.fixture
+def running_run_with_statistics(pending_run):
+    """A copy of the queued run still in the Trainer, whose StatisticsGen left a summary of a train split (80
+    examples) and an eval split (20): what the Data insights tab shows while the run goes on."""
+    (run,) = copies(
+        pending_run["id"],
+        1,
+        pipeline_run_id="recs-3-5ca1ab1e",
+        status=TrainingRun.RUNNING,
+        current_stage="Trainer",
+        current_epoch=1,
+        total_epochs=3,
+        stages={**{s: {"status": "completed"} for s in STAGES[:5]}, "Trainer": {"status": "running"}},
+    )
+    output = run_folder(run) / "StatisticsGen" / "output"
+    output.mkdir(parents=True)
+    column = {"type": "float", "count": 80, "missing_pct": 0.0, "mean": 2.5, "std": 1.0, "min": 1, "max": 4}
+    splits = {
+        "train": {"num_examples": 80, "columns": {"qty": column}},
+        "eval": {"num_examples": 20, "columns": {"qty": {**column, "count": 20, "mean": 3.1}}},
+    }
+    (output / "summary.json").write_text(json.dumps({"splits": splits, "features": ["qty"]}))
+    artifacts = {"StatisticsGen": {"type": "ExampleStatistics", "uri": str(output.parent), "producer": "StatisticsGen"}}
+    TrainingRun.objects.filter(pk=run.pk).update(artifacts=artifacts)
+    run.refresh_from_db()
+    return run

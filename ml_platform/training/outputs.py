@@ -9,7 +9,6 @@ runner's own ``run.json`` while it is still going. What is not there (yet) raise
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from django.urls import reverse
 from google.protobuf import json_format, text_format
@@ -18,12 +17,11 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from ml_pipeline.metrics import metric_split
 from ml_pipeline.spec import STAGES, StageStatus
 from ml_platform.core.errors import NotFound
+from ml_platform.training.artifact_files import StoredFile, run_files, stored
 from ml_platform.training.models import EPOCH_METRICS, TrainingMetricsHistory, TrainingRun
 from ml_platform.training.schemas import WORKER_LOG
-from ml_platform.training.services import run_folder
 
 LOG_TAIL_DEFAULT, LOG_TAIL_MAX = 500, 20_000
-LOG_BLOCK = 64 * 1024  # bytes read at a time from a log's end
 OUTPUT_STATES = tuple(s for s in StageStatus if s.produced_output)
 EPOCH_FIELDS = ("epoch", *EPOCH_METRICS, "metrics", "resources", "recorded_at")
 
@@ -61,7 +59,7 @@ def _stage_uri(run: TrainingRun, stage: str) -> str | None:
         return uri
     if stage_status(run, stage) not in OUTPUT_STATES:
         return None  # whatever the folder holds is not this run's (yet)
-    record = run_folder(run) / "run.json"
+    record = run_files(run) / "run.json"
     try:
         entry = json.loads(record.read_text())["stages"].get(stage) or {}
     except (OSError, ValueError, KeyError, AttributeError):
@@ -69,7 +67,7 @@ def _stage_uri(run: TrainingRun, stage: str) -> str | None:
     return entry.get("uri") if entry.get("status") in OUTPUT_STATES else None
 
 
-def artifact_output(run: TrainingRun, stage: str, what: str) -> Path:
+def artifact_output(run: TrainingRun, stage: str, what: str) -> StoredFile:
     """The ``output`` folder of the stage's artifact; NotFound naming ``what`` and why it is missing."""
     uri = _stage_uri(run, stage)
     if uri is None:
@@ -79,7 +77,7 @@ def artifact_output(run: TrainingRun, stage: str, what: str) -> Path:
         else:
             reason = f"{stage} has not completed yet ({state})"
         raise NotFound(f"No {what} for this run: {reason}")
-    output = Path(uri) / "output"
+    output = stored(uri) / "output"
     if not output.is_dir():
         raise NotFound(f"No {what} for this run: the {stage} artifact's files are gone")
     return output
@@ -100,28 +98,11 @@ def logs_of(run: TrainingRun, stage: str | None, tail: int) -> dict:
     }
     if stage is None or stage == WORKER_LOG:
         started = run.attempts > 0 or run.started_at is not None
-        answer["worker"] = _log_entry(WORKER_LOG, run_folder(run) / "worker.log" if started else None, tail, run.status)
+        answer["worker"] = _log_entry(WORKER_LOG, run_files(run) / "worker.log" if started else None, tail, run.status)
     return answer
 
 
-def _tail(path: Path, lines: int) -> tuple[str, bool]:
-    """The last ``lines`` lines of a file, read from its end (logs can be large); and whether any were cut."""
-    with open(path, "rb") as handle:
-        handle.seek(0, 2)
-        end = position = handle.tell()
-        data = b""
-        while position > 0 and data.count(b"\n") <= lines:
-            step = min(LOG_BLOCK, position)
-            position -= step
-            handle.seek(position)
-            data = handle.read(step) + data
-    text = data.decode("utf-8", errors="replace")
-    kept = text.splitlines()
-    cut = position > 0 or len(kept) > lines
-    return "\n".join(kept[-lines:]) + ("\n" if kept and text.endswith("\n") else ""), cut and end > 0
-
-
-def _log_entry(name: str, path: Path | None, lines: int, status: str, cached_from: str | None = None) -> dict:
+def _log_entry(name: str, path: StoredFile | None, lines: int, status: str, cached_from: str | None = None) -> dict:
     entry = {
         "stage": name,
         "status": status,
@@ -132,8 +113,8 @@ def _log_entry(name: str, path: Path | None, lines: int, status: str, cached_fro
         "cached_from": cached_from,
     }
     if path is not None and path.is_file():
-        text, truncated = _tail(path, lines)
-        entry.update(available=True, text=text, truncated=truncated, size_bytes=path.stat().st_size)
+        text, truncated = path.tail(lines)
+        entry.update(available=True, text=text, truncated=truncated, size_bytes=path.size())
     return entry
 
 
@@ -142,12 +123,45 @@ def _stage_log(run: TrainingRun, stage: str, lines: int) -> dict:
     status = stage_status(run, stage)
     if status in (StageStatus.PENDING, StageStatus.SKIPPED):
         return _log_entry(stage, None, lines, status)  # not started in this run: nothing to read
-    own = run_folder(run) / stage / "stage.log"
+    own = run_files(run) / stage / "stage.log"
     if own.is_file() or status != StageStatus.CACHED:
         return _log_entry(stage, own, lines, status)
     uri = _stage_uri(run, stage)
-    source = Path(uri) / "stage.log" if uri else None
-    return _log_entry(stage, source, lines, status, cached_from=Path(uri).parent.name if uri else None)
+    source = stored(uri) / "stage.log" if uri else None
+    return _log_entry(stage, source, lines, status, cached_from=stored(uri).parent.name if uri else None)
+
+
+def cached_from(run: TrainingRun, stage: str) -> str | None:
+    """The run (its folder's name) a stage reused from the cache produced its artifact in; None if not cached."""
+    if stage_status(run, stage) != StageStatus.CACHED:
+        return None
+    recorded = ((run.artifacts or {}).get(stage) or {}).get("run")
+    if recorded:
+        return recorded
+    uri = _stage_uri(run, stage)
+    return stored(uri).parent.name if uri else None
+
+
+def log_file(run: TrainingRun, name: str) -> tuple[StoredFile, str]:
+    """The whole log ``name`` (a stage's, or the worker's) for a download, and the file name to give it.
+
+    A cached stage's is the producing run's; NotFound says why there is none, never where it was looked for.
+    """
+    if name == WORKER_LOG:
+        path = run_files(run) / "worker.log"
+    elif name in STAGES:
+        status = stage_status(run, name)
+        if status in (StageStatus.PENDING, StageStatus.SKIPPED):
+            raise NotFound(f"No {name} log for this run: the stage is {status}")
+        path = run_files(run) / name / "stage.log"
+        if not path.is_file() and status == StageStatus.CACHED:
+            uri = _stage_uri(run, name)
+            path = stored(uri) / "stage.log" if uri else path
+    else:
+        raise NotFound(f"No log '{name}'")
+    if not path.is_file():
+        raise NotFound(f"No {name} log for this run: it has not written one (yet)")
+    return path, f"run-{run.pk}-{name}.log"
 
 
 # --------------------------------------------------------------------------- statistics and schema

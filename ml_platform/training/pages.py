@@ -134,7 +134,8 @@ def run_page(request, run_id: int):
     """A run's page: the view modal's header and every tab's partial (its no-JS and deep-link fallback)."""
     run = run_for_user(request.user, run_id, *presenters.DETAIL_RELATED, kind=None)
     section = KINDS[run.kind]
-    context = {**view.view_context(run), "nav_section": section["section"], "section": section}
+    context = view.view_context(run, split=request.GET.get("split"), stage=request.GET.get("stage"))
+    context.update(nav_section=section["section"], section=section)
     return render(request, "training/run_page.html", context)
 
 
@@ -185,7 +186,7 @@ DONE = {
     "rerun": "{new} queued (a rerun of {run})",
     "delete": "{run} deleted",
     "push": "{run} registered as version {version}",
-    "deploy": "{run} is being deployed: it serves once loaded",
+    "deploy": "{run} is being deployed{target}: it serves once loaded",
 }
 
 
@@ -214,12 +215,14 @@ def run_action(request, run_id: int, action: str):
         elif action == "push":
             registry_api.push_training_run(request, run.pk)
         elif action == "deploy":
-            deployment_api.deploy_training_run(request, run.pk, None)
+            target = request.POST.get("target") or "local"  # the Overview's Deploy to Vertex AI / Cloud Run
+            deployment_api.deploy_training_run(request, run.pk, deployment_api.DeployRunIn(target=target[:20]))
         else:
             return _toast(HttpResponse(status=404), f"No action '{action}'", "error")
     except DomainError as error:
         status = next((code for kind, code in DOMAIN_STATUS.items() if isinstance(error, kind)), 400)
-        return _toast(HttpResponse(status=status), error.message, "error")
+        shown = "; ".join(str(p) for p in error.problems) or error.message  # a refused field says which
+        return _toast(HttpResponse(status=status), shown, "error")
     except ConfigError as error:
         return _toast(HttpResponse(status=422), "; ".join(str(p) for p in error.problems), "error")
     if action == "rerun" and request.POST.get("_form"):  # from the rerun form, in the wizard's dialog
@@ -229,7 +232,10 @@ def run_action(request, run_id: int, action: str):
         return response
     card = card_of(run.pk)
     done = "cancelled" if action == "cancel" and card["status"] == TrainingRun.CANCELLED else action
-    message = DONE[done].format(run=name, new=str(new) if action == "rerun" else "", version=card["registry_version"])
+    where = f" to {view.target_label(request.POST.get('target'))}" if request.POST.get("target") else ""
+    message = DONE[done].format(
+        run=name, new=str(new) if action == "rerun" else "", version=card["registry_version"], target=where
+    )
     response = render(request, "training/_run_card.html", {"run": card, "project": run.project})
     return _toast(response, message, changed=action == "rerun")
 

@@ -7,6 +7,7 @@ snapshot is shown with its database password masked (``ml_pipeline.redact``).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import F, Q
@@ -162,6 +163,7 @@ def run_detail(run: TrainingRun) -> dict:
         "rerun_of": _ref(run.rerun_of),
         "source_experiment": _ref(run.source_experiment),
         "schedule": fired_by_schedule(run),
+        "data_window": data_window(run.spec),
         "created_by": run.created_by.get_username() if run.created_by else None,
     }
 
@@ -310,6 +312,16 @@ def schedule_origin(schedule_id, name, scheduled_for, trigger) -> dict | None:
     if schedule_id is None:
         return None
     return {"id": schedule_id, "name": name, "scheduled_for": scheduled_for, "trigger": trigger}
+
+
+def data_window(spec: dict | None) -> dict | None:
+    """``schemas.DataWindow`` of a run's spec: its last N days, ending at ``dataset.as_of`` (naive UTC) if set."""
+    dataset = (spec or {}).get("dataset") or {}
+    days = (dataset.get("filters") or {}).get("last_days")
+    if not days:
+        return None
+    ends = dataset.get("as_of")
+    return {"last_days": days, "ends_at": datetime.fromisoformat(ends).replace(tzinfo=UTC) if ends else None}
 
 
 def fired_by_schedule(run: TrainingRun) -> dict | None:

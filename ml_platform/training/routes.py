@@ -5,6 +5,7 @@ their documentation, and are written once here for both routers.
 
 from __future__ import annotations
 
+from django.http import FileResponse
 from ninja import Path, Query, Router, Status
 
 from ml_platform.audit import services as audit
@@ -74,7 +75,8 @@ def add_list_route(router: Router, path: str, *, kind: str, operation_id: str, s
 def add_output_routes(
     router: Router, *, prefix: str, param: str, kind: str, module: str, docs: dict[str, str] | None = None
 ) -> None:
-    """``GET prefix/{param}/metrics|logs|statistics|schema/``: what a run of ``kind`` produced.
+    """``GET prefix/{param}/metrics|logs|statistics|schema/``: what a run of ``kind`` produced, and
+    ``logs/{name}/download/``: one whole log, streamed.
 
     ``module`` keeps the operations' ids as they were when each API module wrote these routes itself;
     ``docs`` gives an operation's description by its name.
@@ -105,6 +107,21 @@ def add_output_routes(
         tail: int = Query(outputs.LOG_TAIL_DEFAULT, ge=1, le=outputs.LOG_TAIL_MAX),
     ):
         return outputs.logs_of(run_of(request, run_id), stage, tail)
+
+    @router.get(
+        f"{prefix}/{{{param}}}/logs/{{name}}/download/",
+        response=refusals(404, 422),
+        operation_id=f"{module}_download_log",
+        url_name=f"{module}_download_log",
+        description="The whole log of a stage (``Trainer``…; a cached stage's is the run that produced it) or "
+        "of the worker (``worker``), streamed as a text file to save.",
+        openapi_extra={"responses": {200: {"description": "The log", "content": {"text/plain": {}}}}},
+    )
+    def download_log(request, name: LogName, run_id: int = Path(..., alias=param)):
+        path, filename = outputs.log_file(run_of(request, run_id), name)
+        return FileResponse(
+            path.open("rb"), as_attachment=True, filename=filename, content_type="text/plain; charset=utf-8"
+        )
 
     @route("statistics", StatisticsOut)
     def get_statistics(request, run_id: int = Path(..., alias=param)):

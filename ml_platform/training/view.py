@@ -1,5 +1,6 @@
 """The view modal's tabs (js/components/view_modal.js): one partial per tab, rendered in the modal and on
-the run's page (its no-JS and deep-link fallback, training/run_page.html), from the API's presenters.
+the run's page (its no-JS and deep-link fallback, training/run_page.html), from the API's presenters. The
+Pipeline tab's stages, logs and lineage are training/view_pipeline.py's.
 
 A tab's answer carries the modal's header too (swapped out of band), so the one request a refresh makes
 brings the status, the clock, the cost and the allowed actions (``rules.allowed``, through the card) with
@@ -9,49 +10,55 @@ the tab. The modal asks again while the run is not terminal and stops once it is
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 from django.conf import settings
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 
 from ml_pipeline.config import features as feature_schema
 from ml_pipeline.config import model as model_schema
 from ml_platform.core import clock
 from ml_platform.core.errors import DomainError
+from ml_platform.deployment.cloud import missing_settings
 from ml_platform.deployment.targets import NOT_CONFIGURED, available_targets
-from ml_platform.training import comparison, outputs, presenters
+from ml_platform.training import comparison, outputs, presenters, view_pipeline
 from ml_platform.training.access import run_for_user
 from ml_platform.training.models import TrainingRun
 
 TABS = {
     "overview": "Overview",
-    "progress": "Training progress",
+    "pipeline": "Pipeline",
     "insights": "Data insights",
+    "training": "Training",
     "results": "Results",
     "config": "Configuration",
 }
+# Tabs that were renamed: an older link's ?tab= still opens them (js/components/view_modal.js has the same).
+TAB_ALIASES = {"progress": "training"}
 RECALLS = ("recall_at_5", "recall_at_10", "recall_at_50", "recall_at_100")
 RATINGS = ("rmse", "mae", "test_rmse", "test_mae")
 # The chips of a dataset's filters, by what they filter: a colour each (view-modal.css).
 FILTER_KINDS = {"date": "date", "customer": "customer", "product": "product"}
-LOG_LINES = 200
 PARTS = {"buyer_tower": "Query tower", "product_tower": "Candidate tower", "rating_head": "Rating head"}
 DEPLOY_TARGETS = (("local", "Local endpoint"), ("vertex_ai", "Vertex AI"), ("cloud_run", "Cloud Run"))
 
 
 def run_view(request, run_id: int, tab: str):
-    """One tab of the modal (with the header, out of band)."""
+    """One tab of the modal (with the header, out of band); ``?split=`` (Data insights), ``?stage=`` (Pipeline)."""
+    tab = TAB_ALIASES.get(tab, tab)
     if tab not in TABS:
         raise Http404(f"No tab '{tab}'")
     run = run_for_user(request.user, run_id, *presenters.DETAIL_RELATED, kind=None)
-    context = view_context(run, tab, request.GET.get("split"))
+    problem = view_pipeline.stage_problem(request.GET.get("stage"))
+    if problem:
+        return HttpResponse(problem, status=422, content_type="text/plain; charset=utf-8")
+    context = view_context(run, tab, request.GET.get("split"), request.GET.get("stage"))
     return render(request, "training/view/_tab.html", {**context, "oob": True})
 
 
-def view_context(run: TrainingRun, tab: str | None = None, split: str | None = None) -> dict:
+def view_context(run: TrainingRun, tab: str | None = None, split: str | None = None, stage: str | None = None) -> dict:
     """What the header and the tab ``tab`` show (every tab when None: the run's page); ``split``: the Data
-    insights tab's."""
+    insights tab's, ``stage``: the Pipeline tab's chosen stage."""
     from ml_platform.training.pages import card_of  # the card's actions: the same rules as the cards
     from ml_platform.training.views import statistics_context  # the statistics report's tables
 
@@ -67,6 +74,7 @@ def view_context(run: TrainingRun, tab: str | None = None, split: str | None = N
         "mode": "experiment" if run.is_experiment else "training_run",
         "clock": clock_of(run),
         "terminal": run.is_terminal,
+        "in_modal": tab is not None,  # a tab's links swap its panel (htmx); on the run's page they load a page
     }
     context["deployment"] = deployment_of(run)
     # Asked for again while the run goes on, or a deploy or undeploy of its model is in flight.
@@ -75,13 +83,15 @@ def view_context(run: TrainingRun, tab: str | None = None, split: str | None = N
         context["summary"] = results_summary(run, detail)
     if "overview" in wanted:
         context.update(overview(run, detail, card))
-    if wanted & {"progress", "results"}:
-        context["epochs"] = outputs.metrics_of(run, "progress" in wanted)["epochs"]
+    if wanted & {"training", "results"}:
+        context["epochs"] = outputs.metrics_of(run, "training" in wanted)["epochs"]
         context["curves"] = curves(context["epochs"])
         context["ridges"] = ridges(context["epochs"])
         context["parts"] = [(p, PARTS.get(p, p)) for p in PARTS if any(p in k for k in context["ridges"].values())]
-    if "progress" in wanted:
-        context.update(progress(run, detail))
+    if "training" in wanted:
+        context.update(progress(run, detail, context["epochs"]))
+    if "pipeline" in wanted:
+        context.update(view_pipeline.pipeline(run, detail, stage))
     if "results" in wanted:
         context["mlflow_url"] = mlflow_url(run)
         context["against"] = comparison.against_experiment(run) if run.source_experiment_id else None
@@ -163,10 +173,11 @@ def overview(run: TrainingRun, detail: dict, card: dict) -> dict:
         counts = model_schema.parameter_counts(model_schema.ModelConfig.model_validate(model), parsed)
     except (ValueError, TypeError, NameError):
         counts = None
-    configured = available_targets()
     return {
         "dataset": snapshot,
         "filter_chips": filter_chips(snapshot.get("filters") or {}),
+        # the split's date column: the dataset's timestamp role (a time split orders rows by it)
+        "date_column": (snapshot.get("mapping") or {}).get("timestamp"),
         "towers": [(name, part) for name, part in towers.items() if isinstance(part, dict) and "features" in part],
         "target": (run.feature_config_snapshot or {}).get("target"),
         "model_stacks": [
@@ -178,11 +189,26 @@ def overview(run: TrainingRun, detail: dict, card: dict) -> dict:
         "parameter_counts": _flat_counts(counts),
         "model_extra": {k: v for k, v in model.items() if not isinstance(v, (list, dict))},
         "registry": registry_state(run, card),
-        "deploy_targets": [
-            {"name": name, "label": label, "reason": None if name in configured else NOT_CONFIGURED.get(name)}
-            for name, label in DEPLOY_TARGETS
-        ],
+        "deploy_targets": deploy_targets(),
     }
+
+
+def deploy_targets() -> list[dict]:
+    """The Deployment section's buttons: each target, with why it cannot be used here (None: it can)."""
+    configured = available_targets()
+    missing = ", ".join(missing_settings())
+    return [
+        {
+            "name": name,
+            "label": label,
+            "reason": None if name in configured else f"{NOT_CONFIGURED[name]}: set {missing}",
+        }
+        for name, label in DEPLOY_TARGETS
+    ]
+
+
+def target_label(name: str | None) -> str:
+    return dict(DEPLOY_TARGETS).get(name or "local", name or "")
 
 
 def _flat_counts(counts) -> dict:
@@ -228,19 +254,22 @@ def registry_state(run: TrainingRun, card: dict) -> str:
     return "registered" if card["registry_version"] else "not_registered"
 
 
-def progress(run: TrainingRun, detail: dict) -> dict:
-    """Each stage's line with its duration and its log's tail (a reused stage's from the run it came from)."""
-    logs = {entry["stage"]: entry for entry in outputs.logs_of(run, None, LOG_LINES)["stages"]}
-    artifacts = {artifact["stage"]: artifact for artifact in detail["artifacts"]}
-    for stage in detail["stages"]:
-        stage["artifact"] = artifacts.get(stage["name"])
-        log = logs.get(stage["name"]) or {}
-        stage["log"] = log
-        stage["cached_from"] = log.get("cached_from")
-        started, ended = _moment(stage["started_at"]), _moment(stage["ended_at"])
-        stage["duration"] = (ended - started).total_seconds() if started and ended else None
-    done = sum(s["status"] in ("completed", "cached", "skipped") for s in detail["stages"])
-    return {"done_stages": done, "resources": resource_lines(run.resources or {})}
+def progress(run: TrainingRun, detail: dict, epochs: list[dict]) -> dict:
+    """The top of the Training tab: overall progress, each stage's line (status, duration, summary; a running
+    Trainer's is its epoch and loss), resources."""
+    stages = view_pipeline.stage_lines(run, detail)
+    trainer = next((s for s in stages if s["name"] == "Trainer"), None)
+    if trainer and trainer["status"] == "running" and not trainer["summary"] and run.total_epochs:
+        loss = epochs[-1].get("loss") if epochs else None
+        trainer["summary"] = f"Epoch {run.current_epoch or 0}/{run.total_epochs}" + (
+            f" (Loss: {loss:.3g})" if isinstance(loss, (int, float)) else ""
+        )
+    done = sum(s["status"] in ("completed", "cached", "skipped") for s in stages)
+    return {
+        "done_stages": done,
+        "progress_pct": round(100 * done / len(stages)) if stages else 0,
+        "resources": resource_lines(run.resources or {}),
+    }
 
 
 RESOURCE_LABELS = {"cpu_pct": ("Process CPU", "{:.0f}%"), "rss_mb": ("Memory", "{:,.0f} MB")}
@@ -262,23 +291,15 @@ def resource_lines(resources: dict) -> list[tuple[str, str]]:
     return lines
 
 
-def _moment(value):
-    if value is None or isinstance(value, datetime):
-        return value
-    try:
-        return datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-
-
 def early_stopping(run: TrainingRun) -> dict | None:
-    """What early stopping did (the Trainer's final properties): stopped at, best epoch, patience."""
+    """What early stopping did, from the Trainer's properties in the final metrics (stages/trainer.py:
+    ``early_stopped_epoch``, None when it ran every epoch; ``best_epoch``; ``epochs_run``), and its patience."""
     metrics = run.final_metrics or {}
     setting = (run.training_params or {}).get("early_stopping") or {}
     if not setting.get("enabled"):
         return None
     return {
-        "stopped_at": metrics.get("stopped_at") or metrics.get("stopped_epoch"),
+        "stopped_at": metrics.get("early_stopped_epoch"),
         "best_epoch": metrics.get("best_epoch"),
         "epochs_run": metrics.get("epochs_run"),
         "patience": setting.get("patience"),
@@ -286,10 +307,12 @@ def early_stopping(run: TrainingRun) -> dict | None:
 
 
 def mlflow_url(run: TrainingRun) -> str | None:
-    base = getattr(settings, "MLFLOW_UI_URL", "") or ""
+    """The run in MLflow's own UI, when one is configured (``MLFLOW_UI_URL``): its direct run page, which
+    finds the run's experiment by itself."""
+    base = settings.MLFLOW_UI_URL
     if not base or not run.mlflow_run_id:
         return None
-    return f"{base.rstrip('/')}/#/experiments/0/runs/{run.mlflow_run_id}"
+    return f"{base.rstrip('/')}/#/runs/{run.mlflow_run_id}"
 
 
 def curves(epochs: list[dict]) -> dict:

@@ -1,8 +1,8 @@
 """The view modal in a real headless Chromium: opened from a run's card, deep-linked by its URL (a reload
 opens the same tab, the back button closes it), its header's status, its Overview (results beside the
-baseline, the blessing banner, filter chips, registry states), its Training progress tab refreshing while
-the run goes on (the epoch table and the Chart.js loss curve gain an epoch without a reload) and stopping
-once it has ended; a failed run's traceback; an experiment's Promote.
+baseline, the blessing banner, filter chips, registry states), its Training tab refreshing while the run
+goes on (the Trainer's progress line, the epoch table and the Chart.js loss curve gain an epoch without a
+reload) and stopping once it has ended; an experiment's Promote. The Pipeline tab is test_view_modal_pipeline.py's.
 
 Runs are copied in the ORM in the states a test needs (``copies``); the live run is in test_training_live.py.
 """
@@ -114,12 +114,12 @@ def test_view_opens_the_modal_with_the_url_naming_the_run_and_tab(logged_in_page
     expect(modal.locator("#view-features .tensor-bar .slice").first).to_be_visible()
     screenshots("overview")
 
-    modal.locator("[data-tab=progress]").click()
-    assert query_of(page)["tab"] == "progress"
-    expect(modal.locator("#view-stages .stage-line")).to_have_count(8)
+    modal.locator("[data-tab=pipeline]").click()
+    assert query_of(page)["tab"] == "pipeline"
+    expect(modal.locator("#view-pipeline .dag-node")).to_have_count(8)
     page.reload()  # the URL opens the same run and tab
-    expect(page.locator("#view-modal [data-tab=progress]")).to_have_attribute("aria-selected", "true")
-    expect(page.locator("#view-modal #view-stages .stage-line")).to_have_count(8)
+    expect(page.locator("#view-modal [data-tab=pipeline]")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#view-modal #view-pipeline .dag-node[data-status=completed]")).to_have_count(8)
 
 
 def test_back_and_escape_close_the_modal_and_focus_returns_to_the_card(logged_in_page, olivia, project, runs):
@@ -145,7 +145,9 @@ def test_a_running_runs_progress_refreshes_until_it_ends(logged_in_page, olivia,
     modal = open_from_card(page, project, run)
     expect(modal.locator("[data-action=cancel]")).to_be_visible()  # the card's rules: a running run is cancelled
     expect(modal.locator("[data-action=delete]")).to_have_count(0)
-    modal.locator("[data-tab=progress]").click()
+    modal.locator("[data-tab=training]").click()
+    trainer = modal.locator("#view-progress .stage-line[data-stage=Trainer] [data-role=summary]")
+    expect(trainer).to_have_text("Epoch 1/3 (Loss: 0.9)")
     expect(modal.locator("#view-epoch-table tbody tr")).to_have_count(1)
     expect(modal.locator("#view-epoch-table tr.current")).to_have_attribute("data-epoch", "1")
     assert loss_points(page) == 1
@@ -155,6 +157,7 @@ def test_a_running_runs_progress_refreshes_until_it_ends(logged_in_page, olivia,
     epoch(run, 2, 0.7)
     TrainingRun.objects.filter(pk=run.pk).update(current_epoch=2)
     expect(modal.locator("[data-role=current-epoch]")).to_have_text("Epoch 2/3", timeout=8_000)
+    expect(trainer).to_have_text("Epoch 2/3 (Loss: 0.7)")  # the Trainer's line, without a reload
     expect(modal.locator("#view-epoch-table tr.current")).to_have_attribute("data-epoch", "2")
     assert loss_points(page, 2) == 2
     expect(modal.locator("#view-ridgeline path.ridge")).to_have_count(2)  # one per finished epoch
@@ -169,28 +172,15 @@ def test_a_running_runs_progress_refreshes_until_it_ends(logged_in_page, olivia,
     expect(modal).to_have_attribute("data-polling", "false")
 
 
-def test_a_failed_run_marks_its_stage_and_its_traceback_expands(logged_in_page, olivia, project, runs, screenshots):
-    page = logged_in_page(olivia)
-    modal = open_from_card(page, project, runs["failed"])
-    expect(modal.locator("[data-role=status]")).to_contain_text("Failed")
-    modal.locator("[data-tab=progress]").click()
-    stage = modal.locator(".stage-line[data-stage=Transform]")
-    expect(stage).to_have_attribute("data-status", "failed")
-    stage.locator("summary").first.click()
-    modal.locator("#view-traceback summary").click()
-    expect(modal.locator("#view-traceback pre")).to_contain_text("empty vocabulary")
-    screenshots("failed")
-
-
 def test_every_tab_renders_and_the_run_page_shows_them_all(logged_in_page, olivia, project, runs):
     page = logged_in_page(olivia)
     run = runs["completed"]
     modal = open_from_card(page, project, run)
-    for tab in ("progress", "insights", "results", "config", "overview"):
+    for tab in ("pipeline", "training", "insights", "results", "config", "overview"):
         modal.locator(f"[data-tab={tab}]").click()
         expect(modal.locator(f"[data-panel={tab}] [data-tab-body={tab}]")).to_be_visible()
     page.goto(f"/training/runs/{run.pk}/")  # the no-JS fallback: the same partials
-    for tab in ("overview", "progress", "insights", "results", "config"):
+    for tab in ("overview", "pipeline", "training", "insights", "results", "config"):
         expect(page.locator(f"#tab-{tab} [data-tab-body={tab}]")).to_be_visible()
 
 
@@ -273,10 +263,10 @@ def test_every_tab_renders_for_a_rating_model_and_a_cached_stage_names_its_run(
     modal = page.locator("#view-modal")
     expect(modal.locator("[data-metric=rmse] [data-role=baseline]")).to_have_text("mean 1.2")
     expect(modal.locator("[data-metric=recall_at_100]")).to_have_count(1 if model_type == "multitask" else 0)
-    for tab in ("progress", "insights", "results", "config"):
+    for tab in ("pipeline", "training", "insights", "results", "config"):
         modal.locator(f"[data-tab={tab}]").click()
         expect(modal.locator(f"[data-panel={tab}] [data-tab-body={tab}]")).to_be_visible()
-    modal.locator("[data-tab=progress]").click()
+    modal.locator("[data-tab=training]").click()
     expect(modal.locator("canvas[data-chart=rating]")).to_have_count(1)
     expect(modal.locator(".stage-line[data-stage=ExampleGen] [data-role=cached-from]")).to_have_text(
         "reused from recs-1"

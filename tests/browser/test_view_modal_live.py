@@ -74,15 +74,16 @@ def test_push_deploy_and_undeploy_from_the_overview(logged_in_page, olivia, proj
         page.locator("#confirm-dialog-ok").click()
         carried_out(page, deployment, "undeploy-pending>ready")
 
-    for tab in ("progress", "insights", "results", "config"):
+    for tab in ("pipeline", "training", "insights", "results", "config"):
         modal.locator(f"[data-tab={tab}]").click()
         expect(modal.locator(f"[data-panel={tab}] [data-tab-body={tab}]")).to_be_visible()
-    expect(modal.locator("#view-stages .stage-line[data-status=completed]")).to_have_count(8)
-    modal.locator("[data-tab=progress]").click()
-    trainer = modal.locator(".stage-line[data-stage=Trainer]")
-    trainer.locator("summary").first.click()
-    expect(trainer.locator("[data-role=artifact]")).to_contain_text("Trainer")  # its producer
-    expect(trainer.locator("pre.log")).not_to_be_empty()
+    expect(modal.locator("#view-progress .stage-line[data-status=completed]")).to_have_count(8)
+    modal.locator("[data-tab=pipeline]").click()
+    modal.locator("#view-pipeline .dag-node[data-stage=Trainer] a").click()
+    detail = modal.locator("#view-stage-detail[data-stage=Trainer]")
+    expect(detail.locator("[data-role=artifact]")).to_contain_text("Trainer")  # its producer
+    expect(detail.locator("pre.log")).not_to_be_empty()
+    modal.locator("[data-tab=training]").click()
     expect(modal.locator("#view-ridgeline path.ridge")).to_have_count(2)  # an epoch each (the exported ones)
     modal.locator("#view-weights").scroll_into_view_if_needed()
     screenshots("progress")

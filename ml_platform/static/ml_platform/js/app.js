@@ -29,6 +29,7 @@ const components = {
   "view-modal": () => import("./components/view_modal.js"),
   "epoch-chart": () => import("./components/epoch_chart.js"),
   ridgeline: () => import("./components/ridgeline.js"),
+  "copy-path": () => import("./components/copy_path.js"),
 };
 const mounted = new WeakSet();
 

@@ -4,12 +4,14 @@
 // tab is open (?view=<id>&tab=<name>), so a link can be shared, a reload opens the same tab, and the back
 // button closes it. A tab is loaded (htmx) the first time it is shown; while the run is not terminal (or a
 // deploy of its model is in flight: the header's data-settled) the open tab is asked for again every 3 s
-// (less often while the page is hidden), and asking stops once it has settled.
+// (less often while the page is hidden), and asking stops once it has settled. A tab's body may say what it
+// was asked for in data-query (the Data insights split, the Pipeline's chosen stage): a refresh asks the same.
 import htmx from "htmx.org";
 
 const REFRESH_MS = 3000;
 const HIDDEN_MS = 30000; // a hidden page asks this seldom
 const DEFAULT_TAB = "overview";
+const TAB_ALIASES = { progress: "training" }; // renamed tabs: an older link still opens them (training/view.py)
 
 let modal = null;
 
@@ -70,6 +72,7 @@ class Modal {
   }
 
   show(tab, push) {
+    tab = TAB_ALIASES[tab] || tab;
     if (!this.dialog.querySelector(`[data-panel="${tab}"]`)) tab = DEFAULT_TAB;
     this.tab = tab;
     for (const button of this.dialog.querySelectorAll("[data-tab]")) {
@@ -100,8 +103,9 @@ class Modal {
     const panel = this.dialog.querySelector(`[data-panel="${tab}"]`);
     if (!this.isOpen() || !panel) return;
     const open = [...panel.querySelectorAll("details[open]")].map((d) => d.dataset.log || d.id).filter(Boolean);
+    const query = panel.querySelector("[data-tab-body]")?.dataset.query;
     htmx
-      .ajax("GET", this.url(tab), { target: panel, swap: "innerHTML" })
+      .ajax("GET", query ? `${this.url(tab)}?${query}` : this.url(tab), { target: panel, swap: "innerHTML" })
       .then(() => {
         this.loaded.add(tab);
         for (const key of open) {
