@@ -20,6 +20,7 @@ read that from here.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 
@@ -43,22 +44,55 @@ def retrieval_metrics(
         return {}
     results: dict[str, float] = {}
     max_k = max(ks)
-    hits = np.zeros((n_buyers, top_ids.shape[1]), dtype=bool)
-    for row, wanted in enumerate(relevant):
-        hits[row] = [item in wanted for item in top_ids[row]]
+    hits = _hits(top_ids, relevant)
     sizes = np.array([len(r) for r in relevant], dtype=np.float64)
     discounts = 1.0 / np.log2(np.arange(2, max_k + 2))
+    # the ideal DCG of n hits, as discounts[:n].sum() (the same sums, bit for bit, looked up per buyer)
+    ideal_of = np.array([discounts[:n].sum() for n in range(max_k + 1)])
     for k in ks:
         found = hits[:, :k].sum(axis=1)
         results[f"recall_at_{k}"] = float(np.mean(found / sizes))
         dcg = (hits[:, :k] * discounts[:k]).sum(axis=1)
-        ideal = np.array([discounts[: int(min(s, k))].sum() for s in sizes])
+        ideal = ideal_of[np.minimum(sizes, k).astype(np.int64)]
         results[f"ndcg_at_{k}"] = float(np.mean(dcg / ideal))
         results[f"coverage_at_{k}"] = float(len(np.unique(top_ids[:, :k])) / max(catalog_size, 1))
     first = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0)
     results["mrr"] = float(np.mean(np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0)))
     results["coverage"] = results[f"coverage_at_{max_k}"]
     return results
+
+
+def _hits(top_ids: np.ndarray, relevant: Sequence[set]) -> np.ndarray:
+    """``hits[b, j]``: whether ``top_ids[b, j]`` is in ``relevant[b]``. Integer ids (catalog rows) are
+    matched as (buyer, id) keys with one sorted search instead of a Python loop over every listed item."""
+    n, width = len(relevant), top_ids.shape[1]
+    sizes = np.fromiter((len(r) for r in relevant), dtype=np.int64, count=n)
+    wanted = None
+    if top_ids.dtype.kind in "iu":
+        items = list(itertools.chain.from_iterable(relevant))
+        if all(isinstance(item, (int, np.integer)) and not isinstance(item, bool) for item in items):
+            try:
+                wanted = np.array(items, dtype=np.int64) if items else np.zeros(0, dtype=np.int64)
+            except OverflowError:  # ids past 64 bits: the loop below
+                wanted = None
+    half = 1 << 31  # (buyer, id) as one int64 key while ids fit in 32 bits
+    if wanted is None or not all(
+        -half <= int(a.min(initial=0)) and int(a.max(initial=0)) < half for a in (wanted, top_ids)
+    ):
+        hits = np.zeros((n, width), dtype=bool)
+        for row, wanted_set in enumerate(relevant):
+            hits[row] = [item in wanted_set for item in top_ids[row]]
+        return hits
+
+    def keys(owner: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        return owner * np.int64(2 * half) + (ids.astype(np.int64) + half)
+
+    known = np.unique(keys(np.repeat(np.arange(n, dtype=np.int64), sizes), wanted))
+    listed = keys(np.repeat(np.arange(n, dtype=np.int64), width), top_ids.reshape(-1))
+    if not len(known):
+        return np.zeros((n, width), dtype=bool)
+    where = np.minimum(np.searchsorted(known, listed), len(known) - 1)
+    return (known[where] == listed).reshape(n, width)
 
 
 def popularity_top_ids(product_ids: np.ndarray, counts: np.ndarray, k: int, n_buyers: int) -> np.ndarray:

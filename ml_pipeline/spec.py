@@ -63,7 +63,7 @@ class SplitConfig(StrictModel):
 
     * ``random``: a deterministic hash of ``hash_key`` (default: the row's
       buyer, product and timestamp) assigns each row by ``ratios``;
-    * ``time_holdout``: rows in the last ``holdout_days`` days are eval;
+    * ``time_holdout``: rows in the last ``holdout_days`` days (up to ``dataset.as_of`` if set) are eval;
     * ``strict_temporal``: train < ``train_end`` <= eval < ``eval_end`` <= test.
     """
 
@@ -165,6 +165,13 @@ class EvaluatorConfig(StrictModel):
         description="The compare metric must beat popularity (retrieval) or the mean (RMSE/MAE) by more than "
         "this, on every run; None turns the rule off",
     )
+    max_buyers: int | None = Field(
+        default=50_000,
+        ge=10,
+        description="Held-out buyers scored against the full catalog; past it a seeded uniform sample of this "
+        "many (the same buyers for the model and every baseline); None scores them all",
+    )
+    sample_seed: int = Field(default=0, description="Seed of the held-out buyer sample (max_buyers)")
 
 
 class PushConfig(StrictModel):
@@ -192,6 +199,17 @@ class PipelineSpec(StrictModel):
     def _time_splits_need_timestamps(self) -> PipelineSpec:
         if self.split.strategy != "random" and not self.dataset.mapping.timestamp:
             raise ValueError(f"split.strategy: '{self.split.strategy}' needs dataset.mapping.timestamp")
+        return self
+
+    @model_validator(mode="after")
+    def _as_of_ends_something(self) -> PipelineSpec:
+        """``dataset.as_of`` only where it changes the examples, so it is in ExampleGen's key only then."""
+        if self.dataset.as_of is not None and not (
+            self.dataset.filters.last_days or self.split.strategy == "time_holdout"
+        ):
+            raise ValueError(
+                "dataset.as_of: only a relative window (filters.last_days) or a time_holdout split has an end to set"
+            )
         return self
 
     @model_validator(mode="after")

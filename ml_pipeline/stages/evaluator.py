@@ -10,6 +10,10 @@ per-epoch metrics use too):
   query is embedded from the buyer features of their latest held-out row;
 * the exact top-K by dot product is computed in buyer batches, so memory
   stays bounded whatever the catalog size;
+* past ``evaluator.max_buyers`` held-out buyers (default 50,000) a seeded uniform sample of that many
+  (an MD5 of ``sample_seed`` and the buyer id) is scored, the same buyers for the model and every
+  baseline: the full-catalog top-K costs buyers x products, which grows with the square of the data
+  (``buyers`` is the number scored; ``buyer_sample`` / ``held_out_buyers`` say how many there were);
 * the relevant set is the distinct products the buyer bought in the
   held-out split; :func:`ml_pipeline.metrics.retrieval_metrics` computes
   Recall@K, NDCG@K, MRR and coverage for every K in ``model.retrieval_k``.
@@ -250,6 +254,7 @@ class Evaluator(Stage[EvaluatorParams]):
             "holdout": holdout.split,
             "rows": holdout.rows,
             "buyers": buyers,
+            "buyer_sample": notes.get("buyer_sample"),
             "ks": ks,
             "catalog_size": catalog.num_rows if catalog is not None else None,
             "candidate": scores["candidate"],
@@ -276,6 +281,7 @@ class Evaluator(Stage[EvaluatorParams]):
             "reasons": blessing.reasons,
             "holdout": holdout.split,
             "buyers": buyers,
+            **({"held_out_buyers": notes["buyer_sample"]["held_out_buyers"]} if "buyer_sample" in notes else {}),
             "rows": holdout.rows,
             "compare_metric": blessing.policy["compare_metric"],
             **scores["candidate"],
@@ -308,11 +314,30 @@ class Evaluator(Stage[EvaluatorParams]):
         catalog_ids = np.asarray(catalog.column("product_id").cast(pa.string()).to_pylist(), dtype=object)
         if len(catalog_ids) == 0:
             raise StageFailure("the catalog is empty: nothing to retrieve")
-        buyers_table = scoring.latest_rows_per_buyer(con, holdout.glob)
+        config = params.evaluator
+        [(held_out_buyers,)] = con.execute(
+            f"SELECT count(DISTINCT buyer_id) FROM read_parquet({literal(holdout.glob)})"
+        ).fetchall()
+        sample = None
+        if config.max_buyers is not None and held_out_buyers > config.max_buyers:
+            sample = (config.sample_seed, config.max_buyers)
+        buyers_table = scoring.latest_rows_per_buyer(con, holdout.glob, sample=sample)
         relevant = scoring.relevant_rows(buyers_table, catalog_ids)
         buyer_inputs = tower_batch(buyers_table, params.features, "buyer")
         catalog_inputs = tower_batch(catalog, params.features, "product")
-        ctx.log.info("retrieval over %s products for %s held-out buyers", f"{len(catalog_ids):,}", f"{len(relevant):,}")
+        notes["buyer_sample"] = {
+            "held_out_buyers": int(held_out_buyers),
+            "buyers_scored": len(relevant),
+            "sampled": sample is not None,
+            "max_buyers": config.max_buyers,
+            "sample_seed": config.sample_seed,
+        }
+        ctx.log.info(
+            "retrieval over %s products for %s held-out buyers%s",
+            f"{len(catalog_ids):,}",
+            f"{len(relevant):,}",
+            f" (a seeded sample of {held_out_buyers:,}: evaluator.max_buyers)" if sample else "",
+        )
 
         train_counts = np.asarray(catalog.column("train_count").to_numpy(zero_copy_only=False), dtype=np.int64)
         popular_top = scoring.popularity_top_rows(catalog_ids, train_counts, COLLAPSE_K)
