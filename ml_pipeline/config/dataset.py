@@ -277,10 +277,11 @@ class DatasetConfig(StrictModel):
     source: Source
     mapping: ColumnMapping
     filters: Filters = Filters()
-    # Where a relative window (``filters.last_days``) ends: a scheduled run's scheduled time, set by the
-    # platform, so the window is (as_of - N days, as_of] whenever the run gets to it. None: it ends at the
-    # newest row. Naive UTC (the rows' timestamps are), and only with last_days, so it is in the cache key
-    # exactly when it changes the rows.
+    # The instant the data is read as of: a scheduled run's scheduled time, set by the platform, so a
+    # relative window is (as_of - N days, as_of] and a time_holdout split's holdout days end there whenever
+    # the run gets to it; no row after it is read. None: both end at the newest row. Naive UTC (the rows'
+    # timestamps are), and only with last_days or a time_holdout split (PipelineSpec checks the latter), so
+    # it is in the cache key exactly when it changes the examples.
     as_of: datetime | None = None
 
     @field_validator("as_of")
@@ -294,6 +295,6 @@ class DatasetConfig(StrictModel):
     def _dates_need_timestamp(self) -> DatasetConfig:
         if self.filters.uses_dates() and not self.mapping.timestamp:
             raise ValueError("filters: date filters need mapping.timestamp")
-        if self.as_of is not None and not self.filters.last_days:
-            raise ValueError("as_of: only a relative window (filters.last_days) has an end to set")
+        if self.as_of is not None and not self.mapping.timestamp:
+            raise ValueError("as_of: the data is read as of a time only with mapping.timestamp")
         return self

@@ -26,7 +26,9 @@ KEPT = "__kept_by_conditions"
 _CONDITION_SQL = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 CONDITION_OPS = tuple(_CONDITION_SQL)
 _WHOLE_NUMBER_TEXT = "^(-?[0-9]+)\\.0+$"
-_OUTER_SPACE = "^\\s+|\\s+$"
+# RE2 (DuckDB's and BigQuery's regex engine) has \s for ASCII space only: \p{Z} adds no-break and the other
+# Unicode spaces, \x{FEFF} a byte-order mark left at the start of a spreadsheet export.
+_OUTER_SPACE = "^[\\s\\p{Z}\\x{FEFF}]+|[\\s\\p{Z}\\x{FEFF}]+$"
 
 
 class Dialect:
@@ -217,7 +219,7 @@ def timestamp_expr(d: Dialect, column: str, duck_type: str, unit: str = "auto", 
 
 
 def _trimmed(d: Dialect, col: str) -> str:
-    """Leading and trailing whitespace of any kind (tabs, no-break spaces) removed."""
+    """Leading and trailing whitespace of any kind (tabs, newlines, no-break spaces, a BOM) removed."""
     return d.replace_all(d.cast(col, "string"), _OUTER_SPACE, "")
 
 
@@ -303,7 +305,7 @@ class RowsQuery:
     mapping: ColumnMapping
     filters: Filters
     units: dict[str, str] = field(default_factory=dict)
-    as_of: datetime | None = None  # where "last N days" ends (naive UTC); None: at the newest row
+    as_of: datetime | None = None  # the data as of then: "last N days" ends there, no row after it (naive UTC)
 
     def mapped_source(self, source: str = "source_rows") -> str:
         """Every source row mapped (none dropped yet), with whether the filter conditions keep it."""
@@ -356,6 +358,9 @@ class RowsQuery:
         sql = self._kept(mapped)
         if self.filters.last_days:
             sql = f"WITH kept AS ({sql}) {self._last_days('kept')}"
+        elif self.as_of is not None:  # the data as of then (a time_holdout split's end): nothing after it
+            d = self.dialect
+            sql = f"SELECT * FROM ({sql}) AS kept WHERE {d.ident('timestamp')} <= {d.timestamp(self.as_of)}"
         return sql
 
     def ctes(self, source_sql: str) -> list[str]:

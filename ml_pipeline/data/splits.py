@@ -38,7 +38,7 @@ def hash_expr(d: Dialect, split: SplitConfig, has_time: bool) -> str:
 
 
 def split_expr(d: Dialect, split: SplitConfig, newest: str | None) -> str:
-    """The row's split; ``newest`` is SQL for the newest timestamp (time_holdout: a literal or a subquery)."""
+    """The row's split; ``newest`` is SQL for where time_holdout's days end (a literal or a subquery)."""
     ts = d.ident("timestamp")
     if split.strategy == "random":
         train_cut = round(split.train_ratio * HASH_BUCKETS)
@@ -46,7 +46,7 @@ def split_expr(d: Dialect, split: SplitConfig, newest: str | None) -> str:
         bucket = d.mod(_HASH, HASH_BUCKETS)
         return f"CASE WHEN {bucket} < {train_cut} THEN 'train' WHEN {bucket} < {eval_cut} THEN 'eval' ELSE 'test' END"
     if split.strategy == "time_holdout":
-        # As filters.last_days: "the last N days" is (newest - N days, newest].
+        # As filters.last_days: "the last N days" is (end - N days, end] (``newest``: :func:`holdout_end`).
         return f"CASE WHEN {ts} > {d.sub_days(newest, int(split.holdout_days))} THEN 'eval' ELSE 'train' END"
     train_end, eval_end = d.literal(naive_utc(split.train_end)), d.literal(naive_utc(split.eval_end))
     return f"CASE WHEN {ts} < {train_end} THEN 'train' WHEN {ts} < {eval_end} THEN 'eval' ELSE 'test' END"
@@ -67,10 +67,18 @@ def examples_sql(d: Dialect, split: SplitConfig, has_time: bool, rows: str, newe
     return f"SELECT {star}, {split_expr(d, split, newest)} AS {SPLIT_COLUMN} FROM ({inner}) AS keyed{where}"
 
 
-def split_relation(d: Dialect, statement: str, split: SplitConfig, name: str, has_time: bool) -> str:
+def holdout_end(d: Dialect, as_of: datetime | None, rows: str) -> str:
+    """Where time_holdout's "last N days" end, as SQL: the dataset's ``as_of`` (a scheduled run's occurrence,
+    so the holdout does not move with when the run got to it), else the newest row of ``rows``."""
+    return d.timestamp(naive_utc(as_of)) if as_of is not None else f"(SELECT max({d.ident('timestamp')}) FROM {rows})"
+
+
+def split_relation(
+    d: Dialect, statement: str, split: SplitConfig, name: str, has_time: bool, as_of: datetime | None = None
+) -> str:
     """The rows of split ``name`` of ``statement`` (a dataset's kept rows), as a relation to select from:
-    what StatisticsGen's pushed-down queries read (time_holdout's newest row is the statement's own)."""
-    newest = f"(SELECT max({d.ident('timestamp')}) FROM kept_rows)" if has_time else None
+    what StatisticsGen's pushed-down queries read (time_holdout ends where ExampleGen's does)."""
+    newest = holdout_end(d, as_of, "kept_rows") if has_time else None
     split_rows = examples_sql(d, split, has_time, "kept_rows", newest)
     return (
         f"(WITH kept_rows AS ({statement}), split_rows AS ({split_rows}) "

@@ -120,6 +120,7 @@ def act_on_blessed(firing_id: int) -> ScheduleFiring:
             refused = _request_deploy(run)
             if refused:
                 done.append(f"deploy not started: {refused}")
+                _notify_not_deployed(firing, run.registry_version, f"deploy not started: {refused}")
             else:
                 state = ActionState.DEPLOYING
     except DomainError as error:
@@ -182,4 +183,17 @@ def follow_deploys() -> int:
                 f"{registered.name} version {version} is deployed",
                 {"run_id": firing.run_id, "version": version},
             )
+        else:
+            _notify_not_deployed(firing, version, outcome)
     return followed
+
+
+def _notify_not_deployed(firing: ScheduleFiring, version: int | None, why: str) -> None:
+    """A scheduled deploy that failed (or could not start) is a failure its targets hear of, as a failed run."""
+    registered = firing.schedule.registered_model
+    notifications.notify(
+        firing.schedule,
+        NotifyEvent.RUN_FAILED,
+        f"{registered.name} version {version} was not deployed",
+        {"run_id": firing.run_id, "version": version, "stage": "deploy", "reason": why},
+    )

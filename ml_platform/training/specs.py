@@ -109,14 +109,16 @@ def build_spec(
     """The validated pipeline spec; problems name the run's fields (training_params.epochs, ...).
 
     ``name`` is the registered model's name (an experiment has none): it places the pushed model.
-    ``data_as_of`` (a scheduled run's occurrence) ends the dataset's relative window, if it has one: only
-    then is it in the spec, so it never keeps a dataset without one from reusing ExampleGen's output.
+    ``data_as_of`` (a scheduled run's occurrence) ends the dataset's relative window and a time_holdout
+    split's holdout, if there is one: only then is it in the spec, so it never keeps a run without one from
+    reusing ExampleGen's output.
     """
     try:
         dataset = resolve_config(
             project, dataset_snapshot["source"], dataset_snapshot["mapping"], dataset_snapshot.get("filters")
         )
-        as_of = {"as_of": data_as_of} if data_as_of and dataset.filters.last_days else {}
+        ends = dataset.filters.last_days or (split_config or {}).get("strategy") == "time_holdout"
+        as_of = {"as_of": data_as_of} if data_as_of and ends else {}
         data = {
             "name": pipeline_name(project.unique_name),
             "dataset": {**dataset.model_dump(mode="json"), **as_of},

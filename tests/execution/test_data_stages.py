@@ -323,15 +323,15 @@ def test_it_writes_a_catalog_of_every_product_with_its_latest_features_and_train
 
 def test_it_drops_rows_without_ids_by_the_rule_the_preview_counts_them_with(tmp_path):
     missing = [row(customer=value) for value in ("NA", "N/A", "null", "", "   ")] + [row(item="nan")]
-    table = with_rows(purchases(), *missing, row(customer="17850.0"))
+    table = with_rows(purchases(), *missing, row(customer="17850.0"), row(customer="\u00a017851\t"))
     spec = spec_for(write(table, tmp_path / "messy.parquet"))
     result = run(spec, tmp_path / "root", only=("ExampleGen",))
     assert result.status == "completed", result.error
     written = pa.concat_tables(split_table(result, split) for split in ("train", "eval", "test"))
     shown = preview(spec.dataset)
-    assert written.num_rows == shown["rows"] == 3001
+    assert written.num_rows == shown["rows"] == 3002
     assert [(d["reason"], d["rows"]) for d in shown["dropped"]] == [("no_buyer_id", 5), ("no_product_id", 1)]
-    assert "17850" in written["buyer_id"].to_pylist()
+    assert {"17850", "17851"} <= set(written["buyer_id"].to_pylist())
     assert not {"NA", "N/A", "null", "", "17850.0"} & set(written["buyer_id"].to_pylist())
 
 

@@ -55,7 +55,7 @@ def test_as_of_is_kept_as_naive_utc(source):
     assert spec.dataset.as_of == AS_OF
 
 
-def test_as_of_without_a_relative_window_is_refused_naming_it(source):
+def test_as_of_without_a_relative_window_or_a_time_holdout_is_refused_naming_it(source):
     data = windowed(source).model_dump(mode="json")
     data["dataset"]["filters"] = {}
     with pytest.raises(ConfigError) as refused:
@@ -88,3 +88,44 @@ def test_bigquery_ends_the_window_at_as_of_too(source):
         "`timestamp` > TIMESTAMP_SUB(TIMESTAMP '2025-03-01 12:00:00', INTERVAL 7 DAY) "
         "AND `timestamp` <= TIMESTAMP '2025-03-01 12:00:00'"
     ) in statement
+
+
+def holdout(path, as_of: str | None = "2025-03-01T12:00:00", days: int = 7) -> PipelineSpec:
+    dataset = {**spec_for(path).dataset.model_dump(mode="json"), "as_of": as_of}
+    split = {"strategy": "time_holdout", "holdout_days": days}
+    return spec_for(path, dataset=dataset, split=split, stages=["ExampleGen"])
+
+
+def test_a_time_holdout_ends_at_as_of_not_at_the_newest_row(tmp_path, source):
+    result = run(holdout(source), tmp_path / "root")
+    assert result.status == "completed", result.error
+    train, evaluation = split_table(result, "train"), split_table(result, "eval")
+    assert evaluation.num_rows == in_window(purchases(), AS_OF - timedelta(days=7), AS_OF) > 0
+    assert pc.max(evaluation["timestamp"]).as_py() <= AS_OF
+    assert pc.max(train["timestamp"]).as_py() <= AS_OF - timedelta(days=7)
+
+
+def test_a_time_holdout_reads_no_row_after_as_of(tmp_path, source):
+    result = run(holdout(source), tmp_path / "root")
+    written = pa.concat_tables(split_table(result, split) for split in ("train", "eval", "test"))
+    assert written.num_rows == in_window(purchases(), datetime(2000, 1, 1), AS_OF)
+
+
+def test_a_time_holdouts_as_of_is_in_the_examplegen_cache_key(tmp_path, source):
+    assert run(holdout(source), tmp_path / "root").status == "completed"
+
+    def plan(spec: PipelineSpec, run_id: str) -> str:
+        runner = PipelineRunner(spec, tmp_path / "root", run_id=run_id, reporter=Reporter(), stages=our_stages())
+        return runner.plan()[0].action
+
+    assert plan(holdout(source), "same") == "reuse"
+    assert plan(holdout(source, as_of="2025-03-08T12:00:00"), "a-week-later") == "run"
+
+
+def test_bigquery_pushdown_splits_a_time_holdout_at_as_of_too(source):
+    from ml_pipeline.data.splits import split_relation
+
+    spec = holdout(source)
+    relation = split_relation(BIGQUERY, "SELECT 1", spec.split, "eval", True, spec.dataset.as_of)
+    assert "TIMESTAMP_SUB(TIMESTAMP '2025-03-01 12:00:00', INTERVAL 7 DAY)" in relation
+    assert "max(" not in relation

@@ -134,6 +134,34 @@ def test_a_deploy_that_failed_to_load_is_recorded_on_the_firing(blessed_firing):
     assert "could not load version 1" in firing.blessed_action
 
 
+def test_a_failed_scheduled_deploy_is_notified_as_a_failure(blessed_firing, mailoutbox):
+    firing = blessed_firing()
+    services.add_notification_target(firing.schedule, "email", "ops@example.com", ["run_failed"])
+    FakeTarget.broken = {1}
+    actions.act_on_blessed(actions.claim_blessed_action().pk)
+    jobs.carry_out(deployment_of(firing).pk)
+    scheduler.tick()
+    delivery = NotificationDelivery.objects.get()
+    assert (delivery.event, delivery.subject) == ("run_failed", "recs version 1 was not deployed")
+    assert "could not load version 1" in delivery.payload["reason"]
+    assert delivery.status == "delivered" and mailoutbox[0].to == ["ops@example.com"]
+
+
+def test_a_scheduled_deploy_that_could_not_start_is_notified_as_a_failure(blessed_firing):
+    firing = blessed_firing()
+    services.add_notification_target(firing.schedule, "email", "ops@example.com", [])
+    Deployment.objects.create(
+        registered_model_id=firing.schedule.registered_model_id,
+        pending_action=DeploymentAction.DEPLOY,
+        pending_version=7,
+        state="loading",
+    )
+    actions.act_on_blessed(actions.claim_blessed_action().pk)
+    delivery = NotificationDelivery.objects.get()
+    assert (delivery.event, delivery.payload["stage"]) == ("run_failed", "deploy")
+    assert delivery.payload["reason"].startswith("deploy not started: a deploy to version 7 of recs")
+
+
 def test_no_deploy_is_asked_while_another_request_of_the_model_is_pending(blessed_firing):
     firing = blessed_firing()
     Deployment.objects.create(

@@ -132,3 +132,9 @@ def test_a_schedules_page_names_the_project_targets_it_also_tells(browser, daily
     services.add_notification_target(project, "email", "team@example.com", [])
     page = browser.get(f"/schedules/{daily.pk}/").content.decode()
     assert "Also told, as for every schedule of b2b-recs: team@example.com." in page
+
+
+@pytest.mark.parametrize("page", ["/projects/{id}/models/", "/projects/{id}/"])
+def test_the_models_page_and_the_project_page_link_to_the_projects_notifications(browser, project, page):
+    html = browser.get(page.format(id=project.pk)).content.decode()
+    assert f'<a href="/projects/{project.pk}/notifications/" id="project-notifications-link">' in html
