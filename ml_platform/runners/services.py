@@ -118,7 +118,7 @@ def compile_run(run: TrainingRun, backend: str) -> tuple[str, object]:
 
 
 def submit(job: RemoteJob) -> None:
-    from ml_platform.training.services import run_folder
+    from ml_platform.training import run_folders
 
     run = job.run
     try:
@@ -128,17 +128,16 @@ def submit(job: RemoteJob) -> None:
     try:
         config.require(job.backend)
         text, target = compile_run(run, job.backend)
-        folder = run_folder(run)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "pipeline.yaml").write_text(text)
-        submitted = clients.client_for(job.backend).submit(
-            ir_path=str(folder / "pipeline.yaml"),
-            display_name=str(run)[:128],
-            job_id=job_id(run),
-            parameters={"webhook_secret": run.webhook_secret},
-            pipeline_root=target.pipeline_root,
-            labels={"ml-platform-run": str(run.pk), "ml-platform-project": str(run.project_id)},
-        )
+        stored = run_folders.write_run_file(run, "pipeline.yaml", text)  # kept beside the run's artifacts
+        with run_folders.local_copy(stored) as ir_path:
+            submitted = clients.client_for(job.backend).submit(
+                ir_path=ir_path,
+                display_name=str(run)[:128],
+                job_id=job_id(run),
+                parameters={"webhook_secret": run.webhook_secret},
+                pipeline_root=target.pipeline_root,
+                labels={"ml-platform-run": str(run.pk), "ml-platform-project": str(run.project_id)},
+            )
     except Exception as error:  # noqa: BLE001 (any refusal, the settings' or the service's, fails the run now)
         message = error.problems[0].message if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}"
         logger.warning("run %s could not be submitted to %s: %s", run.pk, job.backend, message)

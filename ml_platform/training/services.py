@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import uuid
-from pathlib import Path
 from typing import Annotated, Literal
 
-from django.conf import settings
 from django.db import transaction
 from pydantic import AfterValidator, AwareDatetime, Field
 
@@ -25,6 +22,7 @@ from ml_platform.schedules import timing
 from ml_platform.training import rules, specs
 from ml_platform.training.diffs import DIFFED, config_diff
 from ml_platform.training.models import InvalidTransition, RunNumberCounter, TrainingRun, empty_stage_table
+from ml_platform.training.run_folders import remove_run_files, run_folder, stages_reused_elsewhere  # noqa: F401 (run_folder: its old home)
 
 GpuType = Literal["T4", "L4", "V100", "A100", "H100"]
 
@@ -384,46 +382,14 @@ def update_config(run: TrainingRun, changes: dict) -> list[str]:
     return sorted(changes)
 
 
-def run_folder(run: TrainingRun) -> Path:
-    return Path(settings.PIPELINE_ROOT) / run.spec.get("name", "") / "runs" / run.pipeline_run_id
-
-
 def delete_run(run: TrainingRun) -> None:
-    """Terminal runs only; removes the run's artifacts too, except the stages later runs reused."""
+    """Terminal runs only; removes the run's artifacts too (through the store's filesystem), except the stages
+    later runs reused."""
     if refused := rules.delete_refused(rules.RunState.of(run)):
         raise Conflict(refused)
-    folder = run_folder(run)
-    kept = stages_reused_elsewhere(run, folder)
+    kept = stages_reused_elsewhere(run)
     run.delete()
-    if not run.pipeline_run_id or not folder.is_dir():
-        return
-    if not kept:
-        shutil.rmtree(folder, ignore_errors=True)
-        return
-    for entry in folder.iterdir():
-        if entry.name in kept:
-            continue
-        if entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-
-
-def stages_reused_elsewhere(run: TrainingRun, folder: Path) -> set[str]:
-    """Stage folders of ``run`` that other runs of the same pipeline list among their artifacts (cache hits)."""
-    prefix = str(folder) + "/"
-    others = (
-        TrainingRun.objects.filter(project_id=run.project_id, spec__name=run.spec.get("name"))
-        .exclude(pk=run.pk)
-        .values_list("artifacts", flat=True)
-    )
-    kept = set()
-    for artifacts in others:
-        for manifest in (artifacts or {}).values():
-            uri = (manifest or {}).get("uri") or ""
-            if uri.startswith(prefix):
-                kept.add(uri[len(prefix) :].split("/", 1)[0])
-    return kept
+    remove_run_files(run, kept)
 
 
 COPIED_ON_RERUN = (

@@ -25,6 +25,7 @@ import traceback
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -34,11 +35,13 @@ from ml_pipeline import tracking
 from ml_platform.core import clock
 from ml_platform.deployment import jobs
 from ml_platform.schedules import actions, backends, scheduler
-from ml_platform.training import failures
+from ml_platform.training import failures, run_folders
+from ml_platform.training.artifact_files import StoredFile
 from ml_platform.training.models import InvalidTransition, TrainingRun
-from ml_platform.training.services import run_folder
 
 logger = logging.getLogger(__name__)
+
+LOG_PUBLISH_SECONDS = 10.0  # how often a running child's worker log is copied to a non-local store
 
 
 @dataclass
@@ -46,6 +49,9 @@ class Child:
     run_id: int
     process: subprocess.Popen
     log_file: object
+    log_path: Path | None = None  # with a non-local root, a local spool copied to ``log_store``
+    log_store: StoredFile | None = None
+    log_published_at: float = 0.0
     peak_rss_bytes: int = 0  # the kernel's high-water mark of the child's resident memory, as last read
 
     def poll(self) -> int | None:
@@ -61,6 +67,24 @@ class Child:
             return self.process.returncode
         self.peak_rss_bytes = max(self.peak_rss_bytes, _peak_rss_bytes(self.process.pid))
         return self.process.poll()
+
+    def publish_log(self, *, every: float = 0.0) -> None:
+        """Copy the worker log's spool to the store, at most once per ``every`` seconds."""
+        if self.log_store is None or time.monotonic() - self.log_published_at < every:
+            return
+        self.log_published_at = time.monotonic()
+        try:
+            run_folders.publish_worker_log(self.log_path, self.log_store)
+        except OSError:  # the store unreachable for a moment: the next copy carries it all
+            logger.warning("run %s: could not copy its worker log to the store", self.run_id, exc_info=True)
+
+    def close_log(self) -> None:
+        self.log_file.close()
+        if self.log_store is not None:
+            try:
+                run_folders.publish_worker_log(self.log_path, self.log_store, last=True)
+            except OSError:
+                logger.warning("run %s: could not copy its worker log to the store", self.run_id, exc_info=True)
 
 
 def _peak_rss_bytes(pid: int) -> int:
@@ -188,9 +212,8 @@ class Worker:
         return None
 
     def _start(self, run: TrainingRun) -> None:
-        folder = run_folder(run)
-        folder.mkdir(parents=True, exist_ok=True)
-        log_file = open(folder / "worker.log", "a")  # noqa: SIM115 (the child process writes to it; closed when it is reaped)
+        log_path, log_store = run_folders.worker_log_spool(run)
+        log_file = open(log_path, "a")  # noqa: SIM115 (the child process writes to it; closed when it is reaped)
         command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "execute_training_run", str(run.pk)]
         try:
             # A session of its own, so cancelling kills the pipeline and everything it started.
@@ -205,10 +228,12 @@ class Worker:
             log_file.close()
             raise
         TrainingRun.objects.filter(pk=run.pk).update(worker_pid=process.pid)
-        self.children[run.pk] = Child(run.pk, process, log_file)
+        self.children[run.pk] = Child(run.pk, process, log_file, log_path, log_store)
         logger.info("run %s started in process %s", run.pk, process.pid)
 
     def heartbeat(self) -> None:
+        for child in self.children.values():
+            child.publish_log(every=LOG_PUBLISH_SECONDS)
         if self.children:
             TrainingRun.objects.filter(pk__in=list(self.children), status=TrainingRun.RUNNING).update(
                 heartbeat_at=clock.now()
@@ -229,7 +254,7 @@ class Worker:
         finished = [(child, code) for child in list(self.children.values()) if (code := child.poll()) is not None]
         for child, code in finished:
             del self.children[child.run_id]
-            child.log_file.close()
+            child.close_log()
             run = TrainingRun.objects.get(pk=child.run_id)
             if run.status != TrainingRun.RUNNING:
                 continue  # it recorded its outcome
@@ -288,7 +313,7 @@ class Worker:
             child.process.wait()
         except ProcessLookupError:
             pass
-        child.log_file.close()
+        child.close_log()
 
     def shutdown(self) -> None:
         """Stop children and queue their runs again, so the next worker resumes them (and its deployment's

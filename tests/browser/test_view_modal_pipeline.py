@@ -166,3 +166,58 @@ def test_copy_path_puts_an_artifacts_path_on_the_clipboard(
     assert page.evaluate("navigator.clipboard.readText()") == path
     expect(button).to_have_text("Copy path", timeout=4_000)  # back to its label
     screenshots("results")
+
+
+def test_the_url_keeps_the_chosen_stage_and_a_reload_opens_it_again(
+    logged_in_page, olivia, project, failed_run_with_logs, screenshots
+):
+    page = logged_in_page(olivia)
+    modal = open_tab(page, project, failed_run_with_logs, "pipeline")
+    expect(modal.locator("#view-stage-detail")).to_have_attribute("data-stage", "Transform")
+    modal.locator(".dag-node[data-stage=SchemaGen] a").click()
+    expect(modal.locator("#view-stage-detail")).to_have_attribute("data-stage", "SchemaGen")
+    expect(page).to_have_url(re.compile(rf"view={failed_run_with_logs.pk}&tab=pipeline&stage=SchemaGen"))
+    page.reload()
+    expect(modal.locator("#view-stage-detail")).to_have_attribute("data-stage", "SchemaGen")
+    screenshots("reloaded")
+    modal.locator("[data-tab=overview]").click()  # another tab's URL says no stage
+    expect(page).to_have_url(re.compile(rf"view={failed_run_with_logs.pk}&tab=overview$"))
+
+
+def test_a_click_on_a_stage_wins_over_a_refresh_in_flight(
+    logged_in_page, olivia, project, running_run_with_statistics, browser_errors
+):
+    browser_errors.expect("htmx:sendAbort")  # htmx logs the refresh it aborts for the click
+    browser_errors.expect("htmx:afterRequest")
+    page = logged_in_page(olivia)
+    modal = open_tab(page, project, running_run_with_statistics, "pipeline")
+    expect(modal.locator("#view-stage-detail")).to_have_attribute("data-stage", "Trainer")
+    held, failed = [], []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.route(lambda url: "/view/pipeline/?stage=Trainer" in url, lambda route: held.append(route))  # it hangs
+    deadline = POLL_MS
+    while not held and deadline > 0:
+        page.wait_for_timeout(100)
+        deadline -= 100
+    assert held, "the modal's refresh was not asked for"
+    modal.locator(".dag-node[data-stage=Compile] a").click()
+    expect(modal.locator("#view-stage-detail")).to_have_attribute("data-stage", "Compile")
+    held[0].continue_()  # the old stage's answer arrives after the click's: too late to be shown
+    page.wait_for_timeout(1_000)
+    expect(modal.locator("#view-stage-detail")).to_have_attribute("data-stage", "Compile")
+    assert any("/view/pipeline/?stage=Trainer" in url for url in failed)  # aborted, not just ignored
+
+
+def test_at_a_phones_width_the_artifacts_are_stacked_and_never_scroll_sideways(
+    logged_in_page, olivia, project, failed_run_with_logs, screenshots
+):
+    page = logged_in_page(olivia)
+    page.set_viewport_size({"width": 390, "height": 844})
+    modal = open_tab(page, project, failed_run_with_logs, "results")
+    box = modal.locator("#view-artifacts .scroll")
+    expect(modal.locator("#view-artifacts-table thead")).to_have_css("position", "absolute")
+    assert box.evaluate("(e) => e.scrollWidth <= e.clientWidth + 1"), "the artifacts scroll sideways"
+    expect(modal.locator("tr[data-artifact=ExampleGen] td[data-label=Path]")).to_have_css("display", "block")
+    page.set_viewport_size({"width": 1280, "height": 844})
+    expect(modal.locator("#view-artifacts-table thead")).not_to_have_css("position", "absolute")
+    screenshots("artifacts")

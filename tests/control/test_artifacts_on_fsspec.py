@@ -5,6 +5,7 @@ in-memory filesystem, with a real run of the data stages written to it."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import fsspec
 import pytest
@@ -13,8 +14,12 @@ from django.test import Client
 from ml_pipeline.reporting import InMemoryReporter
 from ml_pipeline.runner import PipelineRunner
 from ml_pipeline.spec import STAGES, PipelineSpec
+from ml_platform.training import run_folders, services
+from ml_platform.training.artifact_files import run_files
 from ml_platform.training.execution import lineage
 from ml_platform.training.models import TrainingRun
+from ml_platform.training.worker import Worker
+from tests.helpers import copies
 
 DATA_STAGES = ["Compile", "ExampleGen", "StatisticsGen", "SchemaGen"]
 
@@ -80,3 +85,44 @@ def test_a_running_runs_finished_stages_are_found_through_its_record_in_the_stor
     TrainingRun.objects.filter(pk=data_run.pk).update(artifacts={}, status=TrainingRun.RUNNING)
     statistics = api.get(f"/api/training-runs/{data_run.pk}/statistics/")
     assert statistics.status_code == 200, statistics.content
+
+
+def test_deleting_a_run_removes_its_folder_from_the_stores_filesystem(api, data_run):
+    folder = str(run_files(data_run))
+    assert fsspec.filesystem("memory").isdir(folder)
+    assert api.delete(f"/api/training-runs/{data_run.pk}/").status_code == 204
+    assert not fsspec.filesystem("memory").exists(folder)
+
+
+def test_deleting_a_run_keeps_the_stage_folders_a_later_run_reused(api, data_run):
+    (later,) = copies(
+        data_run.pk, 1, pipeline_run_id="recs-9-later", artifacts={"ExampleGen": data_run.artifacts["ExampleGen"]}
+    )
+    folder = run_files(data_run)
+    assert api.delete(f"/api/training-runs/{data_run.pk}/").status_code == 204
+    fs = fsspec.filesystem("memory")
+    assert fs.isfile(f"{(folder / 'ExampleGen').path}/manifest.json")  # the later run's cache hit stays
+    assert not fs.exists((folder / "StatisticsGen").path) and not fs.exists((folder / "run.json").path)
+    assert TrainingRun.objects.filter(pk=later.pk).exists()
+
+
+def test_the_worker_log_is_spooled_locally_and_lands_in_the_store(api, data_run):
+    TrainingRun.objects.filter(pk=data_run.pk).update(attempts=1)
+    spool, target = run_folders.worker_log_spool(data_run)
+    assert not str(spool).startswith("memory") and str(target).startswith("memory://")
+    spool.write_text("worker: claimed the run\nworker: child exited\n")
+    run_folders.publish_worker_log(spool, target, last=True)
+    logs = api.get(f"/api/training-runs/{data_run.pk}/logs/?stage=worker").json()
+    assert "child exited" in logs["worker"]["text"]
+    assert not spool.exists()
+
+
+def test_the_worker_writes_a_started_runs_log_into_the_store_not_a_local_folder(pending_run, memory_root):
+    run = TrainingRun.objects.get(pk=pending_run["id"])
+    worker = Worker()
+    assert worker.claim_and_start().pk == run.pk
+    run.refresh_from_db()
+    services.request_cancel(run)
+    assert worker.stop_cancelled() == 1
+    assert fsspec.filesystem("memory").isfile((run_files(run) / "worker.log").path)
+    assert not Path("memory:").exists()  # no local folder named after the URL

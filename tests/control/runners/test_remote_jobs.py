@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 from io import StringIO
 
@@ -15,6 +16,7 @@ from ml_pipeline.runner import PipelineRunner
 from ml_pipeline.spec import STAGES, PipelineSpec, StageStatus
 from ml_platform.runners import clients
 from ml_platform.runners.models import JobState, RemoteJob
+from ml_platform.training.artifact_files import run_files
 from ml_platform.training.models import TrainingRun
 from ml_platform.training.presenters import remote_job_of
 from ml_platform.training.worker import Worker
@@ -215,3 +217,15 @@ def test_compile_run_prints_what_submitting_would_send(vertex_configured, pendin
     ir, _ = load_ir(out.getvalue())
     assert sorted(task["taskInfo"]["name"] for task in ir["root"]["dag"]["tasks"].values()) == sorted(STAGES)
     assert ir["defaultPipelineRoot"] == "gs://acme-staging/pipelines"
+
+
+def test_a_remote_runs_compiled_spec_is_kept_in_a_non_local_store(
+    settings, vertex_configured, pipelines, api, project, run_body
+):
+    settings.PIPELINE_ROOT = f"memory://pipelines-{uuid.uuid4().hex[:8]}"
+    created = create_run(api, project, run_body, runner="vertex")
+    Worker().step()
+    run = TrainingRun.objects.get(pk=created["id"])
+    [call] = pipelines.of("submit")
+    assert (run_files(run) / "pipeline.yaml").read_text() == call["ir"]
+    assert not call["ir_path"].startswith("memory")  # the clients open a local copy

@@ -5,13 +5,18 @@
 // button closes it. A tab is loaded (htmx) the first time it is shown; while the run is not terminal (or a
 // deploy of its model is in flight: the header's data-settled) the open tab is asked for again every 3 s
 // (less often while the page is hidden), and asking stops once it has settled. A tab's body may say what it
-// was asked for in data-query (the Data insights split, the Pipeline's chosen stage): a refresh asks the same.
+// was asked for in data-query (the Data insights split, the Pipeline's chosen stage): a refresh asks the same,
+// and the URL carries it too (?view=<id>&tab=pipeline&stage=Trainer), so a reload opens the same stage.
+// A click inside a tab (a stage, a split) wins over a refresh in flight: a refresh is sent from the panel's
+// [data-poll] element (hx-sync="#view-panel-<tab>:abort"), a tab's links say hx-sync="closest .view-panel:replace",
+// so htmx aborts the refresh for the click and drops a refresh asked while the click's answer is on its way.
 import htmx from "htmx.org";
 
 const REFRESH_MS = 3000;
 const HIDDEN_MS = 30000; // a hidden page asks this seldom
 const DEFAULT_TAB = "overview";
 const TAB_ALIASES = { progress: "training" }; // renamed tabs: an older link still opens them (training/view.py)
+const QUERY_KEYS = ["stage", "split"]; // what a tab's data-query may say, carried in the page's URL
 
 let modal = null;
 
@@ -25,6 +30,7 @@ class Modal {
     this.timer = null;
     this.opener = null;
     this.pushed = false;
+    this.linked = null; // {id, tab, query} from the URL: what that tab first asks for (a deep link's stage)
     dialog.querySelector("[data-role=close]").addEventListener("click", () => dialog.close());
     dialog.addEventListener("click", (event) => {
       if (event.target === dialog) dialog.close();
@@ -41,6 +47,14 @@ class Modal {
       document.body.dispatchEvent(new CustomEvent("runs-changed"));
       if (event.detail.elt?.dataset.action === "delete") dialog.close();
       else this.refresh();
+    });
+    // A tab's new body (a refresh, or a click on a stage or split) may say another query: the URL follows it,
+    // and the next refresh is counted from now.
+    dialog.addEventListener("htmx:afterSwap", (event) => {
+      const panel = event.detail.target;
+      if (panel?.dataset?.panel !== this.tab || !this.isOpen()) return;
+      this.writeUrl(false);
+      if (!event.detail.elt?.dataset?.poll) this.schedule(REFRESH_MS);
     });
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden && this.isOpen()) this.schedule(0);
@@ -60,6 +74,7 @@ class Modal {
       this.runId = String(id);
       this.gone = false;
       this.loaded.clear();
+      if (this.linked?.id !== this.runId) this.linked = null;
       for (const panel of this.dialog.querySelectorAll("[data-panel]")) panel.replaceChildren();
     }
     this.dialog.dataset.mode = mode;
@@ -89,11 +104,22 @@ class Modal {
     const already = url.searchParams.get("view") === this.runId;
     url.searchParams.set("view", this.runId);
     url.searchParams.set("tab", this.tab);
+    for (const key of QUERY_KEYS) url.searchParams.delete(key);
+    for (const [key, value] of new URLSearchParams(this.query(this.tab))) {
+      if (QUERY_KEYS.includes(key)) url.searchParams.set(key, value);
+    }
     const state = { view: this.runId, tab: this.tab };
     if (push && !already) {
       history.pushState(state, "", url);
       this.pushed = true;
     } else history.replaceState(state, "", url);
+  }
+
+  /** What the tab ``tab`` asks for: its body's data-query, else (not loaded yet) the deep link's. */
+  query(tab) {
+    const body = this.dialog.querySelector(`[data-panel="${tab}"] [data-tab-body]`);
+    if (body) return body.dataset.query || "";
+    return this.linked?.tab === tab ? this.linked.query : "";
   }
 
   /** Ask for the open tab (and the header, out of band); again in 3 s while the run is not terminal. */
@@ -103,9 +129,13 @@ class Modal {
     const panel = this.dialog.querySelector(`[data-panel="${tab}"]`);
     if (!this.isOpen() || !panel) return;
     const open = [...panel.querySelectorAll("details[open]")].map((d) => d.dataset.log || d.id).filter(Boolean);
-    const query = panel.querySelector("[data-tab-body]")?.dataset.query;
+    const query = this.query(tab);
     htmx
-      .ajax("GET", query ? `${this.url(tab)}?${query}` : this.url(tab), { target: panel, swap: "innerHTML" })
+      .ajax("GET", query ? `${this.url(tab)}?${query}` : this.url(tab), {
+        source: this.dialog.querySelector(`[data-poll="${tab}"]`),
+        target: panel,
+        swap: "innerHTML",
+      })
       .then(() => {
         this.loaded.add(tab);
         for (const key of open) {
@@ -137,10 +167,12 @@ class Modal {
       else {
         url.searchParams.delete("view");
         url.searchParams.delete("tab");
+        for (const key of QUERY_KEYS) url.searchParams.delete(key);
         history.replaceState(null, "", url);
       }
     }
     this.pushed = false;
+    this.linked = null;
     this.runId = null;
     if (this.opener?.isConnected) this.opener.focus();
     else {
@@ -154,6 +186,10 @@ class Modal {
   fromUrl() {
     const params = new URLSearchParams(window.location.search);
     const id = params.get("view");
+    const tab = TAB_ALIASES[params.get("tab")] || params.get("tab") || DEFAULT_TAB;
+    const query = new URLSearchParams();
+    for (const key of QUERY_KEYS) if (params.has(key)) query.set(key, params.get(key));
+    this.linked = id ? { id, tab, query: query.toString() } : null;
     if (id) this.open(id, { tab: params.get("tab") || DEFAULT_TAB, push: false });
     else if (this.dialog.open) {
       this.pushed = false;
