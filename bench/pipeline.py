@@ -110,6 +110,7 @@ import threading
 import time
 import traceback
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -703,7 +704,7 @@ def report(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"{cpus} CPUs here, children pinned to {min(cpus, args.cpus)}; "
         f"{psutil.virtual_memory().total / 1024**3:.0f} GB RAM, Python {platform.python_version()}, "
-        f"TensorFlow {(plain or {}).get('tensorflow', '?')}, Keras {(plain or {}).get('keras', '?')}",
+        f"TensorFlow {_version('tensorflow', 'tensorflow-cpu')}, Keras {_version('keras')}",
         f"data: {generated.get('rows', 0):,} rows generated in {generated.get('seconds', 0):.1f} s; "
         f"split train {example_gen.get('splits', {}).get('train', 0):,} · eval "
         f"{example_gen.get('splits', {}).get('eval', 0):,}; {example_gen.get('buyers', 0):,} buyers, "
@@ -880,6 +881,17 @@ def report(
     if (plain or {}).get("crash"):
         lines += ["", "plain Keras child crashed:", plain["crash"]]
     return "\n".join(lines) + "\n", all(ok is not False for _, ok, _ in checks)
+
+
+def _version(*packages: str) -> str:
+    """The installed version of the first of ``packages`` there is (TensorFlow ships as tensorflow or
+    tensorflow-cpu), from the package metadata: importing TensorFlow here would cost seconds."""
+    for package in packages:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            continue
+    return "?"
 
 
 def main(argv: list[str] | None = None) -> int:
