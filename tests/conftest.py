@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.test import Client
 
 from ml_pipeline.spec import STAGES
 from ml_platform.projects import services as project_services
@@ -71,6 +72,14 @@ def oscars_project(oscar):
 def api(olivia):
     """Olivia's API client (token auth)."""
     return api_client_for(olivia)
+
+
+@pytest.fixture
+def pages(olivia) -> Client:
+    """Olivia logged in to the pages (a session, as her browser has)."""
+    client = Client()
+    client.force_login(olivia)
+    return client
 
 
 @pytest.fixture

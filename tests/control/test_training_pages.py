@@ -1,4 +1,4 @@
-"""The Training, Experiments, Models and Compare pages' endpoints without a browser: outsiders get 404 for
+"""The Training, Experiments, Models and Compare pages' endpoints without a pages: outsiders get 404 for
 every one, and a page's action is the API's (the same refusal, the same audit record)."""
 
 from __future__ import annotations
@@ -11,13 +11,6 @@ from django.test import Client
 from ml_platform.audit.models import AuditEvent
 from ml_platform.training.models import TrainingRun
 from tests.helpers import copies
-
-
-@pytest.fixture
-def pages(olivia):
-    client = Client()
-    client.force_login(olivia)
-    return client
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The view modal's Pipeline tab and the whole-log download, without a browser.
+"""The view modal's Pipeline tab and the whole-log download, without a pages.
 
 The download (``GET /api/training-runs/{id}/logs/{name}/download/``) is the API's: a session or a token, 404
 for a run of another project, the file streamed as an attachment named after the run, never a server path.
@@ -8,7 +8,6 @@ stage was reused from, and answers 422 naming ``stage`` for a stage there is not
 
 from __future__ import annotations
 
-import pytest
 from django.conf import settings
 from django.test import Client
 
@@ -17,13 +16,6 @@ from ml_platform.training.models import TrainingRun
 from ml_platform.training.services import run_folder
 from tests.conftest import TRANSFORM_LOG_LINES
 from tests.helpers import copies
-
-
-@pytest.fixture
-def pages(olivia):
-    client = Client()
-    client.force_login(olivia)
-    return client
 
 
 def download(client: Client, run, name: str, **headers):

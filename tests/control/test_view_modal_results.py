@@ -1,4 +1,4 @@
-"""The view modal's Results and Overview details, without a browser: the MLflow link only when an MLflow UI is
+"""The view modal's Results and Overview details, without a pages: the MLflow link only when an MLflow UI is
 configured (``MLFLOW_UI_URL``), early stopping as the Trainer records it (``early_stopped_epoch``,
 ``best_epoch``, ``epochs_run``), a copy-path action per artifact, and the split's date column chip."""
 
@@ -11,13 +11,6 @@ from ml_platform.training.models import TrainingRun
 from tests.helpers import copies
 
 MLFLOW_RUN = "0a1b2c3d4e5f"
-
-
-@pytest.fixture
-def pages(olivia):
-    client = Client()
-    client.force_login(olivia)
-    return client
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The view modal's tab partials without a browser: a login is required, outsiders and unknown tabs get 404,
+"""The view modal's tab partials without a pages: a login is required, outsiders and unknown tabs get 404,
 and a tab's answer carries the header out of band with the actions the rules allow (training/rules.py)."""
 
 from __future__ import annotations
@@ -10,13 +10,6 @@ from ml_platform.training import rules
 from ml_platform.training.models import TrainingRun
 from ml_platform.training.view import TABS
 from tests.helpers import copies
-
-
-@pytest.fixture
-def pages(olivia):
-    client = Client()
-    client.force_login(olivia)
-    return client
 
 
 def tab_url(run_id: int, tab: str) -> str:

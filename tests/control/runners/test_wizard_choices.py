@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-import pytest
-from django.test import Client
-
 from ml_platform.runners.models import ProjectRunner
 from ml_platform.training.models import TrainingRun
 
@@ -39,13 +36,6 @@ class Options(HTMLParser):
             self._option = None
         elif tag == "select":
             self._select = None
-
-
-@pytest.fixture
-def pages(olivia):
-    client = Client()
-    client.force_login(olivia)
-    return client
 
 
 def wizard_options(pages, project) -> Options:

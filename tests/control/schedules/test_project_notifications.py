@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import time, timedelta
 
 import pytest
-from django.test import Client
 
 from ml_platform.audit.models import AuditEvent
 from ml_platform.schedules import scheduler, services
@@ -15,13 +14,6 @@ from ml_platform.schedules.services import ScheduleFields
 from ml_platform.training import services as training_services
 from ml_platform.training.models import TrainingRun
 from tests.helpers import api_client_for, errors_by_field
-
-
-@pytest.fixture
-def browser(olivia) -> Client:
-    client = Client()
-    client.force_login(olivia)
-    return client
 
 
 @pytest.fixture
@@ -107,34 +99,34 @@ def test_an_outsider_gets_404_for_a_projects_targets(project, oscar):
     assert answer.status_code == 404
 
 
-def test_the_page_adds_a_target_and_shows_it(browser, project):
-    answer = browser.post(
+def test_the_page_adds_a_target_and_shows_it(pages, project):
+    answer = pages.post(
         f"/projects/{project.pk}/notifications/notify/", {"kind": "email", "address": "team@example.com"}
     )
     assert answer.status_code == 302
-    page = browser.get(f"/projects/{project.pk}/notifications/").content.decode()
+    page = pages.get(f"/projects/{project.pk}/notifications/").content.decode()
     assert "team@example.com" in page and "every event" in page
 
 
-def test_the_page_shows_a_refusal_in_the_form_not_a_500(browser, project):
-    answer = browser.post(f"/projects/{project.pk}/notifications/notify/", {"kind": "email", "address": "nope"})
+def test_the_page_shows_a_refusal_in_the_form_not_a_500(pages, project):
+    answer = pages.post(f"/projects/{project.pk}/notifications/notify/", {"kind": "email", "address": "nope"})
     assert answer.status_code == 422
     assert "address: not an e-mail address" in answer.content.decode()
 
 
-def test_the_page_removes_a_target(browser, project):
+def test_the_page_removes_a_target(pages, project):
     target = services.add_notification_target(project, "email", "team@example.com", [])
-    answer = browser.post(f"/projects/{project.pk}/notifications/stop-notifying/", {"target_id": target.pk})
+    answer = pages.post(f"/projects/{project.pk}/notifications/stop-notifying/", {"target_id": target.pk})
     assert answer.status_code == 302 and not NotificationTarget.objects.exists()
 
 
-def test_a_schedules_page_names_the_project_targets_it_also_tells(browser, daily, project):
+def test_a_schedules_page_names_the_project_targets_it_also_tells(pages, daily, project):
     services.add_notification_target(project, "email", "team@example.com", [])
-    page = browser.get(f"/schedules/{daily.pk}/").content.decode()
+    page = pages.get(f"/schedules/{daily.pk}/").content.decode()
     assert "Also told, as for every schedule of b2b-recs: team@example.com." in page
 
 
 @pytest.mark.parametrize("page", ["/projects/{id}/models/", "/projects/{id}/"])
-def test_the_models_page_and_the_project_page_link_to_the_projects_notifications(browser, project, page):
-    html = browser.get(page.format(id=project.pk)).content.decode()
+def test_the_models_page_and_the_project_page_link_to_the_projects_notifications(pages, project, page):
+    html = pages.get(page.format(id=project.pk)).content.decode()
     assert f'<a href="/projects/{project.pk}/notifications/" id="project-notifications-link">' in html
