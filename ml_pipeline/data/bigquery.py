@@ -168,7 +168,7 @@ class BigQueryRows:
     def split_relation(self, statement: str, split: SplitConfig, name: str) -> str:
         """The rows of split ``name`` of ``statement`` (the kept rows), split by ExampleGen's rule in GoogleSQL."""
         has_time = self.config.mapping.timestamp is not None
-        return splits.split_relation(BIGQUERY, statement, split, name, has_time, self.config.as_of)
+        return splits.split_relation(BIGQUERY, statement, split, name, has_time)
 
     def export_statement(self, uri: str) -> str:
         """``EXPORT DATA`` of the rows as Parquet files under ``uri`` (a gs:// folder)."""

@@ -67,18 +67,20 @@ def examples_sql(d: Dialect, split: SplitConfig, has_time: bool, rows: str, newe
     return f"SELECT {star}, {split_expr(d, split, newest)} AS {SPLIT_COLUMN} FROM ({inner}) AS keyed{where}"
 
 
-def holdout_end(d: Dialect, as_of: datetime | None, rows: str) -> str:
-    """Where time_holdout's "last N days" end, as SQL: the dataset's ``as_of`` (a scheduled run's occurrence,
-    so the holdout does not move with when the run got to it), else the newest row of ``rows``."""
-    return d.timestamp(naive_utc(as_of)) if as_of is not None else f"(SELECT max({d.ident('timestamp')}) FROM {rows})"
+def holdout_end(d: Dialect, rows: str) -> str:
+    """Where time_holdout's "last N days" end, as SQL: the newest row of ``rows``.
+
+    With a dataset's ``as_of`` (a scheduled run's occurrence) ``rows`` hold nothing dated after it, so the
+    holdout does not move with when the run got to it; it still ends at the newest row, not at ``as_of``
+    itself, so a file that stopped growing days before keeps its eval split.
+    """
+    return f"(SELECT max({d.ident('timestamp')}) FROM {rows})"
 
 
-def split_relation(
-    d: Dialect, statement: str, split: SplitConfig, name: str, has_time: bool, as_of: datetime | None = None
-) -> str:
+def split_relation(d: Dialect, statement: str, split: SplitConfig, name: str, has_time: bool) -> str:
     """The rows of split ``name`` of ``statement`` (a dataset's kept rows), as a relation to select from:
     what StatisticsGen's pushed-down queries read (time_holdout ends where ExampleGen's does)."""
-    newest = holdout_end(d, as_of, "kept_rows") if has_time else None
+    newest = holdout_end(d, "kept_rows") if has_time else None
     split_rows = examples_sql(d, split, has_time, "kept_rows", newest)
     return (
         f"(WITH kept_rows AS ({statement}), split_rows AS ({split_rows}) "

@@ -244,8 +244,8 @@ class ExampleGen(Stage[ExampleGenParams]):
                 field="dataset.filters",
             )
         max_timestamp = None
-        if spec.split.strategy == "time_holdout":  # the holdout ends at the occurrence, else the newest row
-            max_timestamp = spec.dataset.as_of or con.execute('SELECT max("timestamp") FROM rows').fetchone()[0]
+        if spec.split.strategy == "time_holdout":  # the newest row (none after the dataset's as_of is read)
+            max_timestamp = con.execute('SELECT max("timestamp") FROM rows').fetchone()[0]
         con.execute(f"CREATE OR REPLACE TEMP VIEW examples AS {examples_sql(spec, max_timestamp)}")
 
         staging = out / "_partitioned"

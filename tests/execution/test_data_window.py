@@ -96,13 +96,27 @@ def holdout(path, as_of: str | None = "2025-03-01T12:00:00", days: int = 7) -> P
     return spec_for(path, dataset=dataset, split=split, stages=["ExampleGen"])
 
 
-def test_a_time_holdout_ends_at_as_of_not_at_the_newest_row(tmp_path, source):
+def newest_up_to(table: pa.Table, end: datetime) -> datetime:
+    when = table["ordered_at"]
+    return pc.max(pc.filter(when, pc.less_equal(when, pa.scalar(end, when.type)))).as_py()
+
+
+def test_a_time_holdout_ends_at_the_newest_row_up_to_as_of_not_at_the_newest_row_of_the_file(tmp_path, source):
     result = run(holdout(source), tmp_path / "root")
     assert result.status == "completed", result.error
     train, evaluation = split_table(result, "train"), split_table(result, "eval")
-    assert evaluation.num_rows == in_window(purchases(), AS_OF - timedelta(days=7), AS_OF) > 0
-    assert pc.max(evaluation["timestamp"]).as_py() <= AS_OF
-    assert pc.max(train["timestamp"]).as_py() <= AS_OF - timedelta(days=7)
+    newest = newest_up_to(purchases(), AS_OF)
+    assert evaluation.num_rows == in_window(purchases(), newest - timedelta(days=7), newest) > 0
+    assert pc.max(evaluation["timestamp"]).as_py() == newest
+    assert pc.max(train["timestamp"]).as_py() <= newest - timedelta(days=7)
+
+
+def test_a_time_holdout_of_a_file_that_stopped_growing_before_as_of_keeps_its_eval_split(tmp_path, source):
+    """A schedule over a file nobody appended to for months: the last 7 days of the data, not 7 empty days."""
+    result = run(holdout(source, as_of="2025-09-01T00:00:00"), tmp_path / "root")
+    assert result.status == "completed", result.error
+    newest = newest_up_to(purchases(), datetime(2025, 9, 1))
+    assert split_table(result, "eval").num_rows == in_window(purchases(), newest - timedelta(days=7), newest) > 0
 
 
 def test_a_time_holdout_reads_no_row_after_as_of(tmp_path, source):
@@ -122,10 +136,9 @@ def test_a_time_holdouts_as_of_is_in_the_examplegen_cache_key(tmp_path, source):
     assert plan(holdout(source, as_of="2025-03-08T12:00:00"), "a-week-later") == "run"
 
 
-def test_bigquery_pushdown_splits_a_time_holdout_at_as_of_too(source):
+def test_bigquery_pushdown_splits_a_time_holdout_at_the_newest_kept_row_too(source):
     from ml_pipeline.data.splits import split_relation
 
     spec = holdout(source)
-    relation = split_relation(BIGQUERY, "SELECT 1", spec.split, "eval", True, spec.dataset.as_of)
-    assert "TIMESTAMP_SUB(TIMESTAMP '2025-03-01 12:00:00', INTERVAL 7 DAY)" in relation
-    assert "max(" not in relation
+    relation = split_relation(BIGQUERY, "SELECT 1", spec.split, "eval", True)
+    assert "TIMESTAMP_SUB((SELECT max(`timestamp`) FROM kept_rows), INTERVAL 7 DAY)" in relation
