@@ -189,7 +189,7 @@ def holdout(purchases_csv, daily):
     return purchases_csv
 
 
-def test_a_scheduled_time_holdout_ends_at_its_occurrence(time_travel, holdout, daily):
+def test_a_scheduled_time_holdout_reads_the_data_as_of_its_occurrence(time_travel, holdout, daily):
     time_travel.shift(timedelta(hours=3, minutes=31))  # fired at 13:01 for 10:00
     scheduler.tick()
     (run,) = fired_runs(daily)
