@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 
 from ml_platform.datasets.models import Dataset
 from tests.browser.catalog.pages import LIVE_MS, pick
+from tests.browser.widgets import wait_for_widgets
 
 pytestmark = pytest.mark.browser
 
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def purchases_sqlite(data_dir):
     path = data_dir / "shop.sqlite"
+    path.unlink(missing_ok=True)  # a rerun of the test gets the same data folder
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE orders (customer TEXT, item TEXT, ordered_at TEXT, qty INTEGER)")
         db.executemany(
@@ -30,6 +32,7 @@ def purchases_sqlite(data_dir):
 def test_a_sqlite_query_is_read_for_its_columns_and_previewed(logged_in_page, olivia, project, purchases_sqlite):
     page = logged_in_page(olivia)
     page.goto(f"/projects/{project.id}/datasets/new/")
+    wait_for_widgets(page)  # the source-kind switch is a widget's: a click before it mounts changes nothing
     page.check('input[name="source.kind"][value="sql"]')
     expect(page.locator('[data-source-panel="upload"]')).to_be_hidden()
     pick(page, "source:sql.engine", "sqlite")
@@ -59,6 +62,7 @@ def test_a_sqlite_query_is_read_for_its_columns_and_previewed(logged_in_page, ol
 def test_a_bigquery_source_is_validated_and_stored_with_its_columns_typed_by_hand(logged_in_page, olivia, project):
     page = logged_in_page(olivia)
     page.goto(f"/projects/{project.id}/datasets/new/")
+    wait_for_widgets(page)  # the source-kind switch is a widget's: a click before it mounts changes nothing
     page.check('input[name="source.kind"][value="bigquery"]')
     expect(page.locator("#columns-hint")).to_contain_text("BigQuery")
     page.fill('input[name="source:bigquery.project"]', "my-shop")
