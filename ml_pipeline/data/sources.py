@@ -32,7 +32,7 @@ import duckdb
 from ml_pipeline.config.dataset import ColumnMapping, DatasetConfig, FileSource, Filters, SqlSource
 from ml_pipeline.data.access import DataAccess, check_database_url, check_file, lock_down
 from ml_pipeline.data.files import check_columns_found, check_file_content, csv_scan, readable_error
-from ml_pipeline.data.query import CONDITION_OPS, DUCKDB, RowsQuery
+from ml_pipeline.data.query import CONDITION_OPS, DUCKDB, RowsQuery, id_lookup_sql
 from ml_pipeline.data.sql import column_kind, literal
 from ml_pipeline.data.timestamps import check_text_timestamps, resolve_unit
 from ml_pipeline.errors import ConfigError, DataError, Problem
@@ -306,9 +306,25 @@ def check_mapping(columns: dict[str, str], mapping: ColumnMapping, filters: Filt
         raise ConfigError(problems)
 
 
-def mapped_source_sql(columns: dict[str, str], mapping: ColumnMapping, filters: Filters, units: dict) -> str:
+def mapped_source_sql(
+    columns: dict[str, str], mapping: ColumnMapping, filters: Filters, units: dict, id_lookups: dict | None = None
+) -> str:
     """SQL mapping every source row (none dropped yet), with whether the filter conditions keep it."""
-    return RowsQuery(DUCKDB, columns, mapping, filters, units).mapped_source()
+    return RowsQuery(DUCKDB, columns, mapping, filters, units, id_lookups=id_lookups or {}).mapped_source()
+
+
+def create_id_lookups(con, columns: dict[str, str], mapping: ColumnMapping) -> dict[str, str]:
+    """Temp tables mapping each distinct text or float id to its mapped id (:func:`query.id_lookup_sql`);
+    role -> table. Integer ids are only cast, which is cheaper inline than a join."""
+    lookups = {}
+    for role, column in (("buyer_id", mapping.buyer_id), ("product_id", mapping.product_id)):
+        if column_kind(columns[column]) == "int":
+            continue
+        table = f"__{role}_lookup"
+        lookup = id_lookup_sql(DUCKDB, role, column, columns[column], mapping.missing_ids)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {lookup}")
+        lookups[role] = table
+    return lookups
 
 
 def mapped_rows_sql(mapping: ColumnMapping, filters: Filters, as_of: datetime | None = None) -> str:
@@ -348,7 +364,8 @@ def open_rows(
         check_mapping(columns, config.mapping, config.filters)
         try:
             units = check_timestamps(con, columns, config.mapping)
-            mapped = mapped_source_sql(columns, config.mapping, config.filters, units)
+            lookups = create_id_lookups(con, columns, config.mapping)
+            mapped = mapped_source_sql(columns, config.mapping, config.filters, units, lookups)
             con.execute(f"CREATE OR REPLACE VIEW mapped_source AS {mapped}")
             rows = mapped_rows_sql(config.mapping, config.filters, config.as_of)
             con.execute(f"CREATE OR REPLACE VIEW rows AS {rows}")

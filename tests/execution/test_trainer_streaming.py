@@ -9,6 +9,7 @@ within 10 % and Recall@10 on eval within 0.05 (absolute).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -30,8 +31,10 @@ from tests.execution.test_transform_trainer import purchases, run, spec_for
 
 REPO = Path(__file__).resolve().parents[2]
 PART_ROWS = (1_000, 2_500, 700)  # three parts with row groups of 300 rows
-MEMORY_ROWS = 300_000
-MEMORY_BOUND_MB = 100  # how much higher the streaming Trainer may peak on 10x the rows
+MEMORY_ROWS = 500_000
+# How much higher the streaming Trainer may peak on 10x the rows. Its peak varies by about 50-120 MB from
+# run to run on the same split (TensorFlow's threads and allocator), so the bound leaves room for that.
+MEMORY_BOUND_MB = 160
 
 
 def _convert(table: pa.Table) -> dict[str, np.ndarray]:
@@ -204,6 +207,7 @@ def _growth_mb(mode: str, spec: PipelineSpec, root: Path, examples: Path, transf
         capture_output=True,
         text=True,
         timeout=900,
+        env={**os.environ, "MALLOC_ARENA_MAX": "2"},  # fewer per-thread malloc arenas: a steadier peak
     )
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
