@@ -278,7 +278,8 @@ HEADER = """# bench/quality.py, {date}, {cpus} CPU cores; only the required fiel
 # Recall@K and the TFRS metric (tfrs_top_K: share of test interactions whose product is in the top K).
 # 'defaults' = Adam 0.01 (0.001 for ranking), the in-batch softmax at temperature 0.5, for retrieval the
 # product bias (log share x a learned weight, then x the factor the eval split's Recall@100 scores best),
-# a Dense(64) rating head over both embeddings and their product; the other rows are the previous defaults.
+# a Dense(64) rating head over both embeddings and their product, for ranking the weights evaluated and
+# exported as their moving average (momentum 0.985); the other rows are the previous defaults.
 """
 
 
@@ -288,7 +289,7 @@ def _line(row: dict) -> str:
 
 def _previous(model_type: str) -> dict:
     if model_type == "ranking":  # no retrieval loss, so no temperature
-        return {"optimizer": "adagrad", "learning_rate": 0.1, "rating_head": []}
+        return {"optimizer": "adagrad", "learning_rate": 0.1, "rating_head": [], "weight_averaging": False}
     return {**PREVIOUS_DEFAULTS, "product_bias": False, **({"rating_head": []} if model_type == "multitask" else {})}
 
 

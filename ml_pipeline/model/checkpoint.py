@@ -63,16 +63,19 @@ class Checkpoint:
     ) -> None:
         """Write the arrays, then ``state.json`` pointing at them (atomically), then drop older arrays.
 
-        ``best`` (the weights of a new best epoch) is written when given; otherwise
-        the previous best file is kept.
+        ``best`` (the weights of a new best epoch: ``weights`` itself, or the averaged weights the epoch
+        was evaluated with) is written when given; otherwise the previous best file is kept.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
         epoch = state["epoch"]
         names = {"weights": f"weights-{epoch}.npz", "optimizer": f"optimizer-{epoch}.npz"}
         self._write(names["weights"], weights)
         self._write(names["optimizer"], optimizer)
-        if best is not None:
-            names["best_weights"] = f"weights-{epoch}.npz"  # the same arrays: one file
+        if best is weights:
+            names["best_weights"] = names["weights"]  # the same arrays: one file
+        elif best is not None:
+            names["best_weights"] = f"best-{epoch}.npz"
+            self._write(names["best_weights"], best)
         elif self._best:
             names["best_weights"] = self._best
         write_json_atomic(self.state_file, {**state, **names, "key": self.key})

@@ -15,6 +15,9 @@ embeddings) regresses the transformed target with MSE.
 Multitask: ``loss_weights.retrieval * retrieval + loss_weights.rating *
 rating``. L2 penalties of dense layers are added to the total.
 
+Weight averaging (``model.weight_averaging``, ranking models by default): the optimizer keeps an
+exponential moving average of the weights, which :func:`averaged_weights` swaps in for evaluation.
+
 Under ``MirroredStrategy`` the global batch is split between replicas, and
 each replica's share is its own set of in-batch candidates; the losses are
 divided by the number of replicas before the gradients are summed.
@@ -22,7 +25,8 @@ divided by the number of replicas before the gradients are summed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import keras
@@ -43,12 +47,31 @@ def make_optimizer(model: ModelConfig, learning_rate: float, name: str | None = 
     kwargs = {"learning_rate": learning_rate}
     if model.clipnorm:
         kwargs["clipnorm"] = model.clipnorm
+    if model.weight_averaging:  # the optimizer keeps the moving average: see averaged_weights
+        kwargs.update(use_ema=True, ema_momentum=model.weight_averaging_momentum)
     name = name or model.optimizer
     if name == "adagrad":
         return keras.optimizers.Adagrad(**kwargs)
     if name == "adam":
         return keras.optimizers.Adam(**kwargs)
     return keras.optimizers.SGD(**kwargs)
+
+
+@contextmanager
+def averaged_weights(optimizer: keras.optimizers.Optimizer, variables: list) -> Iterator[bool]:
+    """Within: ``variables`` hold the optimizer's moving average of them (``model.weight_averaging``), what
+    an epoch is evaluated and kept as best with; after: their trained values again, to train on from.
+    Yields whether it swapped anything (False, a no-op, for an optimizer without the average)."""
+    if not optimizer.use_ema:
+        yield False
+        return
+    trained = [np.asarray(v.numpy()) for v in variables]
+    optimizer.finalize_variable_values(variables)
+    try:
+        yield True
+    finally:
+        for variable, value in zip(variables, trained):
+            variable.assign(value)
 
 
 @dataclass

@@ -20,7 +20,8 @@ to ``ctx.reporter.epoch_completed`` and ``history.json``.
 
 Early stopping (``min_delta``, ``patience``) watches the eval split's
 Recall@<largest K> (retrieval, multitask) or RMSE (ranking), or
-``early_stopping.monitor``, and restores the best epoch's weights before export.
+``early_stopping.monitor``, and restores the best epoch's weights before export. With
+``model.weight_averaging`` (ranking's default) every epoch is evaluated, kept and exported as its moving average.
 The untrained model (epoch 0) is a candidate too: a retrieval model with the product
 prior ranks by popularity before training, a rating head starts at the mean; when no
 epoch beats it on eval, it is what is exported (and the Evaluator's naive-baseline
@@ -174,6 +175,8 @@ class Trainer(Stage[TrainerParams]):
             self._assign(objective.all_weights, best)
             restored = True
             ctx.log.info("restored the weights of the best epoch (%d)", loop.best_epoch)
+        if not restored:  # the last epoch, as it was evaluated
+            optimizer.finalize_variable_values(objective.trainable_variables)
         exported_epoch = loop.best_epoch if restored else loop.epoch
         final = next((h for h in loop.history if h["epoch"] == exported_epoch), untrained[2] if untrained else {})
         final = {k: v for k, v in final.items() if isinstance(v, (int, float)) and k != "epoch"}
@@ -234,6 +237,8 @@ class Trainer(Stage[TrainerParams]):
         model's (watched value, weights, eval metrics) on a fresh start, and the per-epoch metrics."""
         import tensorflow as tf
 
+        from ml_pipeline.model.training import averaged_weights
+
         training = spec.training
         early = training.early_stopping
         current = {"epoch": loop.epoch + 1}
@@ -266,10 +271,12 @@ class Trainer(Stage[TrainerParams]):
             seconds = time.perf_counter() - started
             loop.train_seconds += seconds
             loop.examples += data.train_rows
-            if eval_ds is not None:
-                val = steps.run_epoch(eval_ds, steps.eval_step)
-                metrics.update({f"val_{name}": _scalar(value) for name, value in val.items()})
-            metrics.update(quality.metrics())
+            with averaged_weights(optimizer, objective.trainable_variables) as averaged:
+                if eval_ds is not None:
+                    val = steps.run_epoch(eval_ds, steps.eval_step)
+                    metrics.update({f"val_{name}": _scalar(value) for name, value in val.items()})
+                metrics.update(quality.metrics())
+                evaluated = [np.asarray(v.numpy()) for v in objective.all_weights] if averaged else None
             metrics["epoch_seconds"] = round(seconds, 4)
             metrics["examples_per_second"] = round(data.train_rows / max(seconds, 1e-9), 1)
             metrics.update(self._weight_report(objective, steps, gradient_batch))
@@ -283,12 +290,13 @@ class Trainer(Stage[TrainerParams]):
                 higher_is_better=not (monitor.endswith("loss") or metric_fns.lower_is_better(monitor)),
             )
             current_weights = [np.asarray(v.numpy()) for v in objective.all_weights]
+            evaluated = evaluated or current_weights
             # checkpoint first: whatever happens after this, the epoch is not lost
             checkpoint.save(
                 loop.to_dict(),
                 current_weights,
                 [np.asarray(v.numpy()) for v in optimizer.variables],
-                current_weights if improved else None,
+                evaluated if improved else None,
             )
             ctx.log.info("epoch %d/%d: %s", epoch, training.epochs, _brief(metrics))
             ctx.reporter.epoch_completed(epoch, training.epochs, metrics)
