@@ -48,9 +48,7 @@ def _eval_predictions(spec, result) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(trained.rating(batch)), target_values(rows)
 
 
-@pytest.mark.parametrize(
-    ("model_type", "averaging"), [("ranking", True), ("retrieval", False), ("multitask", False)]
-)
+@pytest.mark.parametrize(("model_type", "averaging"), [("ranking", True), ("retrieval", False), ("multitask", False)])
 def test_ranking_models_average_their_weights_by_default_and_the_others_do_not(model_type, averaging):
     assert ModelConfig(model_type=model_type).weight_averaging is averaging
     assert ModelConfig(model_type=model_type, weight_averaging=not averaging).weight_averaging is not averaging
