@@ -11,6 +11,10 @@
   (``buyer_id``, ``product_id``, ``timestamp``, ``target``) and feature
   columns under their source names.
 
+With ``lookup_ids`` (ExampleGen, which reads every row) text and float ids are mapped through temp tables
+of their distinct values (:func:`create_id_lookups`), so the id rules run once per id, not on every row; the
+join does not keep the rows in file order, which the preview's sample rows show, so the preview maps in place.
+
 Both the dataset preview and the pipeline's ExampleGen read ``rows``, so the
 numbers a user sees before training are the numbers training uses. The views'
 SQL comes from the query builder shared with BigQuery (:mod:`ml_pipeline.data.query`).
@@ -353,10 +357,15 @@ def check_timestamps(con, columns: dict[str, str], mapping: ColumnMapping) -> di
 
 @contextmanager
 def open_rows(
-    config: DatasetConfig, access: DataAccess | None = None, write: list[Path] = (), **connect_args
+    config: DatasetConfig,
+    access: DataAccess | None = None,
+    write: list[Path] = (),
+    lookup_ids: bool = False,
+    **connect_args,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection with ``source_rows`` and the mapped, filtered ``rows`` view, locked down to them
-    (and to writing under ``write``): see :func:`register_source`."""
+    (and to writing under ``write``): see :func:`register_source`. ``lookup_ids``: ids mapped through
+    :func:`create_id_lookups` (the same rows, faster over a whole large source, in no particular order)."""
     con = connect(**connect_args)
     try:
         register_source(con, config.source, access=access, write=write)
@@ -364,7 +373,7 @@ def open_rows(
         check_mapping(columns, config.mapping, config.filters)
         try:
             units = check_timestamps(con, columns, config.mapping)
-            lookups = create_id_lookups(con, columns, config.mapping)
+            lookups = create_id_lookups(con, columns, config.mapping) if lookup_ids else {}
             mapped = mapped_source_sql(columns, config.mapping, config.filters, units, lookups)
             con.execute(f"CREATE OR REPLACE VIEW mapped_source AS {mapped}")
             rows = mapped_rows_sql(config.mapping, config.filters, config.as_of)

@@ -185,7 +185,9 @@ class ExampleGen(Stage[ExampleGenParams]):
             return self._run_bigquery(ctx, params)
         stack = ExitStack()
         try:
-            con = stack.enter_context(sources.open_rows(params.dataset, access=ctx.data_access, write=[ctx.output]))
+            con = stack.enter_context(
+                sources.open_rows(params.dataset, access=ctx.data_access, write=[ctx.output], lookup_ids=True)
+            )
         except (ConfigError, DataError) as error:
             stack.close()
             raise _prefixed(error) from None

@@ -41,7 +41,7 @@ def _dataset(path, buyer_values, product_values) -> DatasetConfig:
 
 
 def _rows_both_ways(config: DatasetConfig) -> tuple[Counter, Counter, dict]:
-    with sources.open_rows(config) as con:
+    with sources.open_rows(config, lookup_ids=True) as con:
         columns = sources.source_columns(con)
         looked_up = Counter(con.execute("SELECT buyer_id, product_id, target FROM rows").fetchall())
         inline = RowsQuery(DUCKDB, columns, config.mapping, config.filters)
