@@ -223,3 +223,21 @@ def test_a_live_panel_computes_its_answer_without_writing_or_taking_the_write_lo
     written = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith(WRITES)]
     assert written == []
     assert "renamed" not in {d.name for d in Dataset.objects.all()} | {c.name for c in FeatureConfig.objects.all()}
+
+
+def test_the_model_page_saves_weight_averaging_and_shows_it_when_editing(olivia, project, feature_config):
+    browser = browser_of("olivia")
+    form = {
+        "name": "averaged",
+        "feature_config_id": str(feature_config["id"]),
+        "config.model_type": "retrieval",
+        "config.weight_averaging": "true",
+        "config.weight_averaging_momentum": "0.99",
+    }
+    answer = browser.post(f"/projects/{project.id}/model-configs/new/", form)
+    assert answer.status_code == 302, answer.content.decode()[-2000:]
+    saved = ModelConfig.objects.get(project=project, name="averaged")
+    assert (saved.config["weight_averaging"], saved.config["weight_averaging_momentum"]) == (True, 0.99)
+    page = browser.get(f"/model-configs/{saved.id}/edit/").content.decode()
+    assert '<option value="true" selected>on</option>' in page
+    assert 'name="config.weight_averaging_momentum" inputmode="decimal" value="0.99"' in page

@@ -219,6 +219,18 @@ def test_a_layer_of_the_wrong_shape_is_refused_next_to_its_field(logged_in_page,
     assert ModelConfig.objects.get(pk=multitask["id"]).config["buyer_tower"][1]["rate"] == 0.1
 
 
+def test_weight_averaging_is_chosen_on_the_model_form_and_saved(logged_in_page, olivia, multitask, shots):
+    page = logged_in_page(olivia)
+    page.goto(f"/model-configs/{multitask['id']}/edit/")
+    page.select_option('select[name="config.weight_averaging"]', "true")
+    page.fill('input[name="config.weight_averaging_momentum"]', "0.99")
+    shots(page, "model-edit")
+    with page.expect_navigation():
+        page.click("#save-config")
+    saved = ModelConfig.objects.get(pk=multitask["id"]).config
+    assert (saved["weight_averaging"], saved["weight_averaging_momentum"]) == (True, 0.99)
+
+
 @pytest.mark.parametrize("width", [1280, 390])
 def test_the_parameter_chart_has_room_for_its_bars_and_labels(logged_in_page, olivia, multitask, width):
     page = logged_in_page(olivia)
