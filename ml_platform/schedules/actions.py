@@ -189,11 +189,12 @@ def follow_deploys() -> int:
 
 
 def _notify_not_deployed(firing: ScheduleFiring, version: int | None, why: str) -> None:
-    """A scheduled deploy that failed (or could not start) is a failure its targets hear of, as a failed run."""
+    """A scheduled deploy that failed (or could not start): its targets hear of it (the previous version
+    keeps serving)."""
     registered = firing.schedule.registered_model
     notifications.notify(
         firing.schedule,
-        NotifyEvent.RUN_FAILED,
+        NotifyEvent.DEPLOY_FAILED,
         f"{registered.name} version {version} was not deployed",
         {"run_id": firing.run_id, "version": version, "stage": "deploy", "reason": why},
     )

@@ -209,6 +209,7 @@ class NotifyEvent(models.TextChoices):
     NOT_BLESSED = "not_blessed", "A run was not blessed"
     AUTO_PAUSED = "auto_paused", "The schedule paused itself"
     DEPLOYED = "deployed", "A new version was deployed"
+    DEPLOY_FAILED = "deploy_failed", "A scheduled deploy failed"
 
 
 class NotificationTarget(models.Model):

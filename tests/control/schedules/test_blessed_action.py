@@ -134,20 +134,21 @@ def test_a_deploy_that_failed_to_load_is_recorded_on_the_firing(blessed_firing):
     assert "could not load version 1" in firing.blessed_action
 
 
-def test_a_failed_scheduled_deploy_is_notified_as_a_failure(blessed_firing, mailoutbox):
+def test_a_failed_scheduled_deploy_is_notified_as_a_failed_deploy(blessed_firing, mailoutbox):
     firing = blessed_firing()
-    services.add_notification_target(firing.schedule, "email", "ops@example.com", ["run_failed"])
+    services.add_notification_target(firing.schedule, "email", "ops@example.com", ["deploy_failed"])
+    services.add_notification_target(firing.schedule, "email", "runs@example.com", ["run_failed"])  # not a run
     FakeTarget.broken = {1}
     actions.act_on_blessed(actions.claim_blessed_action().pk)
     jobs.carry_out(deployment_of(firing).pk)
     scheduler.tick()
     delivery = NotificationDelivery.objects.get()
-    assert (delivery.event, delivery.subject) == ("run_failed", "recs version 1 was not deployed")
+    assert (delivery.event, delivery.subject) == ("deploy_failed", "recs version 1 was not deployed")
     assert "could not load version 1" in delivery.payload["reason"]
     assert delivery.status == "delivered" and mailoutbox[0].to == ["ops@example.com"]
 
 
-def test_a_scheduled_deploy_that_could_not_start_is_notified_as_a_failure(blessed_firing):
+def test_a_scheduled_deploy_that_could_not_start_is_notified_as_a_failed_deploy(blessed_firing):
     firing = blessed_firing()
     services.add_notification_target(firing.schedule, "email", "ops@example.com", [])
     Deployment.objects.create(
@@ -158,7 +159,7 @@ def test_a_scheduled_deploy_that_could_not_start_is_notified_as_a_failure(blesse
     )
     actions.act_on_blessed(actions.claim_blessed_action().pk)
     delivery = NotificationDelivery.objects.get()
-    assert (delivery.event, delivery.payload["stage"]) == ("run_failed", "deploy")
+    assert (delivery.event, delivery.payload["stage"]) == ("deploy_failed", "deploy")
     assert delivery.payload["reason"].startswith("deploy not started: a deploy to version 7 of recs")
 
 

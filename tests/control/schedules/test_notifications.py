@@ -115,3 +115,24 @@ def test_a_redirect_is_recorded_not_followed(time_travel, daily, receiver):
     assert (delivery.status, delivery.response_status) == ("pending", 302)
     assert delivery.response_excerpt == "a redirect (to /elsewhere), not followed"
     assert receiver.paths == ["/hook"]
+
+
+def test_targets_that_chose_failed_runs_keep_hearing_of_failed_deploys_after_the_upgrade(daily):
+    """Failed scheduled deploys were notified as ``run_failed`` before ``deploy_failed`` existed."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    chosen = [["run_failed"], ["deployed"], [], ["run_failed", "deploy_failed"]]
+    made = [
+        services.add_notification_target(daily, "email", f"t{i}@example.com", events) for i, events in enumerate(chosen)
+    ]
+    import_module("ml_platform.schedules.migrations.0004_deploy_failed_event").subscribe_run_failed_targets(apps, None)
+    for target in made:
+        target.refresh_from_db()
+    assert [sorted(t.events) for t in made] == [
+        ["deploy_failed", "run_failed"],
+        ["deployed"],
+        [],
+        ["deploy_failed", "run_failed"],
+    ]
