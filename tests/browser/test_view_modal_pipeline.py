@@ -208,7 +208,7 @@ def test_a_click_on_a_stage_wins_over_a_refresh_in_flight(
     assert any("/view/pipeline/?stage=Trainer" in url for url in failed)  # aborted, not just ignored
 
 
-def test_at_a_phones_width_the_artifacts_are_stacked_and_never_scroll_sideways(
+def test_at_a_phones_width_the_tabs_wrap_and_the_artifacts_stack_never_scrolling_sideways(
     logged_in_page, olivia, project, failed_run_with_logs, screenshots
 ):
     page = logged_in_page(olivia)
@@ -218,6 +218,9 @@ def test_at_a_phones_width_the_artifacts_are_stacked_and_never_scroll_sideways(
     expect(modal.locator("#view-artifacts-table thead")).to_have_css("position", "absolute")
     assert box.evaluate("(e) => e.scrollWidth <= e.clientWidth + 1"), "the artifacts scroll sideways"
     expect(modal.locator("tr[data-artifact=ExampleGen] td[data-label=Path]")).to_have_css("display", "block")
+    for tab in modal.locator(".view-tabs [role=tab]").all():  # every tab in sight, the open one (Results) too
+        box_of = tab.bounding_box()
+        assert box_of["x"] >= 0 and box_of["x"] + box_of["width"] <= 390, tab.inner_text()
     page.set_viewport_size({"width": 1280, "height": 844})
     expect(modal.locator("#view-artifacts-table thead")).not_to_have_css("position", "absolute")
     screenshots("artifacts")
