@@ -169,6 +169,20 @@ def pending_run(api, project, run_body):
     return create_run(api, project, run_body)
 
 
+@pytest.fixture
+def completed_run(pending_run) -> int:
+    """A completed, blessed copy of the pending run (its id): what a Schedule button is shown for."""
+    (run,) = copies(
+        pending_run["id"],
+        1,
+        status=TrainingRun.COMPLETED,
+        blessed=True,
+        final_metrics={"recall_at_10": 0.31},
+        stages={s: {"status": "completed"} for s in STAGES},
+    )
+    return run.pk
+
+
 TRANSFORM_LOG_LINES = 300  # more than the Pipeline tab's tail (training/view_pipeline.py LOG_LINES)
 
 

@@ -10,27 +10,11 @@ from datetime import time
 import pytest
 from playwright.sync_api import expect
 
-from ml_pipeline.spec import STAGES
 from ml_platform.schedules import scheduler, services
 from ml_platform.schedules.models import ScheduleFiring
 from ml_platform.training.models import TrainingRun
-from tests.helpers import copies
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def completed_run(pending_run) -> int:
-    """A completed, blessed copy of the pending run: what a Schedule button is shown for."""
-    (run,) = copies(
-        pending_run["id"],
-        1,
-        status=TrainingRun.COMPLETED,
-        blessed=True,
-        final_metrics={"recall_at_10": 0.31},
-        stages={s: {"status": "completed"} for s in STAGES},
-    )
-    return run.pk
 
 
 def open_dialog_from_the_card(page, project, run_id):

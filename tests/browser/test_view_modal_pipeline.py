@@ -15,12 +15,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from ml_pipeline.spec import STAGES
 from ml_platform.training.models import TrainingRun
 from ml_platform.training.services import run_folder
 from tests.browser.widgets import wait_for_widgets
 from tests.conftest import TRANSFORM_LOG_LINES
-from tests.helpers import copies
 
 pytestmark = pytest.mark.browser
 POLL_MS = 8_000  # the modal asks again every 3 s; a loaded machine may take longer
@@ -131,15 +129,10 @@ def test_the_chosen_split_survives_the_refresh_of_a_running_run(
     screenshots("insights-eval")
 
 
-def test_schedule_retraining_from_the_overview_opens_the_schedule_dialog(logged_in_page, olivia, project, pending_run):
-    (run,) = copies(
-        pending_run["id"],
-        1,
-        status=TrainingRun.COMPLETED,
-        blessed=True,
-        final_metrics={"recall_at_10": 0.31},
-        stages={s: {"status": "completed"} for s in STAGES},
-    )
+def test_schedule_retraining_from_the_overview_opens_the_schedule_dialog(
+    logged_in_page, olivia, project, completed_run
+):
+    run = TrainingRun.objects.get(pk=completed_run)
     page = logged_in_page(olivia)
     modal = open_tab(page, project, run, "overview")
     modal.locator("#view-retraining [data-action=schedule]").click()
