@@ -250,14 +250,19 @@ def id_expr(d: Dialect, column: str, duck_type: str, missing: list[str] | None =
     return f"CASE WHEN {trimmed} IN {listed} OR ({normalised}) IN {listed} THEN NULL ELSE {normalised} END"
 
 
+def id_columns(mapping: ColumnMapping) -> list[tuple[str, str]]:
+    """(role, source column) of the two ids."""
+    return [("buyer_id", mapping.buyer_id), ("product_id", mapping.product_id)]
+
+
 def id_lookup_sql(d: Dialect, role: str, column: str, duck_type: str, missing: list[str] | None) -> str:
-    """Each distinct value of an id column beside its mapped id (:func:`id_expr`), as ``<role>_raw`` and
-    ``<role>_mapped`` (role: ``buyer_id`` or ``product_id``).
+    """Each distinct value of an id column beside its mapped id (:func:`id_expr`), as ``__<role>_raw`` and
+    ``__<role>_mapped`` (role: ``buyer_id`` or ``product_id``).
 
     Joined to the source rows (``RowsQuery.id_lookups``) in place of evaluating :func:`id_expr` on every
-    row, so its regexes run once per distinct id. Inline, they ran several times per row (the expression
-    repeats its trimmed value and DuckDB's filter pushdown repeats the expression): ExampleGen's cost grew
-    16x per 10x rows once a file's ids were no longer dictionary-encoded, and is about linear so.
+    row, so its regexes run once per distinct id. Inline they ran several times per row (the expression
+    repeats its trimmed value, and DuckDB's filter pushdown repeats the expression): ExampleGen's time grew
+    16x per 10x rows once a file's ids were no longer dictionary-encoded; with the lookup, 11x.
     """
     col = d.ident(column)
     return (
@@ -328,7 +333,7 @@ class RowsQuery:
         """Every source row mapped (none dropped yet), with whether the filter conditions keep it."""
         d, mapping, columns = self.dialect, self.mapping, self.columns
         select, joins = [], []
-        for role, column in (("buyer_id", mapping.buyer_id), ("product_id", mapping.product_id)):
+        for role, column in id_columns(mapping):
             lookup = self.id_lookups.get(role)
             if lookup is None:
                 select.append(f"{id_expr(d, column, columns[column], mapping.missing_ids)} AS {role}")

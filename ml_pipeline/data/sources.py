@@ -36,7 +36,7 @@ import duckdb
 from ml_pipeline.config.dataset import ColumnMapping, DatasetConfig, FileSource, Filters, SqlSource
 from ml_pipeline.data.access import DataAccess, check_database_url, check_file, lock_down
 from ml_pipeline.data.files import check_columns_found, check_file_content, csv_scan, readable_error
-from ml_pipeline.data.query import CONDITION_OPS, DUCKDB, RowsQuery, id_lookup_sql
+from ml_pipeline.data.query import CONDITION_OPS, DUCKDB, RowsQuery, id_columns, id_lookup_sql
 from ml_pipeline.data.sql import column_kind, literal
 from ml_pipeline.data.timestamps import check_text_timestamps, resolve_unit
 from ml_pipeline.errors import ConfigError, DataError, Problem
@@ -321,7 +321,7 @@ def create_id_lookups(con, columns: dict[str, str], mapping: ColumnMapping) -> d
     """Temp tables mapping each distinct text or float id to its mapped id (:func:`query.id_lookup_sql`);
     role -> table. Integer ids are only cast, which is cheaper inline than a join."""
     lookups = {}
-    for role, column in (("buyer_id", mapping.buyer_id), ("product_id", mapping.product_id)):
+    for role, column in id_columns(mapping):
         if column_kind(columns[column]) == "int":
             continue
         table = f"__{role}_lookup"
